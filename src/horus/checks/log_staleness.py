@@ -1,0 +1,107 @@
+"""The ``log_staleness`` check: a service that stopped writing its log has probably stopped working."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from horus import humanize
+from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
+from horus.checks.freshness import FreshnessTracker
+from horus.config.types import ExpandedPath, PositiveSeconds
+
+# Look again just after the deadline rather than on it, so the file is really past its limit.
+DEADLINE_MARGIN_SECONDS = 0.05
+
+
+class LogStalenessOptions(CheckOptions):
+    type: Literal["log_staleness"]
+    log_file: ExpandedPath
+    max_age_seconds: PositiveSeconds
+
+
+class LogStalenessCheck(Check[LogStalenessOptions]):
+    """Unhealthy when the log file has not been written for longer than ``max_age_seconds``.
+
+    The deadline is watched, not polled: a log that goes stale is noticed within a second of crossing
+    the limit, whatever the monitor's interval. Rotation is not a false alarm: after a rename the
+    writer's old file is followed until the new one is written, and copytruncate counts as a write.
+    A missing log file is unhealthy.
+    """
+
+    options_model = LogStalenessOptions
+
+    def __init__(self, options: LogStalenessOptions) -> None:
+        super().__init__(options)
+        self._freshness = FreshnessTracker()
+        self._writer_file: tuple[int, int] | None = None  # (device, inode) the service is writing
+
+    async def probe(self, ctx: ProbeContext) -> CheckResult:
+        path: Path = self.options.log_file
+        limit = self.options.max_age_seconds
+        current = _stat(path)
+        candidates = [current] if current is not None else []
+        rotated_to: Path | None = None
+        if self._writer_file is not None and (current is None or _identity(current) != self._writer_file):
+            found = _find_inode(path.parent, self._writer_file, exclude=path.name)
+            if found is not None:
+                old_path, old = found
+                if current is not None and current.st_mtime_ns >= old.st_mtime_ns:
+                    # The service has moved on to the new file; stop following the rotated one.
+                    self._writer_file = _identity(current)
+                else:
+                    rotated_to = old_path
+                    candidates.append(old)
+            elif current is not None:
+                self._writer_file = _identity(current)
+        elif current is not None:
+            self._writer_file = _identity(current)
+
+        if not candidates:
+            return CheckResult.unhealthy(f"{path.name} does not exist ({path})", path=str(path))
+
+        signature = tuple(sorted((c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns) for c in candidates))
+        newest_mtime = max(c.st_mtime for c in candidates)
+        age = self._freshness.age(signature, ctx.clock.wall() - newest_mtime, ctx.clock.monotonic())
+        where = path.name if rotated_to is None else f"{path.name} (rotated to {rotated_to.name})"
+        reason = f"{where} last written {humanize.seconds(age)} ago, limit {humanize.seconds(limit)}"
+        if age > limit:
+            return CheckResult.unhealthy(reason, path=str(path), age_seconds=round(age, 3))
+        return CheckResult.healthy(
+            reason,
+            recheck_in=limit - age + DEADLINE_MARGIN_SECONDS,
+            path=str(path),
+            age_seconds=round(age, 3),
+        )
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _find_inode(
+    directory: Path, identity: tuple[int, int], *, exclude: str
+) -> tuple[Path, os.stat_result] | None:
+    """The file in ``directory`` that is the writer's old file, now under a rotated name."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.name == exclude or entry.inode() != identity[1]:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if _identity(st) == identity:
+            return Path(entry.path), st
+    return None

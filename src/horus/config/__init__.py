@@ -1,0 +1,1 @@
+"""Loading and validating Horus config files (see ``horus.config.loader``)."""

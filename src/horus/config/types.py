@@ -1,0 +1,64 @@
+"""Field types shared by check and heal options, so every plugin validates the same way."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+__all__ = ["CommandLine", "ExpandedPath", "PositiveSeconds", "SignalName", "resolve_signal"]
+
+
+def _expand_user(path: Path) -> Path:
+    return Path(os.path.expanduser(path))
+
+
+ExpandedPath = Annotated[Path, AfterValidator(_expand_user)]
+"""A filesystem path; a leading ``~`` is expanded to the home directory."""
+
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A duration in seconds, greater than zero."""
+
+
+def resolve_signal(value: str | int) -> signal.Signals:
+    """``"SIGTERM"``, ``"TERM"`` or ``15`` to :class:`signal.Signals`; ValueError when unknown."""
+    if isinstance(value, int):
+        try:
+            return signal.Signals(value)
+        except ValueError:
+            raise ValueError(f"unknown signal number {value}") from None
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}; use a name such as SIGTERM, SIGINT or SIGKILL") from None
+
+
+def _signal_name(value: object) -> object:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return resolve_signal(value).name
+    return value
+
+
+SignalName = Annotated[str, BeforeValidator(_signal_name)]
+"""A signal, written ``SIGTERM``, ``TERM`` or ``15``; stored as its canonical name."""
+
+
+def _check_command(value: object) -> object:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("argv must not be empty")
+        if not all(isinstance(part, str) for part in value):
+            raise ValueError("every argv element must be a string")
+    elif isinstance(value, str) and not value.strip():
+        raise ValueError("command must not be empty")
+    return value
+
+
+CommandLine = Annotated[list[str] | str, BeforeValidator(_check_command)]
+"""An argv list, or a shell string (allowed only together with ``shell: true``)."""

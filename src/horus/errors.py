@@ -1,0 +1,93 @@
+"""The one exception tree of Horus.
+
+    HorusError                      anything Horus raises on purpose
+    ├── ConfigError                 the config file is unreadable or invalid; carries every located issue
+    ├── ProbeError                  a check could not observe (permission denied, a missing binary):
+    │                               shown as an error, never a reason to heal
+    ├── ExecError                   a program could not be started or did not finish in time
+    ├── HealError                   a heal action failed; `permanent` says whether retrying can help
+    │   └── HealRefused             a safety rule stopped the heal before it touched anything
+    └── StoreError                  the state database cannot be opened or written
+        └── StateLockedError        another Horus daemon already owns this state dir
+
+Third-party exceptions are translated at the boundary with ``raise HorusError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "ExecError",
+    "HealError",
+    "HealRefused",
+    "HorusError",
+    "ProbeError",
+    "StateLockedError",
+    "StoreError",
+]
+
+
+class HorusError(Exception):
+    """Base of every error Horus raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file, located like ``monitors[2] (gateway).check.port``."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(HorusError):
+    """The config could not be loaded; ``issues`` holds every problem found, not just the first."""
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = list(issues)
+        count = len(self.issues)
+        lines = [f"{source}: {count} error{'s' if count != 1 else ''}"]
+        lines += [f"  {issue}" for issue in self.issues]
+        super().__init__("\n".join(lines))
+
+
+class ProbeError(HorusError):
+    """The probe itself broke, so nothing is known about the service."""
+
+
+class ExecError(HorusError):
+    """A program could not be run: not found, not executable, or past its timeout."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class HealError(HorusError):
+    """A heal action failed. ``permanent`` is true when repeating it cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class HealRefused(HealError):
+    """A safety rule stopped the heal before anything was signalled or restarted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class StoreError(HorusError):
+    """The state store cannot be opened or written."""
+
+
+class StateLockedError(StoreError):
+    """Another Horus daemon holds the lock on this state dir."""

@@ -1,0 +1,111 @@
+"""The seam through which Horus runs programs: health commands, heal scripts, launchctl, systemctl, docker.
+
+Every program runs in its own session (process group), with a timeout; on timeout or cancellation the
+whole group is killed, so a hung health script can never leave children behind or hold up Horus.
+Output is read as it comes and only its tail is kept, so a chatty program cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from horus.errors import ExecError
+
+__all__ = ["CommandResult", "run_command"]
+
+OUTPUT_TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    exit_code: int
+    output_tail: str
+    duration_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def last_line(self) -> str:
+        lines = [line for line in self.output_tail.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
+
+
+async def run_command(
+    command: Sequence[str] | str,
+    *,
+    timeout: float,
+    shell: bool = False,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run a program to completion and return its exit code and the tail of its output.
+
+    ``command`` is an argv list, or a shell string when ``shell`` is true. Raises :class:`ExecError`
+    when the program cannot be started (permanent) or runs past ``timeout`` (killed, not permanent).
+    """
+    if isinstance(command, str) != shell:
+        raise ExecError("a shell string needs shell=True and an argv list needs shell=False", permanent=True)
+    argv: tuple[str, ...] = ("/bin/sh", "-c", command) if isinstance(command, str) else tuple(command)
+    if not argv:
+        raise ExecError("empty command", permanent=True)
+    full_env = None if env is None else {**os.environ, **env}
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ExecError(f"{argv[0]}: not found", permanent=True) from exc
+    except PermissionError as exc:
+        raise ExecError(f"{argv[0]}: permission denied", permanent=True) from exc
+    except OSError as exc:
+        raise ExecError(f"{argv[0]}: cannot start: {exc.strerror or exc}", permanent=True) from exc
+
+    tail = bytearray()
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            tail.extend(chunk)
+            del tail[:-OUTPUT_TAIL_BYTES]
+
+    try:
+        async with asyncio.timeout(timeout):
+            await drain()
+            exit_code = await proc.wait()
+    except TimeoutError as exc:
+        await _kill_group(proc)
+        raise ExecError(f"{argv[0]} did not finish within {timeout:g} s and was killed", permanent=False) from exc
+    except BaseException:
+        await _kill_group(proc)
+        raise
+    return CommandResult(
+        argv=argv,
+        exit_code=exit_code,
+        output_tail=tail.decode("utf-8", errors="replace"),
+        duration_seconds=time.monotonic() - started,
+    )
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # The program leads its own session, so its pid is also its process group id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(Exception):
+        await asyncio.shield(proc.wait())

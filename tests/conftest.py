@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from horus.checks.base import ProbeContext
+from horus.clock import SystemClock
+from horus.testing import StubCommands
+from tests.support import LoopbackHTTPServer, SilentServer
+
+
+@pytest.fixture
+def stubs(tmp_path, monkeypatch) -> StubCommands:
+    """Recording stand-ins for launchctl/systemctl/docker, first on PATH for this test."""
+    stub_commands = StubCommands(tmp_path / "stub-bin")
+    monkeypatch.setenv("PATH", stub_commands.prepend_to_path())
+    return stub_commands
+
+
+@pytest.fixture
+async def probe_ctx() -> AsyncIterator[ProbeContext]:
+    async with httpx.AsyncClient() as client:
+        yield ProbeContext(clock=SystemClock(), http=client)
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackHTTPServer]:
+    with LoopbackHTTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
