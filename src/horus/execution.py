@@ -41,7 +41,7 @@ class CommandResult:
 async def run_command(
     command: Sequence[str] | str,
     *,
-    timeout: float,
+    timeout: float | None = None,
     shell: bool = False,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -50,12 +50,16 @@ async def run_command(
 
     ``command`` is an argv list, or a shell string when ``shell`` is true. Raises :class:`ExecError`
     when the program cannot be started (permanent) or runs past ``timeout`` (killed, not permanent).
+    Without ``timeout`` the caller bounds it by cancelling, which kills the program's whole group too.
     """
     if isinstance(command, str) != shell:
         raise ExecError("a shell string needs shell=True and an argv list needs shell=False", permanent=True)
     argv: tuple[str, ...] = ("/bin/sh", "-c", command) if isinstance(command, str) else tuple(command)
     if not argv:
         raise ExecError("empty command", permanent=True)
+    # Checked first: a missing working directory would otherwise be reported as a missing program.
+    if cwd is not None and not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before spawning
+        raise ExecError(f"working directory {cwd} does not exist", permanent=True)
     full_env = None if env is None else {**os.environ, **env}
     started = time.monotonic()
     try:

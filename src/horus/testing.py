@@ -59,9 +59,7 @@ class StubCommands:
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         return path
 
-    def reply_when(
-        self, name: str, args: list[str], *, stdout: str = "", stderr: str = "", exit_code: int = 0
-    ) -> None:
+    def reply_when(self, name: str, args: list[str], *, stdout: str = "", stderr: str = "", exit_code: int = 0) -> None:
         """When every string in ``args`` is among the stub's arguments, give this reply instead."""
         reply = json.loads(self._reply_file(name).read_text())
         reply["rules"].append({"when": args, "stdout": stdout, "stderr": stderr, "exit_code": exit_code})

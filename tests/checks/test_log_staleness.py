@@ -57,11 +57,9 @@ async def test_a_log_going_stale_is_noticed_just_after_its_deadline(tmp_path, pr
     assert second.status is Status.UNHEALTHY
 
 
-async def test_rotation_by_rename_follows_the_writers_old_file_until_the_new_one_is_written(
-    tmp_path, probe_ctx
-):
+async def test_rotation_by_rename_follows_the_writers_old_file_until_the_new_one_is_written(tmp_path, probe_ctx):
     log = tmp_path / "bot.log"
-    writer = open(log, "a")  # the service keeps its file descriptor across the rename
+    writer = open(log, "a")  # noqa: SIM115 - the service keeps its file descriptor open across the rename
     writer.write("line\n")
     writer.flush()
     check = make_check(log, max_age=5)

@@ -1,1 +1,1 @@
-"""checks"""
+"""Check types: one module each, registered in ``horus.checks.registry``."""

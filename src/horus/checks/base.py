@@ -14,6 +14,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from horus.clock import Clock
 
-__all__ = ["Check", "CheckOptions", "CheckResult", "ProbeContext", "Status"]
+__all__ = ["Check", "CheckOptions", "CheckResult", "ProbeContext", "Status", "new_probe_http_client"]
 
 
 class Status(enum.StrEnum):
@@ -69,6 +70,17 @@ class ProbeContext:
 
     clock: Clock
     http: httpx.AsyncClient
+
+
+def new_probe_http_client() -> httpx.AsyncClient:
+    """The HTTP client probes share: pooled connections, no timeouts of its own, and no cookies.
+
+    The runner bounds every probe with its monitor's timeout. Cookies are refused because a cookie set
+    by one service would otherwise be sent back on every later probe, by any monitor, to that host.
+    """
+    no_cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+    return httpx.AsyncClient(limits=limits, timeout=None, follow_redirects=False, cookies=no_cookies)  # noqa: S113
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)

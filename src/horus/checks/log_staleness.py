@@ -87,9 +87,7 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def _find_inode(
-    directory: Path, identity: tuple[int, int], *, exclude: str
-) -> tuple[Path, os.stat_result] | None:
+def _find_inode(directory: Path, identity: tuple[int, int], *, exclude: str) -> tuple[Path, os.stat_result] | None:
     """The file in ``directory`` that is the writer's old file, now under a rotated name."""
     try:
         entries = list(os.scandir(directory))

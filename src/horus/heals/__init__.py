@@ -1,1 +1,1 @@
-"""heals"""
+"""Heal actions: one module each, registered in ``horus.heals.registry``."""

@@ -1,0 +1,92 @@
+"""The ``command`` check: the service's own health script, or any program, says whether it is healthy."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
+from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds
+from horus.errors import ExecError, ProbeError
+from horus.execution import run_command
+
+# Enough of the last line to explain a failure in a notification, not a page of stack trace.
+MAX_REASON_LINE = 200
+# The tail kept in details for incidents and post-mortems.
+MAX_DETAIL_OUTPUT = 2000
+
+
+class CommandOptions(CheckOptions):
+    type: Literal["command"]
+    command: CommandLine
+    shell: bool = False
+    cwd: ExpandedPath | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: PositiveSeconds | None = None
+
+    @model_validator(mode="after")
+    def _shell_matches_command(self) -> Self:
+        # A string split on spaces guesses at quoting; running it through a shell must be a choice.
+        if isinstance(self.command, str) and not self.shell:
+            raise ValueError(
+                "command is a string; give an argv list such as ['/usr/local/bin/healthcheck', '--quick'], "
+                "or set shell: true to run the string with /bin/sh"
+            )
+        if isinstance(self.command, list) and self.shell:
+            raise ValueError("shell: true runs one string with /bin/sh; give the command as a string, not a list")
+        return self
+
+
+class CommandCheck(Check[CommandOptions]):
+    """Healthy when ``command`` exits 0; any other exit is unhealthy, with the last line of its output.
+
+    ``command`` is an argv list (``["/usr/local/bin/healthcheck", "--quick"]``), or one string run by
+    ``/bin/sh`` when ``shell: true``. Standard output and standard error are read together. ``env``
+    adds to Horus's own environment; ``cwd`` sets the working directory. A command still running at
+    the timeout is unhealthy, and it is killed together with every process it started. A program that
+    is missing or not executable is an error in the check, not a reason to heal.
+    """
+
+    options_model = CommandOptions
+    timeout_means_unhealthy = True
+
+    async def probe(self, ctx: ProbeContext) -> CheckResult:
+        options = self.options
+        cwd = options.cwd
+        try:
+            result = await run_command(
+                options.command,
+                shell=options.shell,
+                cwd=None if cwd is None else str(cwd),
+                env=options.env or None,
+            )
+        except ExecError as exc:
+            raise ProbeError(str(exc)) from exc
+
+        last = _clip(result.last_line())
+        details: dict[str, Any] = {
+            "exit_code": result.exit_code,
+            "duration_ms": round(result.duration_seconds * 1000, 1),
+            "output_tail": result.output_tail[-MAX_DETAIL_OUTPUT:],
+        }
+        outcome = _outcome(result.exit_code)
+        reason = f"{outcome}: {last}" if last else outcome
+        if result.ok:
+            return CheckResult.healthy(reason, **details)
+        return CheckResult.unhealthy(reason, **details)
+
+
+def _outcome(exit_code: int) -> str:
+    # asyncio reports a program killed by a signal as the negated signal number.
+    if exit_code >= 0:
+        return f"exit {exit_code}"
+    try:
+        return f"killed by {signal.Signals(-exit_code).name}"
+    except ValueError:
+        return f"killed by signal {-exit_code}"
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= MAX_REASON_LINE else line[: MAX_REASON_LINE - 1] + "…"

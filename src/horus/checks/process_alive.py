@@ -1,0 +1,75 @@
+"""The ``process_alive`` check: is the process that does the work running at all?"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import psutil
+from pydantic import Field, ValidationInfo, field_validator
+
+from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
+from horus.errors import ProbeError
+from horus.processes import ProcessIdentity, display_cmdline, find_matching, validate_pattern
+
+# A reason names at most this many pids; fifty gunicorn workers do not need fifty numbers.
+PIDS_IN_REASON = 10
+PROCESSES_IN_DETAILS = 20
+
+
+class ProcessAliveOptions(CheckOptions):
+    type: Literal["process_alive"]
+    # Declared before process_pattern so that its validator sees it and can compile the regex.
+    regex: bool = False
+    process_pattern: str
+    min_count: int = Field(default=1, ge=1)
+
+    @field_validator("process_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str, info: ValidationInfo) -> str:
+        return validate_pattern(value, regex=info.data.get("regex", False))
+
+
+class ProcessAliveCheck(Check[ProcessAliveOptions]):
+    """Healthy when at least ``min_count`` processes match ``process_pattern``.
+
+    The pattern is looked for in each process's full command line (``main.py --mode conservative``
+    matches ``python3 main.py --mode conservative``): as a plain substring, or as a regular expression
+    (``re.search``) with ``regex: true``. Horus itself, the processes it was started from, PID 1,
+    Horus's own subprocesses (health commands often mention the pattern), zombies, and processes whose
+    command line Horus may not read are never counted.
+
+    A process that is alive may still be hung: pair this with a heartbeat such as ``log_staleness``.
+    """
+
+    options_model = ProcessAliveOptions
+
+    async def probe(self, ctx: ProbeContext) -> CheckResult:
+        pattern = self.options.process_pattern
+        minimum = self.options.min_count
+        try:
+            matches = await asyncio.to_thread(find_matching, pattern, regex=self.options.regex)
+        except (OSError, psutil.Error) as exc:
+            raise ProbeError(f"cannot list processes: {exc}") from exc
+        count = len(matches)
+        details: dict[str, Any] = {
+            "pattern": pattern,
+            "count": count,
+            "pids": [m.pid for m in matches],
+            "processes": [
+                {"pid": m.pid, "cmdline": display_cmdline(m.cmdline)} for m in matches[:PROCESSES_IN_DETAILS]
+            ],
+        }
+        if count == 0:
+            return CheckResult.unhealthy(f"no process matches {pattern!r}", **details)
+        reason = f"{count} {'process matches' if count == 1 else 'processes match'} {pattern!r} ({_pids(matches)})"
+        if count < minimum:
+            return CheckResult.unhealthy(f"{reason}, minimum {minimum}", **details)
+        return CheckResult.healthy(reason, **details)
+
+
+def _pids(matches: list[ProcessIdentity]) -> str:
+    shown = ", ".join(str(m.pid) for m in matches[:PIDS_IN_REASON])
+    more = len(matches) - PIDS_IN_REASON
+    label = "pid" if len(matches) == 1 else "pids"
+    return f"{label} {shown}" + (f" and {more} more" if more > 0 else "")

@@ -1,0 +1,396 @@
+"""The ``kill_process`` heal: stop a hung process so that its supervisor starts a fresh one.
+
+Killing the wrong process loses someone money, so every signal goes through :func:`_deliver`, which
+checks every safety rule again right before sending, and only to a pid whose start time is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psutil
+from pydantic import Field, ValidationInfo, field_validator
+
+from horus import humanize
+from horus.clock import Clock
+from horus.config.types import SignalName, resolve_signal
+from horus.errors import HealError, HealRefused
+from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
+from horus.log import get_logger
+from horus.processes import (
+    Liveness,
+    ProcessIdentity,
+    display_cmdline,
+    find_matching,
+    group_members,
+    liveness,
+    process_group_of,
+    protected_pids,
+    send_signal,
+    signal_group,
+    validate_pattern,
+)
+
+__all__ = ["KillProcessHeal", "KillProcessOptions", "kill_processes"]
+
+# How long a process gets to disappear after SIGKILL; longer means it is stuck in the kernel.
+KILL_WAIT_SECONDS = 5.0
+# Look often at first (most processes exit within milliseconds), then less often over a long grace.
+FIRST_POLL_SECONDS = 0.01
+MAX_POLL_SECONDS = 0.1
+# Room beyond the grace period for matching, the SIGKILL wait and a slow machine.
+TIMEOUT_MARGIN_SECONDS = 15.0
+LISTED_IN_REFUSAL = 10
+
+
+class KillProcessOptions(HealOptions):
+    action: Literal["kill_process"]
+    # Declared before process_pattern so that its validator sees it and can compile the regex.
+    regex: bool = False
+    process_pattern: str
+    signal: SignalName = "SIGTERM"
+    grace_seconds: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    max_matches: int = Field(default=1, ge=1)
+    process_group: bool = False
+
+    @field_validator("process_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str, info: ValidationInfo) -> str:
+        return validate_pattern(value, regex=info.data.get("regex", False))
+
+
+class KillProcessHeal(Heal[KillProcessOptions]):
+    """Send ``signal`` (SIGTERM) to the process matching ``process_pattern``, then SIGKILL if it lingers.
+
+    Meant for services that a supervisor starts again when they exit (launchd KeepAlive, systemd
+    ``Restart=``, a ``while true`` loop): killing a hung process is how it gets a fresh start. The
+    pattern is matched against full command lines exactly as ``process_alive`` does (a substring, or
+    ``re.search`` with ``regex: true``). A process still running ``grace_seconds`` (10) after the
+    signal is sent SIGKILL. With ``process_group: true`` the whole process group of each match is
+    signalled, so workers it started stop with it.
+
+    What it never does:
+
+    - Signal anything when more than ``max_matches`` (1) processes match: the heal is refused and the
+      matches are listed, so a too-broad pattern cannot take other processes down with the target.
+    - Signal Horus itself, the processes it was started from (its shell, terminal or supervisor),
+      PID 1, or Horus's own subprocesses. This is checked again right before every signal.
+    - Signal a pid that now belongs to another process. Each target is remembered by pid and start
+      time and every signal, SIGKILL included, is sent only while both still agree; a target that
+      exited meanwhile is skipped and the outcome says so.
+    - Signal a process group that holds Horus, one of its ancestors or PID 1 (refused instead).
+
+    When nothing matches, the heal fails without signalling: the service may be restarting.
+    """
+
+    options_model = KillProcessOptions
+
+    def timeout_seconds(self, default: float) -> float:
+        # Cutting the grace period short would abandon the heal before its SIGKILL step.
+        return max(default, self.options.grace_seconds + TIMEOUT_MARGIN_SECONDS)
+
+    async def run(self, ctx: HealContext) -> HealOutcome:
+        pattern = self.options.process_pattern
+        limit = self.options.max_matches
+        try:
+            matches = await asyncio.to_thread(find_matching, pattern, regex=self.options.regex)
+        except (OSError, psutil.Error) as exc:
+            raise HealError(f"cannot list processes: {exc}") from exc
+        if not matches:
+            raise HealError(f"no process matches {pattern!r}; nothing to kill")
+        if len(matches) > limit:
+            listed = "; ".join(_describe(m) for m in matches[:LISTED_IN_REFUSAL])
+            if len(matches) > LISTED_IN_REFUSAL:
+                listed += f"; and {len(matches) - LISTED_IN_REFUSAL} more"
+            raise HealRefused(
+                f"{len(matches)} processes match {pattern!r}, more than max_matches {limit}; "
+                f"nothing was signalled: {listed}"
+            )
+        outcome = await kill_processes(
+            matches,
+            sig=resolve_signal(self.options.signal),
+            grace_seconds=self.options.grace_seconds,
+            process_group=self.options.process_group,
+            clock=ctx.clock,
+        )
+        return dataclasses.replace(outcome, details={"pattern": pattern, **outcome.details})
+
+
+@dataclass
+class _Target:
+    process: ProcessIdentity
+    members: list[ProcessIdentity]  # what has to exit: the process itself, or every process in its group
+    pgid: int | None = None  # set when the whole group is signalled
+    signals: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why nothing was sent
+    unverifiable: bool = False
+    signalled_at: float | None = None
+    escalated: bool = False
+    exited_after: float | None = None  # seconds from the first signal until every member had gone
+
+    @property
+    def subject(self) -> str:
+        if self.pgid is None:
+            return _describe(self.process)
+        count = len(self.members)
+        return f"process group {self.pgid} ({count} process{'es' if count != 1 else ''}) of {_describe(self.process)}"
+
+    @property
+    def pronoun(self) -> str:
+        return "it" if self.pgid is None else "the group"
+
+    def still_running(self) -> bool:
+        return any(liveness(m) in (Liveness.RUNNING, Liveness.UNKNOWN) for m in self.members)
+
+
+async def kill_processes(
+    targets: Sequence[ProcessIdentity],
+    *,
+    sig: signal.Signals,
+    grace_seconds: float,
+    clock: Clock,
+    process_group: bool = False,
+) -> HealOutcome:
+    """Signal each recorded process (or its group), wait, and SIGKILL whatever outlives the grace period.
+
+    Every safety rule of :class:`KillProcessHeal` except ``max_matches`` lives here, so it holds for
+    any caller. Raises HealRefused before signalling anything, or HealError when a process may not be
+    signalled (permanent) or survives SIGKILL.
+    """
+    plan = await asyncio.to_thread(_plan, targets, process_group)
+    live = [t for t in plan if t.skipped is None]
+    await asyncio.to_thread(_check_permission, live)
+
+    anything_sent = False
+    for target in live:
+        if await asyncio.to_thread(_deliver, target, sig, anything_sent):
+            target.signalled_at = clock.monotonic()
+            anything_sent = True
+        else:
+            target.skipped, target.unverifiable = _not_running_reason(target)
+    signalled = [t for t in live if t.skipped is None]
+    await _wait_for_exit(signalled, grace_seconds, clock)
+
+    lingering = [t for t in signalled if t.exited_after is None]
+    if lingering:
+        if sig is not signal.SIGKILL:
+            for target in lingering:
+                # False means it exited after all, between the last look and now.
+                target.escalated = await asyncio.to_thread(_deliver, target, signal.SIGKILL, True)
+        await _wait_for_exit(lingering, KILL_WAIT_SECONDS, clock)
+
+    summary = ". ".join(_summary(t, sig, grace_seconds) for t in plan)
+    details: dict[str, Any] = {
+        "signal": sig.name,
+        "grace_seconds": grace_seconds,
+        "targets": [_details(t) for t in plan],
+    }
+    if any(t.unverifiable for t in plan):
+        raise HealError(summary, permanent=True)
+    if any(t.exited_after is None for t in signalled):
+        raise HealError(summary)
+    return HealOutcome(ok=True, summary=summary, details=details)
+
+
+def _plan(targets: Sequence[ProcessIdentity], process_group: bool) -> list[_Target]:
+    """Check every target against the safety rules before anything is signalled."""
+    protected = protected_pids()
+    plan: list[_Target] = []
+    groups: set[int] = set()
+    pids: set[int] = set()
+    for process in targets:
+        if process.pid in protected:
+            raise HealRefused(f"{_describe(process)} {_PROTECTED}; nothing was signalled")
+        if process.pid in pids:
+            continue
+        pids.add(process.pid)
+        state = liveness(process)
+        if state is not Liveness.RUNNING:
+            plan.append(_Target(process, [process], skipped=_REASONS[state], unverifiable=_unknown(state)))
+            continue
+        if not process_group:
+            plan.append(_Target(process, [process]))
+            continue
+        pgid = process_group_of(process)
+        if pgid is None:
+            plan.append(_Target(process, [process], skipped=_REASONS[Liveness.EXITED]))
+            continue
+        if pgid in groups:
+            continue  # another match is in the same group, which is signalled once
+        members = group_members(pgid)
+        problem = _unsafe_group(process, pgid, members, protected)
+        if problem:
+            raise HealRefused(f"{problem}; nothing was signalled")
+        groups.add(pgid)
+        plan.append(_Target(process, members, pgid=pgid))
+    return plan
+
+
+def _check_permission(targets: list[_Target]) -> None:
+    """Signal 0 to every target first, so a permission problem stops the heal before anything is sent."""
+    for target in targets:
+        try:
+            if target.pgid is None:
+                send_signal(target.process, 0)
+            else:
+                signal_group(target.pgid, 0)
+        except PermissionError as exc:
+            raise _permission_error(target) from exc
+
+
+def _deliver(target: _Target, sig: signal.Signals, anything_sent: bool) -> bool:
+    """Send one signal after checking every safety rule again; False when the target is gone."""
+    protected = protected_pids()
+    if target.process.pid in protected:
+        raise _refusal(f"{_describe(target.process)} {_PROTECTED}", anything_sent)
+    try:
+        if target.pgid is None:
+            if not send_signal(target.process, sig):
+                return False
+        else:
+            # A group id cannot be reused while one of its members lives, so find a recorded member
+            # that is verifiably still running and still in the group before signalling the group.
+            if not any(process_group_of(m) == target.pgid for m in target.members):
+                return False
+            members = group_members(target.pgid)
+            problem = _unsafe_group(target.process, target.pgid, members, protected)
+            if problem:
+                raise _refusal(problem, anything_sent)
+            # Processes the target started since it was matched get the signal too: wait for them.
+            known = {(m.pid, m.create_time): m for m in [*target.members, *members]}
+            target.members = sorted(known.values(), key=lambda m: m.pid)
+            if not signal_group(target.pgid, sig):
+                return False
+    except PermissionError as exc:
+        raise _permission_error(target) from exc
+    target.signals.append(sig.name)
+    extra = {} if target.pgid is None else {"pgid": target.pgid, "group_pids": [m.pid for m in target.members]}
+    get_logger().info(
+        "kill_process.signal_sent",
+        pid=target.process.pid,
+        signal=sig.name,
+        create_time=target.process.create_time,
+        **extra,
+    )
+    return True
+
+
+async def _wait_for_exit(targets: list[_Target], timeout: float, clock: Clock) -> None:
+    """Poll until every target has exited (a zombie has) or ``timeout`` seconds have passed."""
+    started = clock.monotonic()
+    interval = FIRST_POLL_SECONDS
+    while True:
+        # A few /proc reads per target: cheap enough to do on the event loop between sleeps.
+        for target in targets:
+            if target.exited_after is None and not target.still_running():
+                assert target.signalled_at is not None
+                target.exited_after = clock.monotonic() - target.signalled_at
+        remaining = timeout - (clock.monotonic() - started)
+        if all(t.exited_after is not None for t in targets) or remaining <= 0:
+            return
+        await clock.sleep(min(interval, remaining))
+        interval = min(interval * 2, MAX_POLL_SECONDS)
+
+
+_PROTECTED = "is Horus itself, one of the processes it was started from, or PID 1, and is never signalled"
+
+_REASONS = {
+    Liveness.EXITED: "it had already exited",
+    Liveness.REUSED: "it had already exited and its pid now belongs to another process",
+    Liveness.UNKNOWN: "it cannot be inspected, so Horus cannot verify that its pid still belongs to it",
+}
+
+
+def _unknown(state: Liveness) -> bool:
+    return state is Liveness.UNKNOWN
+
+
+def _not_running_reason(target: _Target) -> tuple[str, bool]:
+    if target.pgid is not None:
+        return "its process group had already exited", False
+    state = liveness(target.process)
+    if state is Liveness.RUNNING:  # it was not running a moment ago: a pid cannot come back
+        state = Liveness.EXITED
+    return _REASONS[state], _unknown(state)
+
+
+def _unsafe_group(
+    process: ProcessIdentity, pgid: int, members: list[ProcessIdentity], protected: frozenset[int]
+) -> str | None:
+    where = f"{_describe(process)} is in process group {pgid}"
+    if pgid == os.getpgrp():
+        return f"{where}, Horus's own; signalling it would signal Horus"
+    if pgid in (0, 1):
+        return f"{where}, which belongs to init or the kernel"
+    for member in members:
+        if member.pid in protected:
+            return f"{where}, which also holds {_describe(member)}, a process that {_PROTECTED}"
+    return None
+
+
+def _refusal(message: str, anything_sent: bool) -> HealError:
+    if anything_sent:
+        return HealError(f"{message}; stopped after signalling earlier targets", permanent=True)
+    return HealRefused(f"{message}; nothing was signalled")
+
+
+def _permission_error(target: _Target) -> HealError:
+    return HealError(
+        f"not permitted to signal {target.subject}{_owner(target.process)}; "
+        "run Horus as the same user as the process, or as root",
+        permanent=True,
+    )
+
+
+def _owner(process: ProcessIdentity) -> str:
+    try:
+        return f", which belongs to {psutil.Process(process.pid).username()}"
+    except (psutil.Error, KeyError):  # the name is a courtesy; the error is the permission
+        return ""
+
+
+def _describe(process: ProcessIdentity) -> str:
+    return f"pid {process.pid} ({display_cmdline(process.cmdline)})"
+
+
+def _summary(target: _Target, sig: signal.Signals, grace_seconds: float) -> str:
+    if target.skipped is not None:
+        return f"{target.subject} was not signalled: {target.skipped}"
+    text = f"sent {sig.name} to {target.subject}"
+    if target.escalated:
+        text += f"; {target.pronoun} did not exit within {humanize.seconds(grace_seconds)}; sent SIGKILL"
+    if target.exited_after is None:
+        if signal.SIGKILL.name not in target.signals:
+            return f"{text}; {target.pronoun} is still running"
+        return (
+            f"{text}; {target.pronoun} is still running {humanize.seconds(KILL_WAIT_SECONDS)} after SIGKILL "
+            "(stuck in the kernel, e.g. on a hung disk or network mount)"
+        )
+    if target.escalated:
+        return f"{text}; {target.pronoun} exited"
+    if target.exited_after < 0.001:
+        return f"{text}; {target.pronoun} exited at once"
+    return f"{text}; {target.pronoun} exited after {humanize.seconds(target.exited_after)}"
+
+
+def _details(target: _Target) -> dict[str, Any]:
+    exited = target.exited_after is not None or (target.skipped is not None and not target.unverifiable)
+    entry: dict[str, Any] = {
+        "pid": target.process.pid,
+        "create_time": target.process.create_time,
+        "cmdline": display_cmdline(target.process.cmdline),
+        "signals": list(target.signals),
+        "exited": exited,
+        "exited_after_seconds": None if target.exited_after is None else round(target.exited_after, 3),
+        "skipped": target.skipped,
+    }
+    if target.pgid is not None:
+        entry["pgid"] = target.pgid
+        entry["group_pids"] = [m.pid for m in target.members]
+    return entry

@@ -1,0 +1,262 @@
+"""Finding the processes a pattern names, and signalling exactly those processes and no others.
+
+Shared by the ``process_alive`` check and the ``kill_process`` heal, so both see the same processes.
+
+A pid alone is not an identity: pids are reused. A process is a :class:`ProcessIdentity` (pid plus
+start time), and :func:`send_signal` signals a pid only while its start time still equals the recorded
+one. Horus never matches itself, its ancestors (the shell, terminal or supervisor that started it),
+PID 1, or its own descendants (health-check subprocesses, whose command lines often hold the pattern).
+
+Everything here calls psutil synchronously; async callers wrap enumeration in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from horus.log import redact_url
+
+__all__ = [
+    "Liveness",
+    "ProcessIdentity",
+    "display_cmdline",
+    "find_matching",
+    "group_members",
+    "liveness",
+    "process_group_of",
+    "protected_pids",
+    "send_signal",
+    "signal_group",
+    "validate_pattern",
+]
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """One process for all time: its pid, psutil's start time, and its full command line."""
+
+    pid: int
+    create_time: float
+    cmdline: str
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity:
+        """The process that has ``pid`` now; raises ``psutil.NoSuchProcess`` when there is none."""
+        proc = psutil.Process(pid)
+        try:
+            argv = proc.cmdline()
+        except psutil.AccessDenied:
+            argv = []
+        return cls(pid, proc.create_time(), " ".join(argv))
+
+
+class Liveness(enum.Enum):
+    RUNNING = "running"
+    EXITED = "exited"  # gone, or a zombie waiting to be reaped: it will never run again
+    REUSED = "reused"  # the original exited and its pid now belongs to a different process
+    UNKNOWN = "unknown"  # the pid cannot be inspected, so it cannot be verified either
+
+
+def validate_pattern(pattern: str, *, regex: bool) -> str:
+    """Check a ``process_pattern`` option at config time; raises ValueError with a reason."""
+    if not pattern.strip():
+        raise ValueError("must not be empty")
+    if regex:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if compiled.search("") is not None:
+            # "main.py|" or "^" would match every process on the machine.
+            raise ValueError("this regular expression matches an empty command line, so it matches every process")
+    return pattern
+
+
+def protected_pids() -> frozenset[int]:
+    """Horus itself, every ancestor of it, and PIDs 0 and 1: never matched, never signalled."""
+    pid = os.getpid()
+    protected = {0, 1, pid}
+    # Follow ppid links rather than psutil's parents(), which stops early when a parent's start time
+    # looks odd; a parent that exits reparents us at once, so every ppid read is of a live process.
+    while pid > 1:
+        try:
+            pid = psutil.Process(pid).ppid()
+        except psutil.Error:
+            break
+        if pid in protected:
+            break
+        protected.add(pid)
+    return frozenset(protected)
+
+
+def find_matching(pattern: str, *, regex: bool = False) -> list[ProcessIdentity]:
+    """Processes whose full command line contains ``pattern`` (or ``re.search``-es it), sorted by pid.
+
+    Excludes Horus, its ancestors, PID 1, its descendants, zombies and processes whose command line
+    cannot be read. Processes that appear or vanish while the list is read are handled silently.
+    """
+    matches: Callable[[str], bool]
+    if regex:
+        compiled = re.compile(pattern)
+        matches = lambda text: compiled.search(text) is not None  # noqa: E731
+    else:
+        matches = lambda text: pattern in text  # noqa: E731
+    protected = protected_pids()
+    own_pid = os.getpid()
+    found: list[ProcessIdentity] = []
+    for pid in psutil.pids():
+        if pid in protected:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                argv = proc.cmdline()
+                create_time = proc.create_time()
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            continue
+        if not argv:  # kernel threads
+            continue
+        cmdline = " ".join(argv)
+        if matches(cmdline) and not _is_descendant(pid, own_pid):
+            found.append(ProcessIdentity(pid, create_time, cmdline))
+    return sorted(found, key=lambda identity: identity.pid)
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is on ``pid``'s chain of parents; unsure counts as yes, to leave it alone."""
+    for _attempt in range(2):
+        chain = {pid}
+        current = pid
+        try:
+            while current > 1:
+                current = psutil.Process(current).ppid()
+                if current == ancestor:
+                    return True
+                if current in chain:
+                    return False
+                chain.add(current)
+            return False
+        except psutil.NoSuchProcess:
+            if current == pid:
+                return True  # the candidate itself is gone: nothing to match either way
+            # A process in the chain exited and its children were reparented: walk the new chain.
+            continue
+        except psutil.Error:
+            return True
+    return True
+
+
+def liveness(identity: ProcessIdentity) -> Liveness:
+    """Whether the recorded process is still running; a zombie has exited."""
+    try:
+        proc = psutil.Process(identity.pid)
+        if proc.create_time() != identity.create_time:
+            return Liveness.REUSED
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return Liveness.EXITED
+    except psutil.NoSuchProcess:  # ZombieProcess is one too
+        return Liveness.EXITED
+    except psutil.AccessDenied:
+        return Liveness.UNKNOWN
+    return Liveness.RUNNING
+
+
+def send_signal(identity: ProcessIdentity, sig: int) -> bool:
+    """Send ``sig`` only while ``identity.pid`` is still that process; False when nothing was sent.
+
+    Signal 0 tests permission without delivering anything. Raises PermissionError when the process
+    may not be signalled. On Linux the check and the send are one step: a pidfd pins the process,
+    so a pid reused between the check and the send is never hit.
+    """
+    if sys.platform == "linux":
+        try:
+            pidfd = os.pidfd_open(identity.pid)
+        except ProcessLookupError:
+            return False
+        except OSError:  # no pidfd_open here (kernel < 5.3, or a seccomp filter)
+            return _check_then_kill(identity, sig)
+        try:
+            # The pidfd was opened after the identity was recorded, so if the pid still shows the
+            # recorded start time now, the pidfd is that process.
+            if liveness(identity) is not Liveness.RUNNING:
+                return False
+            try:
+                signal.pidfd_send_signal(pidfd, sig)
+            except ProcessLookupError:
+                return False
+            except OSError:  # blocked by a seccomp filter; a real permission error repeats below
+                return _check_then_kill(identity, sig)
+            return True
+        finally:
+            os.close(pidfd)
+    return _check_then_kill(identity, sig)
+
+
+def _check_then_kill(identity: ProcessIdentity, sig: int) -> bool:
+    # Without pidfds, a pid could in theory be reused between the check and the kill; it would need
+    # the whole pid space to wrap within microseconds.
+    if liveness(identity) is not Liveness.RUNNING:
+        return False
+    try:
+        os.kill(identity.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def process_group_of(identity: ProcessIdentity) -> int | None:
+    """The process group id of the recorded process, or None when it is no longer running."""
+    try:
+        pgid = os.getpgid(identity.pid)
+    except ProcessLookupError:
+        return None
+    # Verified after reading, so a pid reused in between is noticed.
+    return pgid if liveness(identity) is Liveness.RUNNING else None
+
+
+def group_members(pgid: int) -> list[ProcessIdentity]:
+    """Every process in process group ``pgid``, sorted by pid."""
+    members: list[ProcessIdentity] = []
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+            members.append(ProcessIdentity.of(pid))
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return sorted(members, key=lambda identity: identity.pid)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to every process in group ``pgid``; False when the group no longer exists.
+
+    The caller verifies first that a recorded member still belongs to ``pgid``: a group id cannot be
+    reused while any member of the group is alive.
+    """
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+_SECRET_ARGUMENT = re.compile(
+    r"(?i)(--?[\w.-]*(?:token|secret|passw(?:or)?d|key|auth|credential)[\w.-]*)(=|\s+)(?!-)(\S+)"
+)
+DISPLAY_LIMIT = 160
+
+
+def display_cmdline(cmdline: str, limit: int = DISPLAY_LIMIT) -> str:
+    """A command line fit for a log line or a notification: secrets masked, long ones shortened."""
+    shown = " ".join(_SECRET_ARGUMENT.sub(r"\1\2***", redact_url(cmdline)).split())  # one line, always
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from horus.processes import (
+    Liveness,
+    ProcessIdentity,
+    display_cmdline,
+    find_matching,
+    liveness,
+    protected_pids,
+    send_signal,
+    validate_pattern,
+)
+from tests.process_support import NOTE_SIGNALS, WITH_GRANDCHILD, ZOMBIE_PARENT, ProcessSpawner
+from tests.support import wait_until_sync
+
+
+@pytest.fixture
+def spawner(tmp_path) -> Iterator[ProcessSpawner]:
+    spawned = ProcessSpawner(tmp_path)
+    yield spawned
+    spawned.close()
+
+
+def test_a_process_is_found_by_any_part_of_its_full_command_line(spawner):
+    marker = spawner.marker()
+    target = spawner.detached(marker)
+    found = find_matching(f"time.sleep(60) {marker}")  # spans two arguments
+    assert [m.pid for m in found] == [target.pid]
+    assert found[0].create_time == psutil.Process(target.pid).create_time()
+    assert found[0].cmdline.endswith(f"-c import time; time.sleep(60) {marker}")
+
+
+def test_a_plain_pattern_is_a_substring_and_a_regex_pattern_is_searched(spawner):
+    marker = spawner.marker()
+    target = spawner.detached(marker)
+    assert find_matching(rf"sleep(6.) {marker}") == []
+    found = find_matching(rf"sleep\(6.\) {marker}$", regex=True)
+    assert [m.pid for m in found] == [target.pid]
+
+
+def test_matches_are_sorted_by_pid(spawner):
+    marker = spawner.marker()
+    pids = sorted([spawner.detached(marker).pid, spawner.detached(marker).pid])
+    assert [m.pid for m in find_matching(marker)] == pids
+
+
+def test_horus_itself_its_ancestors_and_pid_1_are_never_matched():
+    ancestors = {p.pid for p in psutil.Process().parents()}
+    assert "pytest" in " ".join(psutil.Process().cmdline()), "this test's own command line holds the pattern"
+    assert os.getpid() not in {m.pid for m in find_matching("pytest")}
+
+    everything = {m.pid for m in find_matching(".", regex=True)}
+    assert everything, "other processes are matched"
+    assert os.getpid() not in everything
+    assert os.getppid() not in everything
+    assert 1 not in everything
+    assert not everything & ancestors
+    assert {os.getpid(), os.getppid(), 1} | ancestors <= protected_pids()
+
+
+def test_a_descendant_of_horus_is_never_matched_even_when_its_command_line_matches(spawner):
+    marker = spawner.marker()
+    child = spawner.child(marker, WITH_GRANDCHILD)  # the child and its grandchild both carry the marker
+    wait_until_sync(lambda: psutil.Process(child.pid).children())
+    spawner.track(psutil.Process(child.pid).children()[0].pid)
+    outsider = spawner.detached(marker)
+    assert [m.pid for m in find_matching(marker)] == [outsider.pid]
+
+
+def test_a_zombie_is_never_matched(spawner):
+    marker = spawner.marker()
+    parent = spawner.detached(marker, ZOMBIE_PARENT)
+    wait_until_sync(lambda: any(c.status() == psutil.STATUS_ZOMBIE for c in psutil.Process(parent.pid).children()))
+    assert find_matching(f"{marker}-zombie") == []
+
+
+def test_liveness_tells_a_running_process_from_a_reused_pid_and_an_exited_one(spawner):
+    target = spawner.detached(spawner.marker())
+    identity = target.identity
+    assert liveness(identity) is Liveness.RUNNING
+    assert liveness(dataclasses.replace(identity, create_time=identity.create_time - 1)) is Liveness.REUSED
+    os.kill(target.pid, signal.SIGKILL)
+    wait_until_sync(lambda: liveness(identity) is Liveness.EXITED)
+
+
+def test_a_pid_whose_start_time_changed_is_never_signalled(spawner):
+    target = spawner.detached(spawner.marker(), NOTE_SIGNALS)
+    wait_until_sync(lambda: target.said("ready"))
+    impostor = dataclasses.replace(target.identity, create_time=target.identity.create_time + 1)
+    assert send_signal(impostor, signal.SIGTERM) is False
+    assert send_signal(target.identity, signal.SIGWINCH) is True
+    wait_until_sync(lambda: target.said("SIGWINCH"))
+    assert not target.said("SIGTERM")
+
+
+def test_a_process_that_has_exited_is_not_signalled(spawner):
+    target = spawner.detached(spawner.marker())
+    identity = target.identity
+    os.kill(target.pid, signal.SIGKILL)
+    wait_until_sync(lambda: liveness(identity) is Liveness.EXITED)
+    assert send_signal(identity, signal.SIGTERM) is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "regex", "message"),
+    [
+        ("", False, "must not be empty"),
+        ("   ", True, "must not be empty"),
+        ("main.py (", True, "not a valid regular expression"),
+        ("main.py|", True, "matches every process"),
+        ("^", True, "matches every process"),
+    ],
+)
+def test_a_pattern_that_is_empty_broken_or_matches_everything_is_rejected(pattern, regex, message):
+    with pytest.raises(ValueError, match=message):
+        validate_pattern(pattern, regex=regex)
+
+
+def test_a_plain_pattern_may_hold_regex_characters():
+    assert validate_pattern("main.py (", regex=False) == "main.py ("
+
+
+def test_command_lines_shown_to_people_have_their_secrets_masked():
+    shown = display_cmdline("python bot.py --api-key abc123 --token=xyz --rpc https://u:pw@node/x --mode fast")
+    assert "abc123" not in shown
+    assert "xyz" not in shown
+    assert "pw@" not in shown
+    assert shown.endswith("--mode fast")
+    assert display_cmdline("x" * 500).endswith("…")
+    assert display_cmdline("python -c 'import x\nx.run()'") == "python -c 'import x x.run()'"
+
+
+def test_an_identity_names_the_process_that_has_the_pid_now():
+    me = ProcessIdentity.of(os.getpid())
+    assert me.create_time == psutil.Process().create_time()
+    assert "pytest" in me.cmdline
