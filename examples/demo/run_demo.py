@@ -1,0 +1,144 @@
+"""`make demo`: Horus catches the seed story's hung bot, heals it, and confirms it recovered.
+
+Everything runs in a temporary directory on loopback and stops by itself within two minutes:
+  - a trading bot kept alive by a restart loop, which logs and then hangs with its process alive;
+  - a healthy dashboard, and an exchange API that accepts connections and never answers;
+  - `horus run` watching all three, its events shown as they happen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from servers import start_dashboard, start_silent_api  # noqa: E402
+
+DEMO_DEADLINE_SECONDS = 100
+LINGER_AFTER_RECOVERY_SECONDS = 4
+
+CONFIG = """\
+# Written by examples/demo/run_demo.py
+defaults:
+  interval_seconds: 1
+  start_jitter_seconds: 0.2
+monitors:
+  - name: trading-bot
+    min_failures_to_heal: 2
+    heal_cooldown_seconds: 30
+    startup_grace_seconds: 5
+    check: {{type: log_staleness, log_file: "{log}", max_age_seconds: 3}}
+    heal: {{action: kill_process, process_pattern: "demo_bot.py --mode conservative --log {log}",
+           signal: SIGTERM,
+           grace_seconds: 3, max_matches: 1}}
+  - name: dashboard
+    check: {{type: http_health, url: "http://127.0.0.1:{dashboard_port}/health", json_equals: {{status: ok}}}}
+  - name: exchange-api
+    interval_seconds: 5
+    check_timeout_seconds: 2
+    check: {{type: http_health, url: "http://127.0.0.1:{api_port}/v1/ping"}}
+"""
+
+
+def say(message: str) -> None:
+    print(f"\033[1m[demo]\033[0m {message}" if sys.stdout.isatty() else f"[demo] {message}", flush=True)
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="horus-demo-"))
+    log_file = workdir / "bot.log"
+    _dashboard, dashboard_port = start_dashboard()
+    _api, api_port = start_silent_api()
+    config = workdir / "horus.yaml"
+    config.write_text(CONFIG.format(log=log_file, dashboard_port=dashboard_port, api_port=api_port))
+    say(f"working in {workdir}")
+    say("starting the bot under a restart loop (it restarts the bot only when it exits)")
+    keepalive = subprocess.Popen(
+        ["/bin/sh", str(HERE / "keepalive.sh"), sys.executable, str(HERE / "demo_bot.py"), str(log_file)],
+        start_new_session=True,
+    )
+    say("starting `horus run`; the bot will hang on an order call in about 4 s, with its process alive")
+    horus = subprocess.Popen(
+        [sys.executable, "-m", "horus", "run", "-c", str(config), "--state-dir", str(workdir / "state")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = {"healed": threading.Event(), "recovered": threading.Event()}
+    threading.Thread(target=_relay, args=(horus, seen), daemon=True).start()
+    deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
+    ok = False
+    try:
+        if _wait(seen["healed"], deadline):
+            say("Horus sent SIGTERM to the hung bot; the restart loop brings it back")
+            if _wait(seen["recovered"], deadline):
+                say(f"the bot is logging again; watching {LINGER_AFTER_RECOVERY_SECONDS} s more: Horus leaves it alone")
+                time.sleep(LINGER_AFTER_RECOVERY_SECONDS)
+                ok = True
+    finally:
+        bot_log_before_stop = log_file.read_text() if log_file.exists() else ""
+        _stop(horus, keepalive)
+    if ok:
+        say("done: hang detected, bot healed, recovery confirmed. The bot's log, scan lines folded:")
+        for line in _fold_scans(bot_log_before_stop):
+            print(f"    {line}")
+        return 0
+    say("the demo did not see a heal and a recovery in time; see the events above")
+    return 1
+
+
+def _fold_scans(log_text: str) -> list[str]:
+    """The bot's story without its repetitive scan lines: started, placing an order, SIGTERM, started."""
+    out: list[str] = []
+    scans = 0
+    for line in log_text.splitlines():
+        if " scan " in line:
+            scans += 1
+            continue
+        if scans:
+            out.append(f"... {scans} scan lines ...")
+            scans = 0
+        out.append(line)
+    if scans:
+        out.append(f"... {scans} scan lines ...")
+    return out
+
+
+def _relay(horus: subprocess.Popen[str], seen: dict[str, threading.Event]) -> None:
+    assert horus.stdout is not None
+    for line in horus.stdout:
+        print(line, end="", flush=True)
+        if "heal.finished" in line and "trading-bot" in line:
+            seen["healed"].set()
+        if re.search(r"monitor\.recovered.*trading-bot", line) and seen["healed"].is_set():
+            seen["recovered"].set()
+
+
+def _wait(event: threading.Event, deadline: float) -> bool:
+    return event.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _stop(horus: subprocess.Popen[str], keepalive: subprocess.Popen[bytes]) -> None:
+    horus.send_signal(signal.SIGTERM)
+    try:
+        horus.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        horus.kill()
+    # The restart loop and the bot share a process group of their own.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(keepalive.pid, signal.SIGTERM)
+    keepalive.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

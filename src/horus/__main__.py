@@ -1,0 +1,3 @@
+from horus.cli import main
+
+main()

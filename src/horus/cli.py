@@ -1,0 +1,175 @@
+"""The ``horus`` command line.
+
+Exit status: 0 all good; 1 a monitor is unhealthy (``check``) or the daemon could not start;
+2 the config is invalid (nothing was started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from horus import __version__
+from horus.checks.base import ProbeContext, Status, new_probe_http_client
+from horus.checks.registry import build_check
+from horus.clock import SystemClock
+from horus.config.loader import load_config
+from horus.config.models import HorusConfig, MonitorSettings
+from horus.engine.daemon import Daemon
+from horus.engine.runner import CheckRun, run_check
+from horus.errors import ConfigError, StoreError
+from horus.log import configure, get_logger
+from horus.store import StateDirLock, StateStore, resolve_state_dir
+
+EXIT_UNHEALTHY = 1
+EXIT_CONFIG = 2
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file: .json, .yaml/.yml or .toml.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="horus")
+def main() -> None:
+    """Horus: a self-healing watchdog that makes "alive" mean "working"."""
+
+
+def _load(path: Path) -> HorusConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@main.command()
+@config_option
+def validate(config_path: Path) -> None:
+    """Check a config file and report every error in it at once."""
+    config = _load(config_path)
+    enabled = sum(m.enabled for m in config.monitors)
+    click.echo(f"{config_path}: ok ({len(config.monitors)} monitors, {enabled} enabled)")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file."""
+    click.echo(json.dumps(HorusConfig.model_json_schema(), indent=2))
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per monitor instead of a table.")
+def check(config_path: Path, as_json: bool) -> None:
+    """Run every enabled monitor's check once and show the results; exit 1 if any is not healthy.
+
+    Nothing is healed and no state is written: this is safe to run beside a live daemon.
+    """
+    config = _load(config_path)
+    monitors = config.monitor_settings()
+    runs = asyncio.run(_check_once([m for m in monitors if m.enabled]))
+    rows = [
+        {
+            "monitor": m.name,
+            "check": m.check.type,
+            "status": runs[m.name].result.status.value if m.enabled else "disabled",
+            "reason": runs[m.name].result.reason if m.enabled else "",
+            "latency_ms": round(runs[m.name].duration_seconds * 1000, 1) if m.enabled else None,
+            "details": dict(runs[m.name].result.details) if m.enabled else {},
+        }
+        for m in monitors
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        click.echo(_table(rows))
+    if any(row["status"] in (Status.UNHEALTHY, Status.ERROR) for row in rows):
+        sys.exit(EXIT_UNHEALTHY)
+
+
+async def _check_once(monitors: list[MonitorSettings]) -> dict[str, CheckRun]:
+    async with new_probe_http_client() as http:
+        ctx = ProbeContext(clock=SystemClock(), http=http)
+
+        async def one(m: MonitorSettings) -> CheckRun:
+            probe = build_check(m.check)
+            return await run_check(probe, ctx, timeout=probe.timeout_seconds(m.check_timeout_seconds))
+
+        results = await asyncio.gather(*(one(m) for m in monitors))
+    return {m.name: r for m, r in zip(monitors, results, strict=True)}
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    headers = ["MONITOR", "CHECK", "STATUS", "LATENCY", "REASON"]
+    cells = [
+        [
+            row["monitor"],
+            row["check"],
+            row["status"].upper(),
+            "" if row["latency_ms"] is None else f"{row['latency_ms']:.0f} ms",
+            row["reason"],
+        ]
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
+    lines = []
+    for line in [headers, *cells]:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where state lives. Default: the config's state_dir, else $HORUS_STATE_DIR, else ~/.local/state/horus.",
+)
+@click.option("--log-format", type=click.Choice(["console", "json"]), default="console", show_default=True)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: str) -> None:
+    """Run the daemon: watch every monitor and heal what fails. SIGTERM or SIGINT stops it cleanly."""
+    config = _load(config_path)
+    configure("json" if log_format == "json" else "console", level=log_level)
+    log = get_logger("horus")
+    directory = resolve_state_dir(state_dir, config.state_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = StateDirLock(directory)
+        lock.acquire()
+    except (OSError, StoreError) as exc:
+        log.error("horus.cannot_start", error=str(exc))
+        sys.exit(EXIT_UNHEALTHY)
+    try:
+        store = StateStore.open(directory)
+    except StoreError as exc:
+        log.error("horus.cannot_start", error=str(exc))
+        lock.release()
+        sys.exit(EXIT_UNHEALTHY)
+    try:
+        asyncio.run(_serve(Daemon(config.monitor_settings(), store)))
+    finally:
+        store.close()
+        lock.release()
+
+
+async def _serve(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await daemon.run(stop)

@@ -1,0 +1,289 @@
+"""Durable monitor state: failure counters, last heal times and the heal log, in SQLite (WAL).
+
+A heal is recorded *before* it acts, in a committed transaction, so that a Horus killed with -9 in
+the middle of a heal still knows, when it comes back, that the cooldown has started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from horus.errors import StateLockedError, StoreError
+
+__all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState"]
+
+DB_NAME = "horus.db"
+LOCK_NAME = "horus.lock"
+
+# Each entry moves the schema one version forward; never edit a released entry, append a new one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE monitor_state (
+        monitor              TEXT PRIMARY KEY,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_status          TEXT,
+        last_reason          TEXT,
+        last_check_at        REAL,
+        failing_since        REAL,
+        last_heal_wall       REAL,
+        last_heal_mono       REAL,
+        last_heal_boot       TEXT,
+        updated_at           REAL NOT NULL
+    );
+    CREATE TABLE heals (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        monitor      TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        started_at   REAL NOT NULL,
+        finished_at  REAL,
+        ok           INTEGER,
+        summary      TEXT,
+        details      TEXT
+    );
+    CREATE INDEX heals_by_monitor ON heals (monitor, started_at);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Instant:
+    """A moment on both clocks, and the boot it belongs to, so elapsed time survives wall clock jumps."""
+
+    wall: float
+    mono: float
+    boot: str | None
+
+    def seconds_until(self, later: Instant) -> float:
+        if self.boot is not None and self.boot == later.boot:
+            return later.mono - self.mono
+        # Across a reboot the monotonic clocks are unrelated; only the wall clock links the two.
+        return later.wall - self.wall
+
+    def rebased(self, now: Instant) -> Instant:
+        """The same moment expressed on ``now``'s boot, never later than ``now``."""
+        if self.boot is not None and self.boot == now.boot:
+            return self
+        elapsed = max(0.0, now.wall - self.wall)
+        return Instant(wall=self.wall, mono=now.mono - elapsed, boot=now.boot)
+
+
+@dataclass(frozen=True)
+class StoredMonitorState:
+    monitor: str
+    consecutive_failures: int
+    last_status: str | None
+    last_reason: str | None
+    last_check_at: float | None
+    failing_since: float | None
+    last_heal: Instant | None
+
+
+@dataclass(frozen=True)
+class HealRecord:
+    id: int
+    monitor: str
+    action: str
+    reason: str
+    started_at: float
+    finished_at: float | None
+    ok: bool | None
+    summary: str | None
+    details: Mapping[str, Any]
+
+
+class StateDirLock:
+    """An exclusive lock on the state dir: two daemons sharing state would heal everything twice."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
+        self._file: TextIO | None = None
+
+    def acquire(self) -> None:
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StateLockedError(f"{self.path.parent} is in use by Horus pid {holder}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class StateStore:
+    """Monitor state and the heal log in ``<state_dir>/horus.db``. Not thread-safe: use from one thread."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: Path) -> StateStore:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = state_dir / DB_NAME
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a heal recorded as started must survive a power cut, not only a kill -9.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            cls._migrate(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state database in {state_dir}: {exc}") from exc
+        return cls(db, path)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > len(_MIGRATIONS):
+            raise StoreError(f"state database schema v{version} is newer than this Horus understands")
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"state database write failed: {exc}") from exc
+
+    def load(self, monitor: str) -> StoredMonitorState | None:
+        row = self._db.execute("SELECT * FROM monitor_state WHERE monitor = ?", (monitor,)).fetchone()
+        return _state_from_row(row) if row is not None else None
+
+    def all_states(self) -> list[StoredMonitorState]:
+        rows = self._db.execute("SELECT * FROM monitor_state ORDER BY monitor").fetchall()
+        return [_state_from_row(row) for row in rows]
+
+    def save(self, state: StoredMonitorState, *, now: float) -> None:
+        with self._transaction() as db:
+            _upsert(db, state, now)
+
+    def begin_heal(self, state: StoredMonitorState, *, action: str, reason: str) -> int:
+        """Record, in one commit, that a heal is starting and that the monitor's cooldown runs from now."""
+        if state.last_heal is None:
+            raise ValueError("begin_heal needs the heal's start in state.last_heal")
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO heals (monitor, action, reason, started_at) VALUES (?, ?, ?, ?)",
+                (state.monitor, action, reason, state.last_heal.wall),
+            )
+            _upsert(db, state, state.last_heal.wall)
+        heal_id = cursor.lastrowid
+        assert heal_id is not None
+        return heal_id
+
+    def finish_heal(
+        self, heal_id: int, *, ok: bool, summary: str, details: Mapping[str, Any], finished_at: float
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE heals SET finished_at = ?, ok = ?, summary = ?, details = ? WHERE id = ?",
+                (finished_at, int(ok), summary, json.dumps(details, default=str), heal_id),
+            )
+
+    def heals(self, monitor: str | None = None, *, limit: int = 50) -> list[HealRecord]:
+        query = "SELECT * FROM heals"
+        params: tuple[Any, ...] = ()
+        if monitor is not None:
+            query += " WHERE monitor = ?"
+            params = (monitor,)
+        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [
+            HealRecord(
+                id=row["id"],
+                monitor=row["monitor"],
+                action=row["action"],
+                reason=row["reason"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                ok=None if row["ok"] is None else bool(row["ok"]),
+                summary=row["summary"],
+                details=json.loads(row["details"]) if row["details"] else {},
+            )
+            for row in rows
+        ]
+
+
+def _upsert(db: sqlite3.Connection, state: StoredMonitorState, now: float) -> None:
+    heal = state.last_heal
+    db.execute(
+        """
+        INSERT INTO monitor_state (monitor, consecutive_failures, last_status, last_reason,
+            last_check_at, failing_since, last_heal_wall, last_heal_mono, last_heal_boot, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (monitor) DO UPDATE SET
+            consecutive_failures = excluded.consecutive_failures,
+            last_status = excluded.last_status,
+            last_reason = excluded.last_reason,
+            last_check_at = excluded.last_check_at,
+            failing_since = excluded.failing_since,
+            last_heal_wall = excluded.last_heal_wall,
+            last_heal_mono = excluded.last_heal_mono,
+            last_heal_boot = excluded.last_heal_boot,
+            updated_at = excluded.updated_at
+        """,
+        (
+            state.monitor,
+            state.consecutive_failures,
+            state.last_status,
+            state.last_reason,
+            state.last_check_at,
+            state.failing_since,
+            heal.wall if heal else None,
+            heal.mono if heal else None,
+            heal.boot if heal else None,
+            now,
+        ),
+    )
+
+
+def _state_from_row(row: sqlite3.Row) -> StoredMonitorState:
+    heal = None
+    if row["last_heal_wall"] is not None:
+        heal = Instant(wall=row["last_heal_wall"], mono=row["last_heal_mono"], boot=row["last_heal_boot"])
+    return StoredMonitorState(
+        monitor=row["monitor"],
+        consecutive_failures=row["consecutive_failures"],
+        last_status=row["last_status"],
+        last_reason=row["last_reason"],
+        last_check_at=row["last_check_at"],
+        failing_since=row["failing_since"],
+        last_heal=heal,
+    )

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from horus.checks.base import Status
+from horus.engine.policy import HealPolicy, MonitorState
+from horus.store.state import Instant, StoredMonitorState
+
+BOOT = "boot-a"
+
+
+def at(mono: float, wall: float | None = None, boot: str | None = BOOT) -> Instant:
+    return Instant(wall=1_000_000 + mono if wall is None else wall, mono=mono, boot=boot)
+
+
+def policy(**overrides) -> HealPolicy:
+    settings = {"min_failures_to_heal": 2, "heal_cooldown_seconds": 180, "startup_grace_seconds": 30, "can_heal": True}
+    return HealPolicy(**{**settings, **overrides})
+
+
+def test_a_heal_runs_only_when_consecutive_failures_reach_the_threshold():
+    p, state = policy(min_failures_to_heal=3), MonitorState("bot")
+    assert not p.observe(state, Status.UNHEALTHY, "stale", at(0)).heal
+    assert not p.observe(state, Status.UNHEALTHY, "stale", at(1)).heal
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", at(2))
+    assert verdict.heal and verdict.threshold_reached
+    assert state.consecutive_failures == 3
+
+
+def test_a_success_resets_the_count_so_failures_must_be_consecutive():
+    p, state = policy(), MonitorState("bot")
+    p.observe(state, Status.UNHEALTHY, "stale", at(0))
+    verdict = p.observe(state, Status.HEALTHY, "fresh", at(1))
+    assert verdict.recovered
+    assert state.consecutive_failures == 0
+    assert not p.observe(state, Status.UNHEALTHY, "stale", at(2)).heal
+
+
+def test_a_probe_error_is_never_a_reason_to_heal_and_does_not_touch_the_count():
+    p, state = policy(min_failures_to_heal=1), MonitorState("bot")
+    for second in range(5):
+        verdict = p.observe(state, Status.ERROR, "permission denied", at(second))
+        assert not verdict.heal and not verdict.counted
+    assert state.consecutive_failures == 0
+    assert state.last_status is None
+
+
+def test_failures_inside_the_startup_grace_after_a_heal_are_not_counted():
+    p, state = policy(min_failures_to_heal=1, startup_grace_seconds=30, heal_cooldown_seconds=0), MonitorState("bot")
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(0)).heal
+    p.heal_started(state, at(0))
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", at(29))
+    assert verdict.in_grace and not verdict.counted and not verdict.heal
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(31)).heal
+
+
+def test_the_cooldown_holds_back_a_second_heal_and_says_how_long_remains():
+    p, state = policy(min_failures_to_heal=1, startup_grace_seconds=0, heal_cooldown_seconds=180), MonitorState("bot")
+    p.heal_started(state, at(0))
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", at(100))
+    assert not verdict.heal
+    assert verdict.cooldown_remaining == pytest.approx(80)
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(181)).heal
+
+
+def test_a_monitor_without_a_heal_reaches_its_threshold_but_never_heals():
+    p, state = policy(min_failures_to_heal=1, can_heal=False), MonitorState("bot")
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", at(0))
+    assert verdict.threshold_reached and not verdict.heal
+
+
+@pytest.mark.parametrize("wall_jump", [+86_400.0, -86_400.0])
+def test_a_wall_clock_jump_neither_ends_nor_extends_the_cooldown(wall_jump):
+    p, state = policy(min_failures_to_heal=1, startup_grace_seconds=0, heal_cooldown_seconds=180), MonitorState("bot")
+    p.heal_started(state, at(0, wall=1_000_000))
+    # 60 s later on the monotonic clock, while the wall clock says a day more (or less) has passed.
+    assert not p.observe(state, Status.UNHEALTHY, "stale", at(60, wall=1_000_060 + wall_jump)).heal
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(181, wall=1_000_181 + wall_jump)).heal
+
+
+def test_after_a_reboot_the_cooldown_is_measured_on_the_wall_clock():
+    stored = StoredMonitorState("bot", 0, "unhealthy", "stale", 1_000_000, None, Instant(1_000_000, 5_000, "old-boot"))
+    now = Instant(wall=1_000_100, mono=12.0, boot="new-boot")
+    state = MonitorState.restore(stored, now)
+    p = policy(min_failures_to_heal=1, startup_grace_seconds=0, heal_cooldown_seconds=180)
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", now)
+    assert not verdict.heal
+    assert verdict.cooldown_remaining == pytest.approx(80)
+
+
+def test_recovery_reports_how_long_the_monitor_was_down():
+    p, state = policy(), MonitorState("bot")
+    p.observe(state, Status.UNHEALTHY, "stale", at(0, wall=100))
+    verdict = p.observe(state, Status.HEALTHY, "fresh", at(42, wall=142))
+    assert verdict.recovered
+    assert verdict.unhealthy_for == pytest.approx(42)
