@@ -195,3 +195,19 @@ def test_the_cli_prints_no_python_traceback_for_a_missing_config(tmp_path):
     assert proc.returncode == 2
     assert "file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_types_lists_every_registered_check_and_heal_and_explains_one():
+    from horus.checks.registry import CHECK_TYPES
+    from horus.heals.registry import HEAL_ACTIONS
+
+    listing = horus("types").stdout
+    for name in [*CHECK_TYPES, *HEAL_ACTIONS]:
+        assert f"  {name} " in listing
+    explained = horus("types", "kill_process").stdout
+    assert "What it never does" in explained
+    assert "max_matches: integer (default 1)" in explained
+    assert "process_pattern: string (required)" in explained
+    unknown = horus("types", "teleport")
+    assert unknown.returncode == 2
+    assert "unknown type or action 'teleport'" in unknown.stderr

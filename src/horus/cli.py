@@ -7,6 +7,7 @@ Exit status: 0 all good; 1 a monitor is unhealthy (``check``) or the daemon coul
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import signal
 import sys
@@ -17,13 +18,14 @@ import click
 
 from horus import __version__
 from horus.checks.base import ProbeContext, Status, new_probe_http_client
-from horus.checks.registry import build_check
+from horus.checks.registry import CHECK_TYPES, build_check
 from horus.clock import SystemClock
 from horus.config.loader import load_config
 from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.daemon import Daemon
 from horus.engine.runner import CheckRun, run_check
 from horus.errors import ConfigError, StoreError
+from horus.heals.registry import HEAL_ACTIONS
 from horus.log import configure, get_logger
 from horus.store import StateDirLock, StateStore, resolve_state_dir
 
@@ -67,6 +69,52 @@ def validate(config_path: Path) -> None:
 def schema() -> None:
     """Print the JSON Schema of the config file."""
     click.echo(json.dumps(HorusConfig.model_json_schema(), indent=2))
+
+
+@main.command(name="types")
+@click.argument("name", required=False)
+def types_(name: str | None) -> None:
+    """List check types and heal actions, or explain one: `horus types kill_process`."""
+    plugins: dict[str, type[Any]] = {**CHECK_TYPES, **HEAL_ACTIONS}
+    if name is None:
+        for title, registry in (("Check types", CHECK_TYPES), ("Heal actions", HEAL_ACTIONS)):
+            click.echo(f"{title}:")
+            width = max(map(len, registry))
+            for key, plugin in registry.items():
+                summary = (inspect.getdoc(plugin) or "").splitlines()[0]
+                click.echo(f"  {key.ljust(width)}  {summary}")
+            click.echo("")
+        click.echo("`horus types NAME` explains one, with its options.")
+        return
+    if name not in plugins:
+        click.echo(f"unknown type or action {name!r}; `horus types` lists them", err=True)
+        sys.exit(EXIT_CONFIG)
+    plugin = plugins[name]
+    click.echo(f"{name}\n\n{inspect.getdoc(plugin)}\n\nOptions:")
+    schema = plugin.options_model.model_json_schema()
+    required = set(schema.get("required", []))
+    for key, spec in schema["properties"].items():
+        if key in ("type", "action"):
+            continue
+        if key in required:
+            default = "required"
+        elif "default" in spec:
+            default = f"default {json.dumps(spec['default'])}"
+        else:
+            default = "optional"
+        click.echo(f"  {key}: {_schema_type(spec)} ({default})")
+
+
+def _schema_type(spec: dict[str, Any]) -> str:
+    if "anyOf" in spec:
+        return " or ".join(_schema_type(s) for s in spec["anyOf"] if s.get("type") != "null")
+    if "enum" in spec:
+        return " | ".join(json.dumps(v) for v in spec["enum"])
+    if spec.get("type") == "array":
+        return f"list of {_schema_type(spec.get('items', {}))}"
+    if spec.get("type") == "object":
+        return "mapping"
+    return str(spec.get("type", "value"))
 
 
 @main.command()

@@ -29,7 +29,8 @@ def configure(log_format: LogFormat = "console", *, level: str = "INFO", stream:
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty(), pad_event_to=0)
+        # Fields in the order they were bound, so every line starts with its monitor.
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty(), pad_event_to=0, sort_keys=False)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -63,12 +63,10 @@ class Daemon:
         for monitor in self.monitors:
             stored = await self._db(self.store.load, monitor.name)
             self.states[monitor.name] = MonitorState.restore(stored, now) if stored else MonitorState(name=monitor.name)
-        log.info(
-            "horus.started",
-            monitors=len(self.monitors),
-            disabled=self.disabled or None,
-            state_db=str(self.store.path),
-        )
+        started: dict[str, Any] = {"monitors": len(self.monitors), "state_db": str(self.store.path)}
+        if self.disabled:
+            started["disabled"] = self.disabled
+        log.info("horus.started", **started)
         async with new_probe_http_client() as http:
             ctx = ProbeContext(clock=self.clock, http=http)
             tasks = [
