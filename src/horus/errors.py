@@ -15,8 +15,9 @@ Third-party exceptions are translated at the boundary with ``raise HorusError(..
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -71,11 +72,16 @@ class ExecError(HorusError):
 
 
 class HealError(HorusError):
-    """A heal action failed. ``permanent`` is true when repeating it cannot help."""
+    """A heal action failed. ``permanent`` is true when repeating it cannot help.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``details`` keeps what the heal did before it failed (pids signalled, exit code, output tail),
+    so the record of a failed heal is as complete as the record of a successful one.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.details: Mapping[str, Any] = details or {}
 
 
 class HealRefused(HealError):

@@ -81,16 +81,16 @@ async def run_heal_tool(argv: Sequence[str]) -> HealOutcome:
         result = await run_command(argv)
     except ExecError as exc:
         raise HealError(f"cannot run {shown}: {exc}", permanent=exc.permanent) from exc
-    if not result.ok:
-        # Two lines, because tools often end with a pointer ("See system logs and 'systemctl status
-        # nginx.service' for details.") right after the line that says what went wrong.
-        lines = [line.strip() for line in result.output_tail.splitlines() if line.strip()]
-        said = " / ".join(lines[-FAILURE_LINES:]) or "no output"
-        raise HealError(f"{shown} exited {result.exit_code}: {said}", permanent=False)
     details: dict[str, Any] = {
         "argv": list(argv),
         "exit_code": result.exit_code,
         "duration_seconds": round(result.duration_seconds, 3),
         "output": result.output_tail.strip(),
     }
+    if not result.ok:
+        # Two lines, because tools often end with a pointer ("See system logs and 'systemctl status
+        # nginx.service' for details.") right after the line that says what went wrong.
+        lines = [line.strip() for line in result.output_tail.splitlines() if line.strip()]
+        said = " / ".join(lines[-FAILURE_LINES:]) or "no output"
+        raise HealError(f"{shown} exited {result.exit_code}: {said}", permanent=False, details=details)
     return HealOutcome(ok=True, summary=f"ran {shown}", details=details)

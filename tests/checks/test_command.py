@@ -125,7 +125,7 @@ def test_no_answer_in_time_counts_as_unhealthy():
     ("options", "message"),
     [
         ({"command": "curl -f localhost:8080"}, "give an argv list .* or set shell: true"),
-        ({"command": ["sh", "-c", "true"], "shell": True}, "give the command as a string, not a list"),
+        ({"command": ["sh", "-c", "true"], "shell": True}, "command must be a string, not a list"),
         ({"command": []}, "argv must not be empty"),
         ({"command": "  ", "shell": True}, "command must not be empty"),
         ({"command": ["true", 1]}, "every argv element must be a string"),

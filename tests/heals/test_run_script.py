@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from horus.clock import SystemClock
+from horus.engine.runner import run_heal
 from horus.errors import HealError
 from horus.heals.base import HealContext
 from horus.heals.run_script import RunScriptHeal, RunScriptOptions
@@ -128,7 +129,7 @@ def test_a_command_string_without_shell_is_rejected_with_both_ways_to_fix_it():
 
 
 def test_shell_true_with_an_argv_list_is_rejected():
-    with pytest.raises(pydantic.ValidationError, match="command must be one string"):
+    with pytest.raises(pydantic.ValidationError, match="command must be a string, not a list"):
         RunScriptOptions.model_validate(
             {"action": "run_script", "command": ["/usr/local/bin/repair.sh"], "shell": True}
         )
@@ -145,3 +146,14 @@ def test_shell_true_with_an_argv_list_is_rejected():
 def test_an_empty_command_a_zero_timeout_and_a_non_string_env_value_are_rejected(options, message):
     with pytest.raises(pydantic.ValidationError, match=message):
         RunScriptOptions.model_validate({"action": "run_script", **options})
+
+
+async def test_a_failed_script_keeps_its_exit_code_and_output_in_the_heal_record(tmp_path):
+    script = tmp_path / "repair.sh"
+    script.write_text("#!/bin/sh\necho trying\necho disk full >&2\nexit 3\n")
+    script.chmod(0o755)
+    heal = RunScriptHeal(RunScriptOptions.model_validate({"action": "run_script", "command": [str(script)]}))
+    outcome = await run_heal(heal, HealContext(clock=SystemClock(), monitor="svc"), timeout=10)
+    assert outcome.ok is False
+    assert outcome.details["exit_code"] == 3
+    assert outcome.details["output_tail"].splitlines() == ["trying", "disk full"]

@@ -8,7 +8,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
-from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds
+from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds, require_shell_for_strings
 from horus.errors import ExecError, ProbeError
 from horus.execution import run_command
 
@@ -28,14 +28,7 @@ class CommandOptions(CheckOptions):
 
     @model_validator(mode="after")
     def _shell_matches_command(self) -> Self:
-        # A string split on spaces guesses at quoting; running it through a shell must be a choice.
-        if isinstance(self.command, str) and not self.shell:
-            raise ValueError(
-                "command is a string; give an argv list such as ['/usr/local/bin/healthcheck', '--quick'], "
-                "or set shell: true to run the string with /bin/sh"
-            )
-        if isinstance(self.command, list) and self.shell:
-            raise ValueError("shell: true runs one string with /bin/sh; give the command as a string, not a list")
+        require_shell_for_strings(self.command, self.shell)
         return self
 
 

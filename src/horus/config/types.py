@@ -9,7 +9,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-__all__ = ["CommandLine", "ExpandedPath", "PositiveSeconds", "SignalName", "resolve_signal"]
+__all__ = [
+    "CommandLine",
+    "ExpandedPath",
+    "PositiveSeconds",
+    "SignalName",
+    "require_shell_for_strings",
+    "resolve_signal",
+]
 
 
 def _expand_user(path: Path) -> Path:
@@ -62,3 +69,18 @@ def _check_command(value: object) -> object:
 
 CommandLine = Annotated[list[str] | str, BeforeValidator(_check_command)]
 """An argv list, or a shell string (allowed only together with ``shell: true``)."""
+
+
+def require_shell_for_strings(command: list[str] | str, shell: bool) -> None:
+    """The one rule for every ``command`` + ``shell`` pair; raises ValueError when they disagree.
+
+    A string split on spaces would only guess at quoting, so running one through a shell must be
+    an explicit choice.
+    """
+    if isinstance(command, str) and not shell:
+        raise ValueError(
+            "command is a single string: give an argv list such as "
+            '["/usr/local/bin/healthcheck", "--quick"], or set shell: true to run it with /bin/sh'
+        )
+    if isinstance(command, list) and shell:
+        raise ValueError("shell: true runs one string with /bin/sh, so command must be a string, not a list")

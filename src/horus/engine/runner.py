@@ -59,7 +59,7 @@ async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutco
             return HealOutcome(ok=False, summary=f"did not finish within {humanize.seconds(timeout)}")
         return HealOutcome(ok=False, summary=f"failed: {_describe_timeout()}")
     except HealError as exc:
-        return HealOutcome(ok=False, summary=str(exc), permanent=exc.permanent)
+        return HealOutcome(ok=False, summary=str(exc), details=exc.details, permanent=exc.permanent)
     except ExecError as exc:
         return HealOutcome(ok=False, summary=str(exc), permanent=exc.permanent)
     except Exception as exc:

@@ -192,9 +192,9 @@ async def kill_processes(
         "targets": [_details(t) for t in plan],
     }
     if any(t.unverifiable for t in plan):
-        raise HealError(summary, permanent=True)
+        raise HealError(summary, permanent=True, details=details)
     if any(t.exited_after is None for t in signalled):
-        raise HealError(summary)
+        raise HealError(summary, details=details)
     return HealOutcome(ok=True, summary=summary, details=details)
 
 

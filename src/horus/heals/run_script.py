@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from horus import humanize
-from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds
+from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds, require_shell_for_strings
 from horus.errors import ExecError, HealError
 from horus.execution import run_command
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
@@ -30,16 +30,7 @@ class RunScriptOptions(HealOptions):
 
     @model_validator(mode="after")
     def _command_matches_shell(self) -> RunScriptOptions:
-        if isinstance(self.command, str) and not self.shell:
-            raise ValueError(
-                "command is a single string: give an argv list such as "
-                '["/usr/local/bin/repair.sh", "--force"], or set shell: true to run it with /bin/sh'
-            )
-        if isinstance(self.command, list) and self.shell:
-            raise ValueError(
-                "shell: true runs command with /bin/sh, so command must be one string; "
-                "with an argv list, leave shell out"
-            )
+        require_shell_for_strings(self.command, self.shell)
         return self
 
 
@@ -84,6 +75,7 @@ class RunScriptHeal(Heal[RunScriptOptions]):
             raise HealError(
                 f"script exited {result.exit_code} after {took}: {said}",
                 permanent=opts.shell and result.exit_code in _SHELL_CANNOT_RUN,
+                details=details,
             )
         return HealOutcome(ok=True, summary=f"script exited 0 in {took}", details=details)
 
