@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
-from horus.checks.base import ProbeContext
+from horus.checks.base import ProbeContext, new_probe_http_client
 from horus.clock import SystemClock
 from horus.testing import StubCommands
 from tests.support import LoopbackHTTPServer, SilentServer
@@ -21,8 +20,8 @@ def stubs(tmp_path, monkeypatch) -> StubCommands:
 
 @pytest.fixture
 async def probe_ctx() -> AsyncIterator[ProbeContext]:
-    async with httpx.AsyncClient() as client:
-        yield ProbeContext(clock=SystemClock(), http=client)
+    async with new_probe_http_client() as http:
+        yield ProbeContext(clock=SystemClock(), http=http)
 
 
 @pytest.fixture

@@ -211,3 +211,46 @@ def test_types_lists_every_registered_check_and_heal_and_explains_one():
     unknown = horus("types", "teleport")
     assert unknown.returncode == 2
     assert "unknown type or action 'teleport'" in unknown.stderr
+
+
+def test_run_writes_its_engine_statistics_when_asked_and_stopped(tmp_path):
+    (tmp_path / "present").write_text("x")
+    config = write_config(
+        tmp_path,
+        [{"name": "x", "interval_seconds": 0.1, "check": {"type": "file_exists", "path": str(tmp_path / "present")}}],
+    )
+    stats_file = tmp_path / "stats.json"
+    handle = (tmp_path / "events.jsonl").open("wb")
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "horus",
+            "run",
+            "-c",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--stats-file",
+            str(stats_file),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+        stdout=handle,
+        stderr=handle,
+    )
+    handle.close()
+    events = EventLog(tmp_path / "events.jsonl")
+    try:
+        wait_until_sync(lambda: len(events.named("check.ok")) >= 5, timeout=20)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        daemon.kill()
+    stats = json.loads(stats_file.read_text())
+    assert stats["checks"] >= 5
+    assert stats["statuses"]["healthy"] == stats["checks"]
+    assert stats["lateness_seconds"]["samples"] == stats["checks"] - 1, "the first check has no schedule to miss"
+    assert 0 <= stats["lateness_seconds"]["p99"] < 1

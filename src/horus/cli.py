@@ -189,7 +189,12 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
-def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: str) -> None:
+@click.option(
+    "--stats-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="When stopping, write the engine's statistics here as JSON (checks run, schedule lateness).",
+)
+def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: str, stats_file: Path | None) -> None:
     """Run the daemon: watch every monitor and heal what fails. SIGTERM or SIGINT stops it cleanly."""
     config = _load(config_path)
     configure("json" if log_format == "json" else "console", level=log_level)
@@ -209,7 +214,10 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
         lock.release()
         sys.exit(EXIT_UNHEALTHY)
     try:
-        asyncio.run(_serve(Daemon(config.monitor_settings(), store)))
+        daemon = Daemon(config.monitor_settings(), store)
+        asyncio.run(_serve(daemon))
+        if stats_file is not None:
+            daemon.stats.write(stats_file)
     finally:
         store.close()
         lock.release()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
+import aiohttp
 import pydantic
 import pytest
 
@@ -102,16 +102,35 @@ def self_signed_cert(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture
-def tls_server(scripted, self_signed_cert) -> ScriptedServer:
+def tls_context(self_signed_cert) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed_cert)
+    return context
 
+
+@pytest.fixture
+def tls_server(scripted, tls_context) -> ScriptedServer:
     def answer_over_tls(conn: socket.socket) -> None:
-        with context.wrap_socket(conn, server_side=True) as tls:
+        with tls_context.wrap_socket(conn, server_side=True) as tls:
             read_request(tls)
             tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     return scripted(answer_over_tls)
+
+
+@pytest.fixture
+def keep_alive_tls_server(scripted, tls_context) -> tuple[ScriptedServer, list[int]]:
+    """A TLS server that answers every request on a connection; the list counts requests per connection."""
+    requests_per_connection: list[int] = []
+
+    def answer_until_closed(conn: socket.socket) -> None:
+        with tls_context.wrap_socket(conn, server_side=True) as tls:
+            requests_per_connection.append(0)
+            while read_request(tls):
+                requests_per_connection[-1] += 1
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    return scripted(answer_until_closed), requests_per_connection
 
 
 # Status and latency
@@ -177,8 +196,8 @@ async def test_the_clients_own_timeout_does_not_cut_a_slow_answer_short(http_ser
     # Only the runner times a probe out; a shared client created with a short default must not.
     http_server.routes["/slow"] = Route(200, b"ok")
     http_server.routes["/slow"].delay_seconds = 0.3
-    async with httpx.AsyncClient(timeout=0.05) as client:
-        ctx = ProbeContext(clock=SystemClock(), http=client)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.05)) as http:
+        ctx = ProbeContext(clock=SystemClock(), http=http)
         result = await make_check(http_server.url("/slow")).probe(ctx)
     assert result.status is Status.HEALTHY
     assert result.details["latency_ms"] >= 300
@@ -296,6 +315,19 @@ async def test_follow_redirects_judges_the_final_answer(scripted, http_server, p
     assert result.details["final_url"] == http_server.url("/health")
 
 
+async def test_a_redirect_loop_is_unhealthy_when_redirects_are_followed(scripted, probe_ctx):
+    def redirect_to_itself(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 302 Found\r\nLocation: /health?token=abc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+
+    server = scripted(redirect_to_itself)
+    result = await make_check(server.url(), follow_redirects=True).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason == f"too many redirects from http://127.0.0.1:{server.port}/health?token=***"
+
+
 # Not answering
 
 
@@ -328,6 +360,29 @@ async def test_a_reset_connection_is_unhealthy(scripted, probe_ctx):
     assert result.reason == f"connection reset by 127.0.0.1:{server.port}"
 
 
+async def test_a_body_cut_short_by_the_server_is_unhealthy(scripted, probe_ctx):
+    def cut_short(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+
+    server = scripted(cut_short)
+    result = await make_check(server.url(), body_contains="ok").probe(probe_ctx)
+    assert result.reason == f"127.0.0.1:{server.port} closed the connection without answering"
+
+
+async def test_an_answer_that_is_not_http_is_unhealthy_on_one_line(scripted, probe_ctx):
+    def ssh_banner(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    server = scripted(ssh_banner)
+    result = await make_check(server.url()).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason.startswith(f"127.0.0.1:{server.port} broke the HTTP protocol: ")
+    assert "SSH-2.0" in result.reason
+    assert "\n" not in result.reason
+
+
 async def test_an_untrusted_certificate_is_unhealthy(tls_server, probe_ctx):
     url = f"https://127.0.0.1:{tls_server.port}/health"
     result = await make_check(url).probe(probe_ctx)
@@ -352,6 +407,45 @@ async def test_a_server_that_never_answers_hangs_until_the_runner_times_it_out(s
     assert time.monotonic() - started < 1.5
 
 
+# The shared session
+
+
+async def test_a_cookie_set_by_one_probe_is_not_sent_on_the_next(scripted, probe_ctx):
+    requests: list[bytes] = []
+
+    def set_cookie(conn: socket.socket) -> None:
+        requests.append(read_request(conn))
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+
+    server = scripted(set_cookie)
+    # A host name: aiohttp's cookie jar already refuses cookies from IP addresses, which would prove nothing.
+    check = make_check(f"http://localhost:{server.port}/health")
+    assert (await check.probe(probe_ctx)).is_healthy
+    assert (await check.probe(probe_ctx)).is_healthy
+    assert len(requests) == 2
+    assert b"cookie" not in requests[1].lower()
+
+
+async def test_verify_tls_false_probes_through_the_shared_session(keep_alive_tls_server, probe_ctx):
+    # Every probe rides one pooled connection: a client made per probe would open a new one each time.
+    server, requests_per_connection = keep_alive_tls_server
+    check = make_check(f"https://127.0.0.1:{server.port}/health", verify_tls=False, body_contains="ok")
+    for _ in range(3):
+        result = await check.probe(probe_ctx)
+        assert re.fullmatch(rf"HTTP 200 in {LATENCY}", result.reason)
+    assert requests_per_connection == [3]
+
+
+async def test_a_verified_probe_never_reuses_a_connection_opened_without_verification(keep_alive_tls_server, probe_ctx):
+    server, _ = keep_alive_tls_server
+    url = f"https://127.0.0.1:{server.port}/health"
+    assert (await make_check(url, verify_tls=False, body_contains="ok").probe(probe_ctx)).is_healthy
+    result = await make_check(url, body_contains="ok").probe(probe_ctx)
+    assert result.reason.startswith(f"TLS certificate of 127.0.0.1:{server.port} is not trusted: ")
+
+
 # Secrets
 
 
@@ -369,6 +463,17 @@ async def test_headers_and_url_secrets_never_appear_in_reasons_or_details(http_s
         headers={"X-Api-Key": "s3cret-header"},
     )
     assert "s3cret" not in repr(await refused.probe(probe_ctx))
+
+
+async def test_an_authorization_header_is_sent_as_given_even_with_credentials_in_the_url(http_server, probe_ctx):
+    http_server.routes["/health"] = Route(200, b"ok")
+    plain = http_server.url("/health")
+    with_credentials = plain.replace("http://", "http://user:pw@")
+    for url in (plain, with_credentials):
+        result = await make_check(url, headers={"authorization": "Bearer s3cret"}).probe(probe_ctx)
+        assert result.is_healthy, result.reason
+        sent = {name.lower(): value for name, value in http_server.requests[-1][2].items()}
+        assert sent["authorization"] == "Bearer s3cret"
 
 
 # Options
@@ -395,6 +500,8 @@ def test_defaults_are_get_any_2xx_no_redirects_and_verified_tls():
     [
         ({"url": "ftp://example.com/x"}, "must be an http:// or https:// URL with a host, got 'ftp://example.com/x'"),
         ({"url": "http:///nohost"}, "must be an http:// or https:// URL with a host"),
+        ({"url": "http://host/he\nalth"}, "non-printable character '\\n' at position 14"),
+        ({"url": "http://host:99999/"}, "not a valid URL: http://host:99999/ (Port out of range 0-65535)"),
         ({"method": "FETCH"}, "Input should be 'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE' or 'OPTIONS'"),
         ({"expect_status": [200, 99]}, "must be an HTTP status 100..599, got 99"),
         ({"expect_status": [600]}, "must be an HTTP status 100..599, got 600"),

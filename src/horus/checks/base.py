@@ -14,10 +14,9 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, ClassVar, Generic, TypeVar
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from horus.clock import Clock
@@ -69,18 +68,24 @@ class ProbeContext:
     """Shared resources a probe may use; each is a seam tests can replace with something real and small."""
 
     clock: Clock
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
 
 
-def new_probe_http_client() -> httpx.AsyncClient:
-    """The HTTP client probes share: pooled connections, no timeouts of its own, and no cookies.
+def new_probe_http_client() -> aiohttp.ClientSession:
+    """The HTTP session probes share; use it as ``async with new_probe_http_client() as http:``.
 
-    The runner bounds every probe with its monitor's timeout. Cookies are refused because a cookie set
-    by one service would otherwise be sent back on every later probe, by any monitor, to that host.
+    Its pool has no limit, because a limit lets a few hung servers hold every connection and starve the
+    other monitors. It sets no timeout: the runner cancels every probe at its monitor's timeout. It keeps
+    no cookies, because a cookie set by one service would otherwise be sent back on every later probe, by
+    any monitor, to that host. Resolved addresses are kept for five minutes so that probes rarely wait for
+    DNS; a service that moves to a new address is followed within that time.
     """
-    no_cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-    return httpx.AsyncClient(limits=limits, timeout=None, follow_redirects=False, cookies=no_cookies)  # noqa: S113
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=True,
+    )
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)
@@ -94,6 +99,9 @@ class Check(ABC, Generic[OptionsT]):
     # Checks that talk to a service (HTTP, a port, a health command) treat "no answer in time" as the
     # service's failure. For the rest, running past the timeout means the probe itself is stuck.
     timeout_means_unhealthy: ClassVar[bool] = False
+    # Inline checks only read local files: the engine runs them in batches on its filesystem thread
+    # through ``probe_inline``, far cheaper than a task each. ``probe`` must then call ``probe_inline``.
+    inline: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,3 +119,7 @@ class Check(ABC, Generic[OptionsT]):
     @abstractmethod
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         """Observe the service once and say whether it is healthy, and why."""
+
+    def probe_inline(self, ctx: ProbeContext) -> CheckResult:
+        """The same observation, synchronously, for checks with ``inline = True``; runs off the event loop."""
+        raise NotImplementedError(f"{self.type} is not an inline check")

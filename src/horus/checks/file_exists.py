@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -36,12 +37,17 @@ class FileExistsCheck(Check[FileExistsOptions]):
     """
 
     options_model = FileExistsOptions
+    inline = True
 
     def __init__(self, options: FileExistsOptions) -> None:
         super().__init__(options)
         self._freshness = FreshnessTracker()
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
+        # Off the event loop: a stat on a dead network mount can block for minutes.
+        return await asyncio.to_thread(self.probe_inline, ctx)
+
+    def probe_inline(self, ctx: ProbeContext) -> CheckResult:
         path: Path = self.options.path
         name = path.name or str(path)
         st = _stat(path)

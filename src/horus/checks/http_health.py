@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import socket
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
 
-import httpx
+import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from pydantic import AfterValidator, BeforeValidator, Field, JsonValue, model_validator
+from yarl import URL
 
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
@@ -23,15 +26,28 @@ from horus.log import redact_url
 MAX_BODY_BYTES = 1024 * 1024
 # Quoted values in reasons are clipped so that a notification stays one readable line.
 MAX_QUOTED = 80
+# Browsers give up after about 20 redirects; a health URL that works in one must work here.
+MAX_REDIRECTS = 20
+# Replaces whatever timeout the shared session was given: only the runner decides when a probe has taken too long.
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# The URL parser drops or escapes these without a word, so the URL probed would not be the URL written.
+_NON_PRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def _check_url(value: str) -> str:
+    if bad := _NON_PRINTABLE.search(value):
+        character = f"{bad.group()!r} at position {bad.start()}"
+        raise ValueError(f"not a valid URL: {redact_url(value)!r} (non-printable character {character})")
     try:
-        url = httpx.URL(value)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"not a valid URL: {redact_url(value)} ({exc})") from None
+        url = URL(value)
+    except ValueError as exc:
+        problem = str(exc)
+        if "@" in problem:  # the parser quoted the URL's authority, credentials and all
+            problem = "its host part is not valid"
+        raise ValueError(f"not a valid URL: {redact_url(value)} ({problem})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"must be an http:// or https:// URL with a host, got {redact_url(value)!r}")
     return value
@@ -115,68 +131,70 @@ class HttpHealthCheck(Check[HttpHealthOptions]):
         self._reads_body = bool(
             options.body_contains is not None or options.body_regex is not None or options.json_equals
         )
+        url = URL(options.url)
+        if (url.user or url.password) and any(name.lower() == "authorization" for name in options.headers):
+            # aiohttp refuses a request with both; the header the user wrote is sent as given.
+            url = url.with_user(None)
+        self._url = url
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
-        if self.options.verify_tls:
-            return await self._probe_with(ctx, ctx.http)
-        # TLS verification belongs to the client, not the request, so the shared client cannot skip it.
-        async with httpx.AsyncClient(verify=False) as insecure:  # noqa: S501 - the user asked for it
-            return await self._probe_with(ctx, insecure)
-
-    async def _probe_with(self, ctx: ProbeContext, client: httpx.AsyncClient) -> CheckResult:
         options = self.options
         details: dict[str, Any] = {"url": redact_url(options.url), "method": options.method}
         started = ctx.clock.monotonic()
         try:
-            # No timeout here: the runner bounds the whole probe, and a client default would cut it short.
-            async with client.stream(
+            async with ctx.http.request(
                 options.method,
-                options.url,
+                self._url,
                 headers=options.headers,
-                timeout=None,
-                follow_redirects=options.follow_redirects,
+                allow_redirects=options.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
+                # Per request, so a monitor that opts out still shares the pool; the pool never hands a
+                # connection opened without verification to a request that wants it.
+                ssl=options.verify_tls,
+                timeout=_NO_TIMEOUT,
             ) as response:
                 body = await _read_body(response) if self._reads_body else _Body(b"")
                 latency = ctx.clock.monotonic() - started
-        except httpx.TooManyRedirects as exc:
-            return CheckResult.unhealthy(f"too many redirects from {redact_url(str(exc.request.url))}", **details)
-        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
-            return CheckResult.unhealthy(_not_answering(exc), **details)
-        except httpx.HTTPError as exc:
+        except aiohttp.TooManyRedirects as exc:
+            last = exc.history[-1].url
+            return CheckResult.unhealthy(f"too many redirects from {redact_url(str(last))}", **details)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            return CheckResult.unhealthy(_not_answering(exc, self._url), **details)
+        except aiohttp.ClientError as exc:
             raise ProbeError(f"HTTP request could not be made: {redact_url(str(exc))}") from exc
 
-        details["status_code"] = response.status_code
+        details["status_code"] = response.status
         details["latency_ms"] = round(latency * 1000, 1)
-        if response.url != httpx.URL(options.url):
+        if response.history:
             details["final_url"] = redact_url(str(response.url))
-        prefix = f"HTTP {response.status_code} in {humanize.seconds(latency)}"
+        prefix = f"HTTP {response.status} in {humanize.seconds(latency)}"
 
         problem = self._status_problem(response) or self._body_problem(response, body)
         if problem:
             return CheckResult.unhealthy(f"{prefix}, {problem}", **details)
         return CheckResult.healthy(prefix, **details)
 
-    def _status_problem(self, response: httpx.Response) -> str | None:
+    def _status_problem(self, response: aiohttp.ClientResponse) -> str | None:
         expected = self.options.expect_status
         if expected is None:
-            if response.is_success:
+            if 200 <= response.status < 300:
                 return None
             problem = "expected 2xx"
-        elif response.status_code in expected:
+        elif response.status in expected:
             return None
         else:
             problem = f"expected {_one_of([str(code) for code in expected])}"
-        if response.is_redirect and "location" in response.headers:
+        if response.status in _REDIRECT_STATUSES and "location" in response.headers:
             problem += f", redirects to {redact_url(response.headers['location'])}"
         return problem
 
-    def _body_problem(self, response: httpx.Response, body: _Body) -> str | None:
+    def _body_problem(self, response: aiohttp.ClientResponse, body: _Body) -> str | None:
         if not self._reads_body:
             return None
         if body.undecodable:
             return f"body could not be decoded as {response.headers.get('content-encoding', 'sent')}"
         options = self.options
-        text = body.data.decode(response.encoding or "utf-8", errors="replace")
+        text = body.data.decode(_encoding(response), errors="replace")
         if options.body_contains is not None and options.body_contains not in text:
             return f"body does not contain {_quote(options.body_contains)}"
         if self._pattern is not None and self._pattern.search(text) is None:
@@ -202,44 +220,71 @@ class _Body:
     undecodable: bool = False  # the Content-Encoding (gzip, br...) did not decode
 
 
-async def _read_body(response: httpx.Response) -> _Body:
+async def _read_body(response: aiohttp.ClientResponse) -> _Body:
     data = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
+        while chunk := await response.content.readany():
             data.extend(chunk)
             if len(data) > MAX_BODY_BYTES:
                 return _Body(bytes(data[:MAX_BODY_BYTES]), truncated=True)
-    except httpx.DecodingError:
-        return _Body(b"", undecodable=True)
+    except aiohttp.ClientPayloadError as exc:
+        if any(isinstance(cause, ContentEncodingError) for cause in _causes(exc)):
+            return _Body(b"", undecodable=True)
+        raise
     return _Body(bytes(data))
 
 
-def _not_answering(exc: httpx.RequestError) -> str:
+def _encoding(response: aiohttp.ClientResponse) -> str:
+    """The charset the response declares when Python knows it, else UTF-8."""
+    try:
+        return codecs.lookup(response.charset or "utf-8").name
+    except LookupError:
+        return "utf-8"
+
+
+def _not_answering(exc: aiohttp.ClientError, url: URL) -> str:
     """Why the service gave no HTTP answer, said the way an operator would say it."""
-    url = exc.request.url
-    where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    host, port = url.host, url.port
+    if isinstance(exc, aiohttp.ClientConnectorError):  # the address it tried, which may be a redirect's
+        host, port = exc.host, exc.port
+    where = f"{host}:{port}"
     causes = list(_causes(exc))
-    for cause in causes:
+    # aiohttp's own exceptions subclass the ones they wrap (a certificate error is an ssl.CertificateError)
+    # without carrying their attributes, so only the originals are asked what went wrong.
+    originals = [cause for cause in causes if not isinstance(cause, aiohttp.ClientError)]
+    for cause in originals:
         if isinstance(cause, ConnectionRefusedError):
             return f"connection refused by {where}"
-    for cause in causes:
+    for cause in originals:
         if isinstance(cause, socket.gaierror):
-            return f"cannot resolve {url.host} ({cause.strerror})"
+            return f"cannot resolve {host} ({cause.strerror})"
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS certificate of {where} is not trusted: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
             return f"TLS handshake with {where} failed: {cause.reason or cause}"
         if isinstance(cause, ConnectionResetError):
             return f"connection reset by {where}"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        if "without sending" in str(exc):
-            return f"{where} closed the connection without answering"
-        return f"{where} broke the HTTP protocol: {exc}"
-    if isinstance(exc, httpx.TimeoutException):
+    # "Not completed" is aiohttp's word for a body cut short by the connection closing.
+    if isinstance(exc, aiohttp.ServerDisconnectedError) or (
+        isinstance(exc, aiohttp.ClientPayloadError) and "not completed" in str(exc)
+    ):
+        return f"{where} closed the connection without answering"
+    # Raised with no answer to show: what came back was not HTTP, or its body was garbled.
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return f"{where} broke the HTTP protocol: {_protocol_problem(exc, causes)}"
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return f"no answer from {where} in time"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {where}: {_strerror(causes)}"
     return f"connection to {where} failed: {_strerror(causes)}"
+
+
+def _protocol_problem(exc: aiohttp.ClientError, causes: list[BaseException]) -> str:
+    """The parser's complaint on one line, without the caret it draws under the offending bytes."""
+    messages = [c.message for c in causes if isinstance(c, aiohttp.ClientResponseError | HttpProcessingError)]
+    message = next((m for m in messages if m), str(exc))
+    lines = (line.strip() for line in message.splitlines())
+    return _clip(" ".join(line for line in lines if line and line.strip("^")))
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -294,13 +339,15 @@ def _json_equal(a: JsonValue, b: JsonValue) -> bool:
 def _show(value: JsonValue) -> str:
     if isinstance(value, str):
         return _quote(value)
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 1] + "…"
+    return _clip(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 def _quote(text: str) -> str:
-    clipped = text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 1] + "…"
-    return f"'{clipped}'"
+    return f"'{_clip(text)}'"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 1] + "…"
 
 
 def _one_of(items: list[str]) -> str:

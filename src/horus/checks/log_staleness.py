@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,7 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     """
 
     options_model = LogStalenessOptions
+    inline = True
 
     def __init__(self, options: LogStalenessOptions) -> None:
         super().__init__(options)
@@ -38,6 +40,10 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         self._writer_file: tuple[int, int] | None = None  # (device, inode) the service is writing
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
+        # Off the event loop: a stat on a dead network mount can block for minutes.
+        return await asyncio.to_thread(self.probe_inline, ctx)
+
+    def probe_inline(self, ctx: ProbeContext) -> CheckResult:
         path: Path = self.options.log_file
         limit = self.options.max_age_seconds
         current = _stat(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from typing import Annotated, Any, Literal
 
@@ -50,6 +51,16 @@ class PortOpenCheck(Check[PortOpenOptions]):
     options_model = PortOpenOptions
     timeout_means_unhealthy = True
 
+    def __init__(self, options: PortOpenOptions) -> None:
+        super().__init__(options)
+        # A literal address needs no resolver; asking one anyway costs a thread hop on every probe.
+        self._literal: list[Any] = []
+        with contextlib.suppress(ValueError, socket.gaierror):
+            ipaddress.ip_address(options.host)
+            self._literal = socket.getaddrinfo(
+                options.host, options.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            )
+
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         host, port = self.options.host, self.options.port
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -57,7 +68,7 @@ class PortOpenCheck(Check[PortOpenOptions]):
         loop = asyncio.get_running_loop()
         started = ctx.clock.monotonic()
         try:
-            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = self._literal or await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             return CheckResult.unhealthy(f"cannot resolve {host} ({exc.strerror})", **details)
         if not addresses:

@@ -17,7 +17,7 @@ from horus.errors import ExecError, HealError, ProbeError
 from horus.heals.base import Heal, HealContext, HealOutcome
 from horus.log import get_logger
 
-__all__ = ["CheckRun", "run_check", "run_heal"]
+__all__ = ["CheckRun", "run_check", "run_heal", "run_inline"]
 
 log = get_logger("horus.engine")
 
@@ -41,6 +41,19 @@ async def run_check(check: Check, ctx: ProbeContext, *, timeout: float) -> Check
             result = CheckResult.unhealthy(f"no answer within {humanize.seconds(timeout)}")
         else:
             result = CheckResult.error(f"probe did not finish within {humanize.seconds(timeout)}")
+    except (ProbeError, ExecError) as exc:
+        result = CheckResult.error(str(exc))
+    except Exception as exc:
+        log.exception("check.crashed", check=check.type)
+        result = CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
+    return CheckRun(result, time.monotonic() - started)
+
+
+def run_inline(check: Check, ctx: ProbeContext) -> CheckRun:
+    """Run an inline check (on the filesystem thread, which the scheduler times out from outside)."""
+    started = time.monotonic()
+    try:
+        result = check.probe_inline(ctx)
     except (ProbeError, ExecError) as exc:
         result = CheckResult.error(str(exc))
     except Exception as exc:

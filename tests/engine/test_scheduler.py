@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Literal
+
+from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext, Status
+from horus.clock import SystemClock
+from horus.engine.runner import CheckRun
+from horus.engine.scheduler import Scheduler
+from tests.support import wait_until
+
+
+class StuckFsOptions(CheckOptions):
+    type: Literal["test_stuck_fs"] = "test_stuck_fs"
+
+
+class StuckFilesystemCheck(Check[StuckFsOptions]):
+    """An inline check whose stat never returns until released, like one on a dead network mount."""
+
+    options_model = StuckFsOptions
+    inline = True
+
+    def __init__(self) -> None:
+        super().__init__(StuckFsOptions())
+        self.release = threading.Event()
+
+    async def probe(self, ctx: ProbeContext) -> CheckResult:
+        return self.probe_inline(ctx)
+
+    def probe_inline(self, ctx: ProbeContext) -> CheckResult:
+        self.release.wait(30)
+        return CheckResult.healthy("answered at last")
+
+
+class SlowOptions(CheckOptions):
+    type: Literal["test_slow"] = "test_slow"
+
+
+class SlowCheck(Check[SlowOptions]):
+    """An async check that takes a while, and counts how many of it run at once."""
+
+    options_model = SlowOptions
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(SlowOptions())
+        self.seconds = seconds
+        self.running = 0
+        self.most_at_once = 0
+
+    async def probe(self, ctx: ProbeContext) -> CheckResult:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.running -= 1
+        return CheckResult.healthy("fine")
+
+
+class RecordingMonitor:
+    def __init__(self, name: str, check: Check, *, timeout: float, interval: float) -> None:
+        self.name = name
+        self.check = check
+        self.check_timeout = timeout
+        self.interval = interval
+        self.results: list[tuple[float, CheckResult]] = []
+
+    def complete(self, run: CheckRun):
+        self.results.append((time.monotonic(), run.result))
+        return None
+
+    def next_due(self, result: CheckResult, now: float) -> float:
+        return now + self.interval
+
+    def crashed(self, now: float) -> float:
+        raise AssertionError("no monitor here crashes")
+
+
+async def run_scheduler(monitors, seconds_until, condition):
+    scheduler = Scheduler(
+        clock=SystemClock(), ctx=ProbeContext(clock=SystemClock(), http=None), on_check=lambda *_: None
+    )
+    for monitor in monitors:
+        scheduler.start(monitor, 0)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await wait_until(condition, timeout=seconds_until)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_hung_filesystem_gives_inline_checks_a_probe_error_at_their_timeout_and_delays_nothing_else():
+    stuck = StuckFilesystemCheck()
+    fs_monitor = RecordingMonitor("on-dead-mount", stuck, timeout=0.5, interval=0.2)
+    other = RecordingMonitor("http-ish", SlowCheck(0.01), timeout=5, interval=0.1)
+    try:
+        await run_scheduler([fs_monitor, other], 10, lambda: len(fs_monitor.results) >= 2 and len(other.results) >= 15)
+    finally:
+        stuck.release.set()
+    _, first = fs_monitor.results[0]
+    assert first.status is Status.ERROR
+    assert "the filesystem is not answering" in first.reason
+    # The other monitor kept its 0.1 s rhythm all along, never waiting for the stuck thread.
+    gaps = [b[0] - a[0] for a, b in zip(other.results, other.results[1:], strict=False)]
+    assert max(gaps) < 0.4, gaps
+
+
+async def test_a_monitor_is_never_checked_twice_at_once_even_when_its_check_outlasts_its_interval():
+    slow = SlowCheck(0.3)
+    monitor = RecordingMonitor("slow", slow, timeout=5, interval=0.05)
+    await run_scheduler([monitor], 10, lambda: len(monitor.results) >= 4)
+    assert slow.most_at_once == 1
