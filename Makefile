@@ -28,6 +28,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
+	@sh bench/ensure_monit.sh
 	$(BIN)/python bench/run.py
 
 clean:

@@ -38,6 +38,9 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         super().__init__(options)
         self._freshness = FreshnessTracker()
         self._writer_file: tuple[int, int] | None = None  # (device, inode) the service is writing
+        # Computed once: this check runs every few seconds for years, on thousands of monitors.
+        self._path_text = os.fspath(options.log_file)
+        self._limit_text = humanize.seconds(options.max_age_seconds)
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         # Off the event loop: a stat on a dead network mount can block for minutes.
@@ -46,7 +49,7 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     def probe_inline(self, ctx: ProbeContext) -> CheckResult:
         path: Path = self.options.log_file
         limit = self.options.max_age_seconds
-        current = _stat(path)
+        current = _stat(self._path_text)
         candidates = [current] if current is not None else []
         rotated_to: Path | None = None
         if self._writer_file is not None and (current is None or _identity(current) != self._writer_file):
@@ -65,26 +68,32 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
             self._writer_file = _identity(current)
 
         if not candidates:
-            return CheckResult.unhealthy(f"{path.name} does not exist ({path})", path=str(path))
+            return CheckResult.unhealthy(f"{path.name} does not exist ({path})", path=self._path_text)
 
-        signature = tuple(sorted((c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns) for c in candidates))
-        newest_mtime = max(c.st_mtime for c in candidates)
+        signature: tuple[object, ...]
+        if len(candidates) == 1:  # the usual case, kept cheap
+            c = candidates[0]
+            signature = (c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns)
+            newest_mtime = c.st_mtime
+        else:
+            signature = tuple(sorted((c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns) for c in candidates))
+            newest_mtime = max(c.st_mtime for c in candidates)
         age = self._freshness.age(signature, ctx.clock.wall() - newest_mtime, ctx.clock.monotonic())
         where = path.name if rotated_to is None else f"{path.name} (rotated to {rotated_to.name})"
-        reason = f"{where} last written {humanize.seconds(age)} ago, limit {humanize.seconds(limit)}"
+        reason = f"{where} last written {humanize.seconds(age)} ago, limit {self._limit_text}"
         if age > limit:
-            return CheckResult.unhealthy(reason, path=str(path), age_seconds=round(age, 3))
+            return CheckResult.unhealthy(reason, path=self._path_text, age_seconds=round(age, 3))
         return CheckResult.healthy(
             reason,
             recheck_in=limit - age + DEADLINE_MARGIN_SECONDS,
-            path=str(path),
+            path=self._path_text,
             age_seconds=round(age, 3),
         )
 
 
-def _stat(path: Path) -> os.stat_result | None:
+def _stat(path: str) -> os.stat_result | None:
     try:
-        return path.stat()
+        return os.stat(path)
     except FileNotFoundError:
         return None
 

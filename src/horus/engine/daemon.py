@@ -140,8 +140,10 @@ class Monitor:
 
     def next_due(self, result: CheckResult, now: float) -> float:
         interval = self.settings.interval_seconds
+        if self._slot is None:
+            self._slot = now  # the first check anchors the monitor's fixed-rate schedule
         # Fixed rate on slots; a monitor that fell behind (a long probe or heal) skips, never bursts.
-        self._slot = now if self._slot is None else max(self._slot + interval, now)
+        self._slot = max(self._slot + interval, now)
         due = self._slot
         if result.recheck_in is not None:
             due = min(due, now + max(MIN_RECHECK_SECONDS, result.recheck_in))
