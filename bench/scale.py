@@ -65,8 +65,11 @@ def _counts(work: Path) -> dict:
 
 
 def _checks_made(before: dict, after: dict, files: int, seconds: float) -> float:
+    """Checks made during ``seconds``. The counts are published once a second, so the served rate is
+    taken over the counts' own timestamps, not over the measuring window."""
     served = (after["http_requests"] - before["http_requests"]) + (after["tcp_connections"] - before["tcp_connections"])
-    return served + files * seconds / INTERVAL_SECONDS  # a stat leaves no trace; each file is due once a cycle
+    served_rate = served / (after["at"] - before["at"]) if after["at"] > before["at"] else 0.0
+    return (served_rate + files / INTERVAL_SECONDS) * seconds  # a stat leaves no trace; each file is due once a cycle
 
 
 def _measure_run(work: Path, pid: int, file_count: int) -> tuple[Usage, float]:

@@ -3,8 +3,8 @@
     python bench/targets.py PORTFILE --tcp-ports 50
 serves HTTP/1.1 (keep-alive, `200 ok` on any path) on one port and accept-then-close TCP on the
 others, all on 127.0.0.1, and writes {"http": port, "tcp": [ports]} to PORTFILE when ready. Every
-second it rewrites PORTFILE.counts with the requests and connections served so far, so a benchmark
-counts the checks each watchdog really made.
+second it rewrites PORTFILE.counts with the requests and connections served so far and the monotonic
+time it counted them at, so a benchmark counts the checks each watchdog really made, per second.
 Port checks spread over many listeners so that a thousand connections a second never exhaust the
 loopback four-tuples.
 """
@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 COUNTS = {"http_requests": 0, "tcp_connections": 0}
@@ -57,7 +58,7 @@ async def main(portfile: str, tcp_ports: int) -> None:
     while True:
         await asyncio.sleep(1)
         with open(tmp, "w") as f:
-            json.dump(COUNTS, f)
+            json.dump({**COUNTS, "at": time.monotonic()}, f)
         os.replace(tmp, portfile + ".counts")
 
 
