@@ -39,22 +39,14 @@ class EventLog:
         return [e for e in self.events() if e["event"] == name]
 
 
-def spawn_daemon(config: Path, state_dir: Path, events: Path) -> subprocess.Popen[bytes]:
+HORUS_RUN = [sys.executable, "-m", "horus", "run"]
+
+
+def spawn_daemon(config: Path, state_dir: Path, events: Path, *extra: str) -> subprocess.Popen[bytes]:
     handle = events.open("ab")
     try:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "horus",
-                "run",
-                "-c",
-                str(config),
-                "--state-dir",
-                str(state_dir),
-                "--log-format",
-                "json",
-            ],
+            [*HORUS_RUN, "-c", str(config), "--state-dir", str(state_dir), "--log-format", "json", *extra],
             stdout=handle,
             stderr=handle,
         )
@@ -220,28 +212,9 @@ def test_run_writes_its_engine_statistics_when_asked_and_stopped(tmp_path):
         [{"name": "x", "interval_seconds": 0.1, "check": {"type": "file_exists", "path": str(tmp_path / "present")}}],
     )
     stats_file = tmp_path / "stats.json"
-    handle = (tmp_path / "events.jsonl").open("wb")
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "horus",
-            "run",
-            "-c",
-            str(config),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--stats-file",
-            str(stats_file),
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-        ],
-        stdout=handle,
-        stderr=handle,
+    daemon = spawn_daemon(
+        config, tmp_path / "state", tmp_path / "events.jsonl", "--stats-file", str(stats_file), "--log-level", "debug"
     )
-    handle.close()
     events = EventLog(tmp_path / "events.jsonl")
     try:
         wait_until_sync(lambda: len(events.named("check.ok")) >= 5, timeout=20)

@@ -41,11 +41,8 @@ async def run_check(check: Check, ctx: ProbeContext, *, timeout: float) -> Check
             result = CheckResult.unhealthy(f"no answer within {humanize.seconds(timeout)}")
         else:
             result = CheckResult.error(f"probe did not finish within {humanize.seconds(timeout)}")
-    except (ProbeError, ExecError) as exc:
-        result = CheckResult.error(str(exc))
     except Exception as exc:
-        log.exception("check.crashed", check=check.type)
-        result = CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
+        result = _probe_broke(check, exc)
     return CheckRun(result, time.monotonic() - started)
 
 
@@ -54,12 +51,17 @@ def run_inline(check: Check, ctx: ProbeContext) -> CheckRun:
     started = time.monotonic()
     try:
         result = check.probe_inline(ctx)
-    except (ProbeError, ExecError) as exc:
-        result = CheckResult.error(str(exc))
     except Exception as exc:
-        log.exception("check.crashed", check=check.type)
-        result = CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
+        result = _probe_broke(check, exc)
     return CheckRun(result, time.monotonic() - started)
+
+
+def _probe_broke(check: Check, exc: Exception) -> CheckResult:
+    """A probe that raised says nothing about the service: a probe error, logged when unexpected."""
+    if isinstance(exc, ProbeError | ExecError):
+        return CheckResult.error(str(exc))
+    log.exception("check.crashed", check=check.type)
+    return CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
 
 
 async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutcome:
