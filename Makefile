@@ -9,19 +9,19 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Rebuilt only when the project's metadata changes, so `make install` is idempotent and cheap to repeat.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Horus needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./sdk -e '.[dev]'
 	@touch $(STAMP)
 
 demo: install
 	$(BIN)/python examples/demo/run_demo.py
 
 lint: install
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src sdk tests bench examples
+	$(BIN)/ruff format --check src sdk tests bench examples
 	$(BIN)/mypy
 
 test: lint

@@ -217,3 +217,37 @@ async def test_recovery_is_announced_once_the_failing_monitor_passes_again(tmp_p
         await wait_until(lambda: named(events, "monitor.recovered", "svc"), timeout=10)
     [recovered] = named(events, "monitor.recovered", "svc")
     assert recovered["reason"].startswith("ready")
+
+
+async def test_a_heal_names_where_the_service_was_stuck_when_it_left_a_crash_record(tmp_path):
+    from horus_sdk.formats import FORMAT_CRASH, crash_record_path, write_json_atomic
+
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    write_json_atomic(
+        crash_record_path(crash_dir, 4121),
+        {
+            "format": FORMAT_CRASH,
+            "pid": 4121,
+            "wall_time": time.time(),
+            "reason": "event loop blocked for 12.0 s",
+            "stuck": {"file": "/srv/bot/bot.py", "line": 88, "function": "fetch_ohlcv", "code": "requests.get(...)"},
+        },
+    )
+    monitor = {
+        "name": "bot",
+        "interval_seconds": 0.1,
+        "min_failures_to_heal": 1,
+        "check": {
+            "type": "heartbeat",
+            "path": str(tmp_path / "never-written.json"),
+            "max_age_seconds": 5,
+            "crash_dir": str(crash_dir),
+        },
+        "heal": counting_heal(tmp_path),
+    }
+    async with running(tmp_path, [monitor]) as (_, events):
+        await wait_until(lambda: named(events, "heal.finished", "bot"), timeout=10)
+    [started] = named(events, "heal.started", "bot")
+    assert started["crash_summary"] == "event loop blocked for 12.0 s; stuck in fetch_ohlcv at bot.py:88"
+    assert started["crash_record"].endswith("horus-crash-4121.json")

@@ -120,6 +120,11 @@ class Check(ABC, Generic[OptionsT]):
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         """Observe the service once and say whether it is healthy, and why."""
 
+    def evidence(self, since_wall: float | None) -> dict[str, Any]:
+        """What the service left behind to explain a failure since ``since_wall`` (a crash record...),
+        added to the heal's log events. Reads files: the engine calls it off the event loop."""
+        return {}
+
     def probe_inline(self, ctx: ProbeContext) -> CheckResult:
         """The same observation, synchronously, for checks with ``inline = True``; runs off the event loop."""
         raise NotImplementedError(f"{self.type} is not an inline check")

@@ -6,6 +6,7 @@ from horus.checks import (
     command,
     docker_container,
     file_exists,
+    heartbeat,
     http_health,
     launchd_service,
     log_staleness,
@@ -27,6 +28,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         systemd_service.SystemdServiceCheck,
         docker_container.DockerContainerCheck,
         command.CommandCheck,
+        heartbeat.HeartbeatCheck,
     )
 }
 

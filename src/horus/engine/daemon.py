@@ -39,6 +39,9 @@ T = TypeVar("T")
 # A probe that asks to be re-run sooner than this is re-run after this, so a file dated in the future
 # cannot spin a monitor in a tight loop.
 MIN_RECHECK_SECONDS = 0.05
+# A crash record written this long before the first failed check still explains the failure (the
+# service ended itself, then the check noticed).
+EVIDENCE_LOOKBACK_SECONDS = 600.0
 # After an unexpected bug in a monitor's own handling, look at it again after this long.
 CRASH_RESTART_SECONDS = 5.0
 
@@ -197,7 +200,14 @@ class Monitor:
         except StoreError as exc:
             # Healing matters more than bookkeeping; the cooldown still holds in memory.
             self.log.error("store.error", error=str(exc), note="healing anyway; cooldown kept in memory only")
-        self.log.warning("heal.started", action=heal.action, reason=reason)
+        # Looked at before the heal acts: a restart may clear what the service left behind.
+        since = self.state.failing_since - EVIDENCE_LOOKBACK_SECONDS if self.state.failing_since else None
+        try:
+            evidence = await asyncio.to_thread(self.check.evidence, since)
+        except Exception:
+            self.log.exception("check.evidence_failed")
+            evidence = {}
+        self.log.warning("heal.started", action=heal.action, reason=reason, **evidence)
         daemon.stats.record_heal()
         timeout = heal.timeout_seconds(self.settings.heal_timeout_seconds)
         outcome: HealOutcome | None = None
