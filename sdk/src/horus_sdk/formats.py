@@ -26,6 +26,7 @@ A frame is ``{"file", "line", "function", "code"}``, innermost last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -61,10 +62,8 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
                 os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -88,7 +87,8 @@ def crash_summary(record: dict[str, Any]) -> str:
     stuck = record.get("stuck") or {}
     where = ""
     if stuck.get("function"):
-        where = f"; stuck in {stuck['function']} at {os.path.basename(str(stuck.get('file', '?')))}:{stuck.get('line', '?')}"
+        file_name = os.path.basename(str(stuck.get("file", "?")))
+        where = f"; stuck in {stuck['function']} at {file_name}:{stuck.get('line', '?')}"
     operations = record.get("operations") or []
     if operations:
         names = ", ".join(f"{op['name']} ({float(op.get('age_seconds', 0)):.0f} s)" for op in operations[:3])
