@@ -19,10 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import detection
 import scale
+import sdk_cost
 from harness import machine, monit_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {"detection": detection, "scale": scale}
+SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost}
 
 
 def main(argv: list[str]) -> int:

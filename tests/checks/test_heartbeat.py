@@ -4,11 +4,11 @@ import os
 import time
 
 import pytest
-from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_record_path, write_json_atomic
 
 from horus.checks.base import ProbeContext, Status
 from horus.checks.heartbeat import HeartbeatCheck, HeartbeatOptions
 from horus.testing import ShiftedClock
+from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_record_path, write_json_atomic
 
 
 def beat(path, *, age: float = 0.0, channels: dict[str, float] | None = None, beating_for: float = 100.0, **extra):

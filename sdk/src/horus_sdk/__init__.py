@@ -3,8 +3,23 @@
 Standard library only. Nothing starts until you ask: no thread, no signal handler, no patching.
 """
 
+from horus_sdk.blocking import BlockingDetector, BlockingReport
+from horus_sdk.deadline import DeadlineExceeded, StreamStalled, deadline, guard_stream
 from horus_sdk.formats import crash_summary
+from horus_sdk.heartbeat import Heartbeat
+from horus_sdk.watchdog import LoopWatchdog
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "crash_summary"]
+__all__ = [
+    "BlockingDetector",
+    "BlockingReport",
+    "DeadlineExceeded",
+    "Heartbeat",
+    "LoopWatchdog",
+    "StreamStalled",
+    "__version__",
+    "crash_summary",
+    "deadline",
+    "guard_stream",
+]

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 from pydantic import Field
 
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import ExpandedPath, PositiveSeconds
+from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
 DEADLINE_MARGIN_SECONDS = 0.05
 

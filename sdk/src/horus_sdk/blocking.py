@@ -1,0 +1,349 @@
+"""Find the synchronous call that froze the event loop, and measure how late the loop runs.
+
+A ``time.sleep`` or a blocking HTTP call inside a coroutine freezes every task of the loop and leaves no
+traceback: the bot just goes quiet. While the loop is blocked, a watcher thread samples the loop thread's
+stack, so the report names the line that blocked::
+
+    async with BlockingDetector(threshold=0.1) as detector:
+        await run_bot()
+    # horus_sdk WARNING blocking.detected seconds=0.503 at=/srv/bot/bot.py:12 function=fetch_ohlcv ...
+
+No asyncio debug mode and no patching: a loop-side ticker sleeps a short period and measures how late it
+wakes (the loop's lag), and the watcher compares the clock with the ticker's next expected wake.
+
+This module also holds the stack sampling shared with :mod:`horus_sdk.watchdog`: which frames are the
+service's own code, and the innermost of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import linecache
+import logging
+import math
+import os
+import selectors
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = ["BlockingDetector", "BlockingReport", "Frame"]
+
+logger = logging.getLogger("horus_sdk")
+
+_MAX_FRAMES = 256
+"""Frames kept per stack (the innermost ones): deep recursion must not make a report huge."""
+_LAG_WINDOW = 2048
+"""Lag samples kept for lag_stats(): about a minute and a half at the default 0.05 s period."""
+_MAX_REPORTS = 100
+
+
+# -- frames ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One stack frame as the crash record stores it (``{"file", "line", "function", "code"}``)."""
+
+    file: str
+    line: int
+    function: str
+    code: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
+
+
+RawFrame = tuple[str, int, str]
+"""(file, line, function): what is read from a live frame while holding the GIL, before any file I/O."""
+
+
+def raw_stack(frame: FrameType | None) -> list[RawFrame]:
+    """The stack from ``frame`` outwards, innermost last, as plain tuples.
+
+    Plain tuples because the other thread's frames change as soon as it runs again: everything is read in
+    one pass, and the source lines (file I/O, which releases the GIL) are looked up afterwards.
+    """
+    raw: list[RawFrame] = []
+    while frame is not None and len(raw) < _MAX_FRAMES:
+        code = frame.f_code
+        raw.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    raw.reverse()
+    return raw
+
+
+def with_source(raw: Iterable[RawFrame]) -> tuple[Frame, ...]:
+    return tuple(Frame(file, line, function, _source_line(file, line)) for file, line, function in raw)
+
+
+def _source_line(file: str, line: int) -> str:
+    try:
+        return linecache.getline(file, line).strip()
+    except Exception:  # an unreadable or vanished file costs the code line, never the report
+        return ""
+
+
+def sample_thread(thread_id: int) -> tuple[Frame, ...]:
+    """The current stack of thread ``thread_id``, innermost last; empty when the thread is gone."""
+    frame = sys._current_frames().get(thread_id)
+    raw = raw_stack(frame)
+    # Frames keep their locals alive: drop the reference before the (slower) source lookups.
+    del frame
+    return with_source(raw)
+
+
+# Where a frame's code lives decides how much it says about the bug. Lower is better:
+_OWN, _THIRD_PARTY, _STDLIB, _MACHINERY = range(4)
+
+
+def _directory(path: str | None) -> str | None:
+    return os.path.dirname(path) + os.sep if path else None
+
+
+def _prefixes(*paths: str | None) -> tuple[str, ...]:
+    found: set[str] = set()
+    for path in paths:
+        if path:
+            found.add(path)
+            found.add(os.path.realpath(path))
+    return tuple(sorted(found))
+
+
+_SDK_DIR = _directory(__file__)
+_MACHINERY_PREFIXES = _prefixes(_directory(asyncio.__file__), selectors.__file__, threading.__file__, _SDK_DIR)
+# Where os.py lives is the standard library (sysconfig would know more, at the cost of importing the
+# build's configuration into the service just to classify frames).
+_STDLIB_PREFIXES = _prefixes(_directory(os.__file__))
+_THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+@functools.lru_cache(maxsize=2048)
+def _rank(file: str) -> int:
+    """How far ``file`` is from the service's own code: asyncio's loop is never the culprit, the stdlib
+    frame of the blocking call (``socket.py``) says less than the line that called it."""
+    if file.startswith(_MACHINERY_PREFIXES):
+        return _MACHINERY
+    if any(marker in file for marker in _THIRD_PARTY_MARKERS):
+        return _THIRD_PARTY
+    if file.startswith(_STDLIB_PREFIXES) or file.startswith("<frozen "):
+        return _STDLIB
+    return _OWN
+
+
+def user_frame_depth(stack: Sequence[Frame]) -> tuple[int, int]:
+    """(rank, index) of the frame to blame in ``stack``: the innermost of the best-ranked frames.
+
+    Rank 0 is the service's own code; then installed packages, then the standard library; asyncio,
+    selectors, threading and horus_sdk itself are blamed only when nothing else is on the stack.
+    """
+    best = (_MACHINERY + 1, -1)
+    for index, frame in enumerate(stack):
+        rank = _rank(frame.file)
+        if rank <= best[0]:
+            best = (rank, index)
+    return best
+
+
+def innermost_user_frame(stack: Sequence[Frame]) -> Frame | None:
+    _rank_found, index = user_frame_depth(stack)
+    return stack[index] if index >= 0 else None
+
+
+# -- the detector ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingReport:
+    """One stall of the event loop: how long, and the line that blocked it.
+
+    ``file``/``line``/``function``/``code`` name the innermost frame of the service's own code on the loop
+    thread while it was blocked (for ``time.sleep(1)`` in ``bot.py`` line 12: ``bot.py``, 12, the coroutine).
+    ``stack`` is the whole loop thread stack, innermost last. When the stall ended before it could be
+    sampled, ``file`` is ``"<unknown>"`` and ``stack`` is empty.
+    """
+
+    duration: float
+    file: str
+    line: int
+    function: str
+    code: str
+    stack: tuple[Frame, ...] = ()
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line} in {self.function}"
+        return f"event loop blocked for {self.duration:.3f} s at {where}: {self.code}"
+
+
+def _log_report(report: BlockingReport) -> None:
+    logger.warning(
+        "blocking.detected seconds=%.3f at=%s:%d function=%s code=%r",
+        report.duration,
+        report.file,
+        report.line,
+        report.function,
+        report.code,
+    )
+
+
+class BlockingDetector:
+    """Reports each callback that blocks the event loop longer than ``threshold`` seconds.
+
+    ``async with BlockingDetector(0.1, on_report=...) as detector:``. ``on_report`` receives one
+    :class:`BlockingReport` per stall, on the event loop's thread, after the stall (default: a warning on
+    the ``horus_sdk`` logger); ``detector.reports`` keeps the last 100. ``detector.lag_stats()`` gives the
+    loop's lag percentiles. Nothing runs until the context is entered.
+    """
+
+    def __init__(self, threshold: float = 0.1, *, on_report: Callable[[BlockingReport], object] | None = None) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0 seconds, got {threshold!r}")
+        self.threshold = float(threshold)
+        self.on_report = on_report if on_report is not None else _log_report
+        # Short enough that lateness is measured well below the threshold, long enough to cost the loop
+        # nothing noticeable (at most 20 wakes a second).
+        self._period = max(0.001, min(self.threshold / 2, 0.05))
+        self._lags: collections.deque[float] = collections.deque(maxlen=_LAG_WINDOW)
+        self._reports: collections.deque[BlockingReport] = collections.deque(maxlen=_MAX_REPORTS)
+        # Shared with the watcher: the ticker's next expected wake, and the stack sampled during the stall
+        # that made that wake late. The lock makes "is it still the same stall?" and "keep the sample" one
+        # step, so a sample taken just after the stall ended is never blamed for it.
+        self._lock = threading.Lock()
+        self._next_wake = math.inf
+        self._sample: tuple[float, list[RawFrame]] | None = None
+        self._loop_thread_id: int | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def reports(self) -> list[BlockingReport]:
+        """The most recent reports (at most 100), oldest first."""
+        return list(self._reports)
+
+    def lag_stats(self) -> dict[str, float]:
+        """``{"p50", "p99", "max"}`` of the loop's lag in seconds and ``"samples"``, over the recent window."""
+        lags = sorted(self._lags)  # one C call under the GIL: a consistent copy even while the ticker appends
+        if not lags:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0, "samples": 0}
+        return {"p50": _percentile(lags, 0.50), "p99": _percentile(lags, 0.99), "max": lags[-1], "samples": len(lags)}
+
+    async def __aenter__(self) -> BlockingDetector:
+        if self._ticker is not None:
+            raise RuntimeError("this BlockingDetector is already running")
+        loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
+        self._stop = threading.Event()
+        with self._lock:
+            self._next_wake = time.monotonic() + self._period
+            self._sample = None
+        self._ticker = loop.create_task(self._tick(), name="horus-blocking-detector")
+        thread = threading.Thread(target=self._watch, name="horus-blocking-detector", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # No thread to spare in this process: keep measuring lag rather than fail the service.
+            logger.error("blocking.watcher_not_started error=%r", exc)
+        else:
+            self._thread = thread
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        ticker, self._ticker = self._ticker, None
+        thread, self._thread = self._thread, None
+        if ticker is not None:
+            ticker.cancel()
+            # wait() rather than `await ticker`: a cancellation of the caller must still propagate.
+            await asyncio.wait([ticker])
+        if thread is not None:
+            # The watcher wakes on the stop event at once; the bound only matters if sampling is slow.
+            thread.join(timeout=1.0)
+
+    # -- loop side -------------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        with self._lock:
+            # Set when the context was entered, so a stall before the ticker first runs is measured too.
+            expected = self._next_wake
+        while True:
+            await asyncio.sleep(max(0.0, expected - time.monotonic()))
+            now = time.monotonic()
+            lag = max(0.0, now - expected)
+            self._lags.append(lag)
+            with self._lock:
+                sample, self._sample = self._sample, None
+                # Moved on at once, so that a sample taken from now on is not blamed for this stall.
+                self._next_wake = now + self._period
+            if lag >= self.threshold:
+                raw = sample[1] if sample is not None and sample[0] == expected else []
+                self._report(lag, with_source(raw))
+            # Counted from now, so the time spent reporting is not taken for lag.
+            expected = time.monotonic() + self._period
+            with self._lock:
+                self._next_wake = expected
+
+    def _report(self, duration: float, stack: tuple[Frame, ...]) -> None:
+        frame = innermost_user_frame(stack)
+        if frame is None:
+            report = BlockingReport(duration, "<unknown>", 0, "<unknown>", "", stack)
+        else:
+            report = BlockingReport(duration, frame.file, frame.line, frame.function, frame.code, stack)
+        self._reports.append(report)
+        try:
+            self.on_report(report)
+        except Exception as exc:  # the service's hook failing must not stop the detector
+            logger.warning("blocking.on_report_failed error=%r", exc)
+
+    # -- watcher thread --------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        sampled_for = math.nan
+        while True:
+            with self._lock:
+                expected = self._next_wake
+            overdue = time.monotonic() - expected - self.threshold
+            if overdue < 0:
+                # Sleep until this wake would be late; the ticker usually moves it on before then.
+                if self._stop.wait(-overdue):
+                    return
+                continue
+            if expected != sampled_for:
+                sampled_for = expected
+                try:
+                    self._take_sample(expected)
+                except Exception as exc:  # a failed sample costs one report its location, nothing more
+                    logger.debug("blocking.sample_failed error=%r", exc)
+            # Still blocked: poll until the ticker runs again, without sampling this stall twice.
+            if self._stop.wait(self._period):
+                return
+
+    def _take_sample(self, expected: float) -> None:
+        if self._loop_thread_id is None:
+            return
+        frame = sys._current_frames().get(self._loop_thread_id)
+        raw = raw_stack(frame)
+        del frame
+        with self._lock:
+            # Still the same stall after sampling means the ticker had not run when the stack was taken.
+            # Raw tuples only: the source lines are looked up when the report is made, so a stall that
+            # ends right now still gets this sample.
+            if self._next_wake == expected:
+                self._sample = (expected, raw)
+
+
+def _percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty sequence."""
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]

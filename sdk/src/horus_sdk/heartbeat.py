@@ -1,0 +1,335 @@
+"""Heartbeats driven by the event loop itself: when the loop stops making progress, the beats stop.
+
+A thread would keep beating after the loop hung (the 7-hour hang in the story), so the beats come from an
+asyncio task: if the loop is blocked or starved, nothing is written, and the Horus daemon sees the file age.
+
+    hb = Heartbeat("/run/bot/heartbeat.json", interval=1.0, sd_notify=None)
+    async with hb:
+        while True:
+            await scan_markets()
+            hb.progress("scan")
+
+Sinks, each optional: the heartbeat file (format in :mod:`horus_sdk.formats`), the same JSON as a UDP or
+unix datagram, and systemd's ``sd_notify`` (``READY=1`` once, then ``WATCHDOG=1``). A sink that fails is
+recorded in :attr:`Heartbeat.last_error` and never raises into the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from horus_sdk.formats import FORMAT_HEARTBEAT, boot_id, write_json_atomic
+
+__all__ = ["MAX_DATAGRAM_BYTES", "Heartbeat"]
+
+MAX_DATAGRAM_BYTES = 8192
+"""Largest datagram sent; channels that do not fit are left out of the datagram (never out of the file)."""
+
+_COMPACT = (",", ":")
+_RESOLVE_RETRY_SECONDS = 60.0
+
+
+class Heartbeat:
+    """Emits a beat every ``interval`` seconds while the event loop runs; use as ``async with hb:``.
+
+    ``path``: heartbeat file, rewritten atomically on each beat. ``udp``: ``(host, port)`` to send the same
+    JSON to (give an IP address: a name is resolved once, when the heartbeat starts). ``unix_socket``: a
+    unix datagram socket path (``@name`` for the abstract namespace). ``sd_notify``: True to notify systemd,
+    False never, None (default) when ``$NOTIFY_SOCKET`` is set.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        interval: float = 1.0,
+        *,
+        udp: tuple[str, int] | None = None,
+        unix_socket: str | os.PathLike[str] | None = None,
+        sd_notify: bool | None = None,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.path = path
+        self.interval = float(interval)
+        self.udp = udp
+        self.unix_socket = unix_socket
+        self.sd_notify = sd_notify
+        self.sequence = 0
+        """Beats emitted so far; the file's ``sequence`` is this value after each beat."""
+        self.last_error: str | None = None
+        """The most recent sink failure, e.g. ``"file /run/bot/hb.json: [Errno 28] No space left on device"``."""
+        # name -> [count, monotonic]; a list so progress() is two stores and one clock read, no allocation.
+        # The wall time is derived when a beat is written, keeping the second clock read off the hot path.
+        self._channels: dict[str, list[Any]] = {}
+        self._boot_id = boot_id()
+        self._started_monotonic: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inet: socket.socket | None = None
+        self._unix: socket.socket | None = None
+        self._udp_address: tuple[Any, ...] | None = None
+        self._udp_family = socket.AF_INET
+        self._udp_retry_at = 0.0
+        self._notify_address: str | None = None
+        self._watchdog_period: float | None = None
+        self._watchdog_each_beat = False
+        self._ready_sent = False
+
+    # -- for the service ---------------------------------------------------------------------------------
+
+    def progress(self, channel: str = "main") -> None:
+        """Record progress on ``channel`` (cheap: call it from hot loops).
+
+        Channels name the service's loops ("scan", "orders"): a handful, not one per market or item, since
+        every beat writes them all.
+        """
+        entry = self._channels.get(channel)
+        if entry is None:
+            self._channels[channel] = [1, time.monotonic()]
+        else:
+            entry[0] += 1
+            entry[1] = time.monotonic()
+
+    @property
+    def channels(self) -> dict[str, dict[str, float]]:
+        """A snapshot: ``{name: {"count", "wall_time", "monotonic"}}``."""
+        wall_minus_mono = time.time() - time.monotonic()
+        return {
+            name: {"count": count, "wall_time": wall_minus_mono + mono, "monotonic": mono}
+            for name, (count, mono) in self._snapshot()
+        }
+
+    def channel_ages(self, now_monotonic: float | None = None) -> dict[str, float]:
+        """Seconds since each channel last progressed; safe to call from another thread."""
+        now = time.monotonic() if now_monotonic is None else now_monotonic
+        return {name: now - mono for name, (_count, mono) in self._snapshot()}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def __aenter__(self) -> Heartbeat:
+        if self.running:
+            raise RuntimeError("this Heartbeat is already running")
+        self._configure_sinks()
+        # Lets the watcher judge a channel that has not progressed yet from when beating began.
+        self._started_monotonic = time.monotonic()
+        self._beat()
+        if self._watchdog_period:
+            self._notify(b"WATCHDOG=1")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="horus-heartbeat")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        try:
+            if task is not None:
+                task.cancel()
+                # wait() rather than `await task`: the task's CancelledError must not be confused with a
+                # cancellation of the caller, which still propagates from here.
+                await asyncio.wait([task])
+        finally:
+            # The last beat says where the service got to; the daemon then sees the file age.
+            self._beat()
+            self._close_sockets()
+
+    # -- the beat ----------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        now = time.monotonic()
+        next_beat = now + self.interval
+        next_watchdog = now + self._watchdog_period if self._watchdog_period else math.inf
+        while True:
+            # Always await, even when late: a beat slower than its interval must not starve the loop it
+            # reports on (with many channels, encoding the file can take longer than a short interval).
+            await asyncio.sleep(max(0.0, min(next_beat, next_watchdog) - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_watchdog and self._watchdog_period:
+                self._notify(b"WATCHDOG=1")
+                next_watchdog = max(next_watchdog + self._watchdog_period, now + self._watchdog_period / 2)
+            if now >= next_beat:
+                self._beat()
+                # After a stall or a slow beat, resume the rhythm from now rather than bursting to catch up.
+                next_beat = max(next_beat + self.interval, time.monotonic() + self.interval / 2)
+
+    def _beat(self) -> None:
+        self.sequence += 1
+        try:
+            payload = self._payload()
+            if self.path is not None:
+                try:
+                    write_json_atomic(self.path, payload, fsync=False)
+                except Exception as exc:
+                    self._fail(f"file {os.fspath(self.path)}", exc)
+            if self.udp is not None or self.unix_socket is not None:
+                self._send_datagrams(payload)
+            if self._notify_address is not None:
+                if not self._ready_sent:
+                    self._ready_sent = self._notify(b"READY=1")
+                if self._watchdog_each_beat:
+                    self._notify(b"WATCHDOG=1")
+        except Exception as exc:
+            # A beat that breaks must not end the task: no more beats would look exactly like a hang.
+            self._fail("heartbeat", exc)
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_HEARTBEAT,
+            "pid": os.getpid(),
+            "sequence": self.sequence,
+            "boot_id": self._boot_id,
+            "wall_time": time.time(),
+            "monotonic": time.monotonic(),
+            "interval": self.interval,
+            "started_monotonic": self._started_monotonic,
+            "channels": self.channels,
+        }
+
+    def _snapshot(self) -> Iterable[tuple[str, list[Any]]]:
+        # dict() copies in one C call under the GIL, so a watchdog thread never iterates a dict that the
+        # loop is growing; the entries are copied too so a reader sees one consistent pair.
+        return [(name, list(entry)) for name, entry in dict(self._channels).items()]
+
+    def _fail(self, sink: str, exc: BaseException) -> None:
+        self.last_error = f"{sink}: {exc}"
+
+    # -- datagram sinks ----------------------------------------------------------------------------------
+
+    def _send_datagrams(self, payload: dict[str, Any]) -> None:
+        data = _datagram(payload)
+        if self.udp is not None:
+            try:
+                self._send_udp(data, self.udp)
+            except Exception as exc:
+                self._fail(f"udp {self.udp[0]}:{self.udp[1]}", exc)
+        if self.unix_socket is not None:
+            try:
+                self._send_unix(data, _unix_address(os.fspath(self.unix_socket)))
+            except Exception as exc:
+                self._fail(f"unix socket {os.fspath(self.unix_socket)}", exc)
+
+    def _send_udp(self, data: bytes, target: tuple[str, int]) -> None:
+        if self._udp_address is None:
+            if time.monotonic() < self._udp_retry_at:
+                return
+            # A failed lookup is retried only now and then: each attempt may block the loop.
+            self._udp_retry_at = time.monotonic() + _RESOLVE_RETRY_SECONDS
+            self._udp_family, self._udp_address = _resolve_udp(target)
+        if self._inet is None:
+            self._inet = _datagram_socket(self._udp_family)
+        self._inet.sendto(data, self._udp_address)
+
+    def _send_unix(self, data: bytes, address: str) -> None:
+        if self._unix is None:
+            self._unix = _datagram_socket(socket.AF_UNIX)
+        # Non-blocking: a reader that stopped draining makes this fail with EAGAIN instead of freezing the loop.
+        self._unix.sendto(data, address)
+
+    def _close_sockets(self) -> None:
+        for sock in (self._inet, self._unix):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._inet = self._unix = None
+
+    # -- systemd -----------------------------------------------------------------------------------------
+
+    def _configure_sinks(self) -> None:
+        self._udp_address = None
+        self._udp_retry_at = 0.0
+        self._notify_address = None
+        self._watchdog_period = None
+        self._watchdog_each_beat = False
+        notify_socket = os.environ.get("NOTIFY_SOCKET")
+        if self.sd_notify is False or (self.sd_notify is None and not notify_socket):
+            return
+        if not notify_socket:
+            self._fail("sd_notify", OSError("$NOTIFY_SOCKET is not set"))
+            return
+        if not notify_socket.startswith(("/", "@")):
+            self._fail("sd_notify", OSError(f"unsupported $NOTIFY_SOCKET {notify_socket!r}"))
+            return
+        self._notify_address = _unix_address(notify_socket)
+        watchdog_usec = os.environ.get("WATCHDOG_USEC")
+        watchdog_pid = os.environ.get("WATCHDOG_PID")
+        if watchdog_pid and watchdog_pid != str(os.getpid()):
+            # systemd armed the watchdog for another process (we are its child): sd_watchdog_enabled() says no.
+            return
+        if not watchdog_usec:
+            self._watchdog_each_beat = True
+            return
+        try:
+            usec = int(watchdog_usec)
+            if usec <= 0:
+                raise ValueError(watchdog_usec)
+        except ValueError:
+            self._fail("sd_notify", ValueError(f"invalid $WATCHDOG_USEC {watchdog_usec!r}"))
+            self._watchdog_each_beat = True
+            return
+        # Half the limit, as sd_watchdog_enabled(3) recommends, so one late wake-up is not fatal.
+        self._watchdog_period = usec / 1_000_000 / 2
+
+    def _notify(self, message: bytes) -> bool:
+        if self._notify_address is None:
+            return False
+        try:
+            self._send_unix(message, self._notify_address)
+        except Exception as exc:
+            self._fail(f"sd_notify {message.decode()}", exc)
+            return False
+        return True
+
+
+def _datagram(payload: dict[str, Any]) -> bytes:
+    """Compact JSON of ``payload`` in at most MAX_DATAGRAM_BYTES, dropping channels that do not fit."""
+    data = json.dumps(payload, separators=_COMPACT, default=str).encode()
+    if len(data) <= MAX_DATAGRAM_BYTES:
+        return data
+    channels: dict[str, Any] = payload["channels"]
+    kept: dict[str, Any] = {}
+    room = MAX_DATAGRAM_BYTES - len(json.dumps({**payload, "channels": {}}, separators=_COMPACT, default=str))
+    for name, value in channels.items():
+        # '{"name":{...}}' minus the braces, plus the comma that separates it from the previous one.
+        size = len(json.dumps({name: value}, separators=_COMPACT, default=str)) - 2 + (1 if kept else 0)
+        if size <= room:
+            kept[name] = value
+            room -= size
+    return json.dumps({**payload, "channels": kept}, separators=_COMPACT, default=str).encode()
+
+
+def _unix_address(address: str) -> str:
+    # '@name' is the abstract namespace (systemd's convention): the kernel wants a leading NUL byte.
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
+def _datagram_socket(family: socket.AddressFamily) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    return sock
+
+
+def _resolve_udp(target: tuple[str, int]) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+    host, port = target
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        # A name: resolved here, once per start, because a lookup blocks the loop.
+        family, _type, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        return family, address
+    if ip.version == 6:
+        return socket.AF_INET6, (host, port, 0, 0)
+    return socket.AF_INET, (host, port)

@@ -1,0 +1,88 @@
+"""Seed 000 with all three layers: the SDK ends a bot stuck on an order call and says where; Horus's
+heartbeat check sees the heartbeat stop, restarts the bot, and its heal names the stuck function."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import wait_until_sync
+
+BOT = Path(__file__).parents[1] / "examples" / "sdk" / "bot.py"
+
+
+@pytest.mark.slow
+def test_horus_restarts_a_bot_its_sdk_watchdog_ended_and_the_heal_names_where_it_was_stuck(tmp_path):
+    state = tmp_path / "bot"
+    hung = subprocess.Popen([sys.executable, str(BOT), "--state", str(state), "--hang-orders", "--kill-after", "1.5"])
+    restart = f"{sys.executable} {BOT} --state {state} --kill-after 1.5 >> {tmp_path / 'bot2.log'} 2>&1 &"
+    config = tmp_path / "horus.json"
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "monitors": [
+                    {
+                        "name": "bot",
+                        "interval_seconds": 0.5,
+                        "min_failures_to_heal": 2,
+                        "startup_grace_seconds": 3,
+                        "heal_cooldown_seconds": 60,
+                        "check": {
+                            "type": "heartbeat",
+                            "path": str(state / "heartbeat.json"),
+                            "max_age_seconds": 2,
+                            "channels": {"orders": 5},
+                            "crash_dir": str(state),
+                        },
+                        "heal": {"action": "run_script", "command": restart, "shell": True},
+                    }
+                ],
+            }
+        )
+    )
+    events_file = tmp_path / "events.jsonl"
+    with events_file.open("wb") as sink:
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "horus",
+                "run",
+                "-c",
+                str(config),
+                "--state-dir",
+                str(tmp_path / "horus"),
+                "--log-format",
+                "json",
+            ],
+            stdout=sink,
+            stderr=sink,
+        )
+
+    def events(name: str) -> list[dict]:
+        lines = [json.loads(line) for line in events_file.read_text().splitlines() if line.startswith("{")]
+        return [e for e in lines if e["event"] == name]
+
+    try:
+        # Layer 2: the SDK watchdog ends the hung bot (SIGTERM) and leaves a crash record behind.
+        assert hung.wait(timeout=20) in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        [record_file] = list(state.glob("horus-crash-*.json"))
+        record = json.loads(record_file.read_text())
+        assert record["stuck"]["function"] == "place_maker_order"
+
+        # Layer 3: Horus sees the heartbeat stop, restarts the bot, and says where it was stuck.
+        wait_until_sync(lambda: events("heal.finished"), timeout=20)
+        [started] = events("heal.started")
+        assert "stuck in place_maker_order at bot.py:" in started["crash_summary"]
+        assert started["reason"].startswith("heartbeat ")
+        wait_until_sync(lambda: events("monitor.recovered"), timeout=20)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+        subprocess.run(["pkill", "-f", f"{BOT} --state {state}"], check=False)
