@@ -28,6 +28,11 @@ def test_the_demo_heals_the_hung_bot_confirms_recovery_and_stops_by_itself_withi
         out.index("[demo] done"),
     ]
     assert order == sorted(order), "detection, heal, signal, recovery, then the end, in that order"
-    assert out.count("heal.started") == 1, "the recovered bot is left alone and the hung API has no heal"
+    assert out.count("heal.started") == 2, "each hung bot is healed once; the hung API has no heal"
     assert "received SIGTERM, exiting" in out
     assert out.count("bot started pid=") == 2
+    # The horus-sdk bot: its watchdog's crash record reaches Horus's heal, naming the stuck call.
+    sdk_heal = next(line for line in out.splitlines() if "heal.started monitor=sdk-bot" in line)
+    assert "stuck in place_maker_order at bot.py:" in sdk_heal
+    assert out.index("monitor.recovered monitor=sdk-bot") > out.index("heal.started monitor=sdk-bot")
+    assert "place_maker_order at bot.py:" in out[out.index("[demo] done") :]

@@ -2,13 +2,16 @@
 
 Everything runs in a temporary directory on loopback and stops by itself within two minutes:
   - a trading bot kept alive by a restart loop, which logs and then hangs with its process alive;
+  - a second bot instrumented with horus-sdk (examples/sdk/bot.py), whose order call hangs too: its own
+    watchdog records where it was stuck and ends it, and Horus restarts it and says why;
   - a healthy dashboard, and an exchange API that accepts connections and never answers;
-  - `horus run` watching all three, its events shown as they happen.
+  - `horus run` watching all four, its events shown as they happen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SDK_BOT = HERE.parent / "sdk" / "bot.py"
 sys.path.insert(0, str(HERE))
 from servers import start_dashboard, start_silent_api  # noqa: E402
 
@@ -40,6 +44,14 @@ monitors:
     heal: {{action: kill_process, process_pattern: "demo_bot.py --mode conservative --log {log}",
            signal: SIGTERM,
            grace_seconds: 3, max_matches: 1}}
+  - name: sdk-bot
+    min_failures_to_heal: 2
+    heal_cooldown_seconds: 30
+    startup_grace_seconds: 5
+    check: {{type: heartbeat, path: "{sdk_state}/heartbeat.json", max_age_seconds: 2, channels: {{orders: 10}},
+            crash_dir: "{sdk_state}"}}
+    heal: {{action: run_script, shell: true,
+           command: "{python} {sdk_bot} --state {sdk_state} --kill-after 3 >> {sdk_log} 2>&1 &"}}
   - name: dashboard
     check: {{type: http_health, url: "http://127.0.0.1:{dashboard_port}/health", json_equals: {{status: ok}}}}
   - name: exchange-api
@@ -59,14 +71,32 @@ def main() -> int:
     _dashboard, dashboard_port = start_dashboard()
     _api, api_port = start_silent_api()
     config = workdir / "horus.yaml"
-    config.write_text(CONFIG.format(log=log_file, dashboard_port=dashboard_port, api_port=api_port))
+    sdk_state, sdk_log = workdir / "sdk-bot", workdir / "sdk-bot.log"
+    config.write_text(
+        CONFIG.format(
+            log=log_file,
+            dashboard_port=dashboard_port,
+            api_port=api_port,
+            sdk_state=sdk_state,
+            sdk_log=sdk_log,
+            python=sys.executable,
+            sdk_bot=SDK_BOT,
+        )
+    )
     say(f"working in {workdir}")
     say("starting the bot under a restart loop (it restarts the bot only when it exits)")
     keepalive = subprocess.Popen(
         ["/bin/sh", str(HERE / "keepalive.sh"), sys.executable, str(HERE / "demo_bot.py"), str(log_file)],
         start_new_session=True,
     )
-    say("starting `horus run`; the bot will hang on an order call in about 4 s, with its process alive")
+    say("starting the horus-sdk bot; its order call will hang at once, with no deadline")
+    with sdk_log.open("ab") as sink:
+        sdk_bot = subprocess.Popen(
+            [sys.executable, str(SDK_BOT), "--state", str(sdk_state), "--hang-orders", "--kill-after", "3"],
+            stdout=sink,
+            stderr=sink,
+        )
+    say("starting `horus run`; the first bot will hang on an order call in about 4 s, with its process alive")
     horus = subprocess.Popen(
         [sys.executable, "-m", "horus", "run", "-c", str(config), "--state-dir", str(workdir / "state")],
         stdout=subprocess.PIPE,
@@ -74,24 +104,30 @@ def main() -> int:
         text=True,
         start_new_session=True,
     )
-    seen = {"healed": threading.Event(), "recovered": threading.Event()}
+    seen = {name: threading.Event() for name in ("healed", "recovered", "sdk_healed", "sdk_recovered")}
     threading.Thread(target=_relay, args=(horus, seen), daemon=True).start()
     deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
     ok = False
     try:
         if _wait(seen["healed"], deadline):
             say("Horus sent SIGTERM to the hung bot; the restart loop brings it back")
-            if _wait(seen["recovered"], deadline):
-                say(f"the bot is logging again; watching {LINGER_AFTER_RECOVERY_SECONDS} s more: Horus leaves it alone")
+            if _wait(seen["recovered"], deadline) and _wait(seen["sdk_recovered"], deadline):
+                say(f"both bots work again; watching {LINGER_AFTER_RECOVERY_SECONDS} s more: Horus leaves them alone")
                 time.sleep(LINGER_AFTER_RECOVERY_SECONDS)
                 ok = True
     finally:
         bot_log_before_stop = log_file.read_text() if log_file.exists() else ""
         _stop(horus, keepalive)
+        _stop_sdk_bot(sdk_bot, sdk_state)
     if ok:
-        say("done: hang detected, bot healed, recovery confirmed. The bot's log, scan lines folded:")
+        say("done: both hangs detected, both bots healed, recovery confirmed. The first bot's log, scan lines folded:")
         for line in _fold_scans(bot_log_before_stop):
             print(f"    {line}")
+        for record in sorted(sdk_state.glob("horus-crash-*.json")):
+            say(f"the horus-sdk bot's own crash record, {record.name}, says where it was stuck:")
+            stuck = json.loads(record.read_text()).get("stuck") or {}
+            where = f"{Path(str(stuck.get('file'))).name}:{stuck.get('line')}"
+            print(f"    {stuck.get('function')} at {where}: {stuck.get('code')}")
         return 0
     say("the demo did not see a heal and a recovery in time; see the events above")
     return 1
@@ -122,6 +158,19 @@ def _relay(horus: subprocess.Popen[str], seen: dict[str, threading.Event]) -> No
             seen["healed"].set()
         if re.search(r"monitor\.recovered.*trading-bot", line) and seen["healed"].is_set():
             seen["recovered"].set()
+        if "heal.finished" in line and "sdk-bot" in line:
+            seen["sdk_healed"].set()
+        if re.search(r"monitor\.recovered.*sdk-bot", line) and seen["sdk_healed"].is_set():
+            seen["sdk_recovered"].set()
+
+
+def _stop_sdk_bot(first: subprocess.Popen[bytes], state: Path) -> None:
+    """The hung one ended itself; the one Horus started is found through its heartbeat's pid."""
+    with contextlib.suppress(ProcessLookupError):
+        first.kill()
+    first.wait(timeout=10)
+    with contextlib.suppress(OSError, ValueError, KeyError, ProcessLookupError):
+        os.kill(int(json.loads((state / "heartbeat.json").read_text())["pid"]), signal.SIGTERM)
 
 
 def _wait(event: threading.Event, deadline: float) -> bool:
