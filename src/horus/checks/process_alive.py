@@ -6,28 +6,21 @@ import asyncio
 from typing import Any, Literal
 
 import psutil
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
+from horus.config.types import ProcessPatternOptions
 from horus.errors import ProbeError
-from horus.processes import ProcessIdentity, display_cmdline, find_matching, validate_pattern
+from horus.processes import ProcessIdentity, display_cmdline, find_matching
 
 # A reason names at most this many pids; fifty gunicorn workers do not need fifty numbers.
 PIDS_IN_REASON = 10
 PROCESSES_IN_DETAILS = 20
 
 
-class ProcessAliveOptions(CheckOptions):
+class ProcessAliveOptions(CheckOptions, ProcessPatternOptions):
     type: Literal["process_alive"]
-    # Declared before process_pattern so that its validator sees it and can compile the regex.
-    regex: bool = False
-    process_pattern: str
     min_count: int = Field(default=1, ge=1)
-
-    @field_validator("process_pattern")
-    @classmethod
-    def _valid_pattern(cls, value: str, info: ValidationInfo) -> str:
-        return validate_pattern(value, regex=info.data.get("regex", False))
 
 
 class ProcessAliveCheck(Check[ProcessAliveOptions]):

@@ -7,12 +7,15 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationInfo, field_validator
+
+from horus.processes import validate_pattern
 
 __all__ = [
     "CommandLine",
     "ExpandedPath",
     "PositiveSeconds",
+    "ProcessPatternOptions",
     "SignalName",
     "require_shell_for_strings",
     "resolve_signal",
@@ -84,3 +87,17 @@ def require_shell_for_strings(command: list[str] | str, shell: bool) -> None:
         )
     if isinstance(command, list) and shell:
         raise ValueError("shell: true runs one string with /bin/sh, so command must be a string, not a list")
+
+
+class ProcessPatternOptions(BaseModel):
+    """``process_pattern`` and ``regex``: how process_alive and kill_process both name processes, so a
+    pattern means the same to the check that watches a process and the heal that kills it."""
+
+    # Declared before process_pattern so that its validator sees it and can compile the regex.
+    regex: bool = False
+    process_pattern: str
+
+    @field_validator("process_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str, info: ValidationInfo) -> str:
+        return validate_pattern(value, regex=info.data.get("regex", False))

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psutil
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from horus import humanize
 from horus.clock import Clock
-from horus.config.types import SignalName, resolve_signal
+from horus.config.types import ProcessPatternOptions, SignalName, resolve_signal
 from horus.errors import HealError, HealRefused
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
 from horus.log import get_logger
@@ -34,7 +34,6 @@ from horus.processes import (
     protected_pids,
     send_signal,
     signal_group,
-    validate_pattern,
 )
 
 __all__ = ["KillProcessHeal", "KillProcessOptions", "kill_processes"]
@@ -49,20 +48,12 @@ TIMEOUT_MARGIN_SECONDS = 15.0
 LISTED_IN_REFUSAL = 10
 
 
-class KillProcessOptions(HealOptions):
+class KillProcessOptions(HealOptions, ProcessPatternOptions):
     action: Literal["kill_process"]
-    # Declared before process_pattern so that its validator sees it and can compile the regex.
-    regex: bool = False
-    process_pattern: str
     signal: SignalName = "SIGTERM"
     grace_seconds: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     max_matches: int = Field(default=1, ge=1)
     process_group: bool = False
-
-    @field_validator("process_pattern")
-    @classmethod
-    def _valid_pattern(cls, value: str, info: ValidationInfo) -> str:
-        return validate_pattern(value, regex=info.data.get("regex", False))
 
 
 class KillProcessHeal(Heal[KillProcessOptions]):
