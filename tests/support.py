@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 class Route:
@@ -121,3 +125,39 @@ def wait_until_sync(predicate: Callable[[], bool], timeout: float = 10.0, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+class EventLog:
+    """Reads a daemon's JSON events from a file it writes to, so nothing blocks on a full pipe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def events(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line still being written
+        return out
+
+    def named(self, name: str) -> list[dict]:
+        return [e for e in self.events() if e["event"] == name]
+
+
+HORUS_RUN = [sys.executable, "-m", "horus", "run"]
+
+
+def spawn_daemon(config: Path, state_dir: Path, events: Path, *extra: str) -> subprocess.Popen[bytes]:
+    handle = events.open("ab")
+    try:
+        return subprocess.Popen(
+            [*HORUS_RUN, "-c", str(config), "--state-dir", str(state_dir), "--log-format", "json", *extra],
+            stdout=handle,
+            stderr=handle,
+        )
+    finally:
+        handle.close()

@@ -11,47 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_until_sync
+from tests.support import EventLog, spawn_daemon, wait_until_sync
 
 
 def horus(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "horus", *args], capture_output=True, text=True, timeout=60, **kwargs)
-
-
-class EventLog:
-    """Reads a daemon's JSON events from a file it writes to, so nothing blocks on a full pipe."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def events(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line still being written
-        return out
-
-    def named(self, name: str) -> list[dict]:
-        return [e for e in self.events() if e["event"] == name]
-
-
-HORUS_RUN = [sys.executable, "-m", "horus", "run"]
-
-
-def spawn_daemon(config: Path, state_dir: Path, events: Path, *extra: str) -> subprocess.Popen[bytes]:
-    handle = events.open("ab")
-    try:
-        return subprocess.Popen(
-            [*HORUS_RUN, "-c", str(config), "--state-dir", str(state_dir), "--log-format", "json", *extra],
-            stdout=handle,
-            stderr=handle,
-        )
-    finally:
-        handle.close()
 
 
 def write_config(tmp_path: Path, monitors: list[dict]) -> Path:

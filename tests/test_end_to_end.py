@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import SilentServer, wait_until_sync
+from tests.support import EventLog, SilentServer, spawn_daemon, wait_until_sync
 
 DEMO = Path(__file__).parents[1] / "examples" / "demo"
 MAX_AGE = 2.0
@@ -64,24 +64,8 @@ def test_a_hung_bot_gets_sigterm_within_max_age_plus_one_second_even_beside_twen
         ["/bin/sh", str(DEMO / "keepalive.sh"), sys.executable, str(DEMO / "demo_bot.py"), str(log)],
         start_new_session=True,
     )
-    events_file = tmp_path / "events.jsonl"
-    with events_file.open("wb") as sink:
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "horus",
-                "run",
-                "-c",
-                str(config),
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--log-format",
-                "json",
-            ],
-            stdout=sink,
-            stderr=sink,
-        )
+    events = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", events.path)
     try:
         # Watch the log as the bot writes it: its last write before the hang, then the SIGTERM line.
         last_write_before_signal = None
@@ -102,9 +86,8 @@ def test_a_hung_bot_gets_sigterm_within_max_age_plus_one_second_even_beside_twen
 
         # The restart loop brings it back, and Horus sees it working again.
         wait_until_sync(lambda: log.read_text().count("bot started") == 2, timeout=15)
-        events = lambda: [json.loads(line) for line in events_file.read_text().splitlines() if line.startswith("{")]  # noqa: E731
         wait_until_sync(
-            lambda: any(e["event"] == "monitor.recovered" and e["monitor"] == "polymarket-bot" for e in events()),
+            lambda: any(e["monitor"] == "polymarket-bot" for e in events.named("monitor.recovered")),
             timeout=15,
         )
         restarted = [
@@ -117,9 +100,9 @@ def test_a_hung_bot_gets_sigterm_within_max_age_plus_one_second_even_beside_twen
         # Horus leaves the healthy bot alone: well past max_age, the same process still runs, no second heal.
         time.sleep(MAX_AGE * 2)
         assert restarted[0].is_running()
-        heals = [e for e in events() if e["event"] == "heal.started"]
+        heals = events.named("heal.started")
         assert [h["monitor"] for h in heals] == ["polymarket-bot"]
-        assert any(e["event"] == "check.failed" and e["monitor"].startswith("hung-api") for e in events())
+        assert any(e["monitor"].startswith("hung-api") for e in events.named("check.failed"))
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=15)

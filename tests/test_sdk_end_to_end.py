@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_until_sync
+from tests.support import EventLog, spawn_daemon, wait_until_sync
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "bot.py"
 
@@ -46,28 +46,8 @@ def test_horus_restarts_a_bot_its_sdk_watchdog_ended_and_the_heal_names_where_it
             }
         )
     )
-    events_file = tmp_path / "events.jsonl"
-    with events_file.open("wb") as sink:
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "horus",
-                "run",
-                "-c",
-                str(config),
-                "--state-dir",
-                str(tmp_path / "horus"),
-                "--log-format",
-                "json",
-            ],
-            stdout=sink,
-            stderr=sink,
-        )
-
-    def events(name: str) -> list[dict]:
-        lines = [json.loads(line) for line in events_file.read_text().splitlines() if line.startswith("{")]
-        return [e for e in lines if e["event"] == name]
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "horus", log.path)
 
     try:
         # Layer 2: the SDK watchdog ends the hung bot (SIGTERM) and leaves a crash record behind.
@@ -77,11 +57,11 @@ def test_horus_restarts_a_bot_its_sdk_watchdog_ended_and_the_heal_names_where_it
         assert record["stuck"]["function"] == "place_maker_order"
 
         # Layer 3: Horus sees the heartbeat stop, restarts the bot, and says where it was stuck.
-        wait_until_sync(lambda: events("heal.finished"), timeout=20)
-        [started] = events("heal.started")
+        wait_until_sync(lambda: log.named("heal.finished"), timeout=20)
+        [started] = log.named("heal.started")
         assert "stuck in place_maker_order at bot.py:" in started["crash_summary"]
         assert started["reason"].startswith("heartbeat ")
-        wait_until_sync(lambda: events("monitor.recovered"), timeout=20)
+        wait_until_sync(lambda: log.named("monitor.recovered"), timeout=20)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=15)
