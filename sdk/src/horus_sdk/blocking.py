@@ -19,141 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
-import linecache
 import logging
 import math
-import os
-import selectors
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
-from typing import Any
+from types import TracebackType
+
+from horus_sdk._stacks import (
+    Frame,
+    RawFrame,
+    innermost_user_frame,
+    raw_stack,
+    start_watcher,
+    stop_ticker,
+    with_source,
+)
 
 __all__ = ["BlockingDetector", "BlockingReport", "Frame"]
 
 logger = logging.getLogger("horus_sdk")
 
-_MAX_FRAMES = 256
-"""Frames kept per stack (the innermost ones): deep recursion must not make a report huge."""
 _LAG_WINDOW = 2048
 """Lag samples kept for lag_stats(): about a minute and a half at the default 0.05 s period."""
 _MAX_REPORTS = 100
-
-
-# -- frames ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One stack frame as the crash record stores it (``{"file", "line", "function", "code"}``)."""
-
-    file: str
-    line: int
-    function: str
-    code: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
-
-
-RawFrame = tuple[str, int, str]
-"""(file, line, function): what is read from a live frame while holding the GIL, before any file I/O."""
-
-
-def raw_stack(frame: FrameType | None) -> list[RawFrame]:
-    """The stack from ``frame`` outwards, innermost last, as plain tuples.
-
-    Plain tuples because the other thread's frames change as soon as it runs again: everything is read in
-    one pass, and the source lines (file I/O, which releases the GIL) are looked up afterwards.
-    """
-    raw: list[RawFrame] = []
-    while frame is not None and len(raw) < _MAX_FRAMES:
-        code = frame.f_code
-        raw.append((code.co_filename, frame.f_lineno or 0, code.co_name))
-        frame = frame.f_back
-    raw.reverse()
-    return raw
-
-
-def with_source(raw: Iterable[RawFrame]) -> tuple[Frame, ...]:
-    return tuple(Frame(file, line, function, _source_line(file, line)) for file, line, function in raw)
-
-
-def _source_line(file: str, line: int) -> str:
-    try:
-        return linecache.getline(file, line).strip()
-    except Exception:  # an unreadable or vanished file costs the code line, never the report
-        return ""
-
-
-def sample_thread(thread_id: int) -> tuple[Frame, ...]:
-    """The current stack of thread ``thread_id``, innermost last; empty when the thread is gone."""
-    frame = sys._current_frames().get(thread_id)
-    raw = raw_stack(frame)
-    # Frames keep their locals alive: drop the reference before the (slower) source lookups.
-    del frame
-    return with_source(raw)
-
-
-# Where a frame's code lives decides how much it says about the bug. Lower is better:
-_OWN, _THIRD_PARTY, _STDLIB, _MACHINERY = range(4)
-
-
-def _directory(path: str | None) -> str | None:
-    return os.path.dirname(path) + os.sep if path else None
-
-
-def _prefixes(*paths: str | None) -> tuple[str, ...]:
-    found: set[str] = set()
-    for path in paths:
-        if path:
-            found.add(path)
-            found.add(os.path.realpath(path))
-    return tuple(sorted(found))
-
-
-_SDK_DIR = _directory(__file__)
-_MACHINERY_PREFIXES = _prefixes(_directory(asyncio.__file__), selectors.__file__, threading.__file__, _SDK_DIR)
-# Where os.py lives is the standard library (sysconfig would know more, at the cost of importing the
-# build's configuration into the service just to classify frames).
-_STDLIB_PREFIXES = _prefixes(_directory(os.__file__))
-_THIRD_PARTY_MARKERS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-
-
-@functools.lru_cache(maxsize=2048)
-def _rank(file: str) -> int:
-    """How far ``file`` is from the service's own code: asyncio's loop is never the culprit, the stdlib
-    frame of the blocking call (``socket.py``) says less than the line that called it."""
-    if file.startswith(_MACHINERY_PREFIXES):
-        return _MACHINERY
-    if any(marker in file for marker in _THIRD_PARTY_MARKERS):
-        return _THIRD_PARTY
-    if file.startswith(_STDLIB_PREFIXES) or file.startswith("<frozen "):
-        return _STDLIB
-    return _OWN
-
-
-def user_frame_depth(stack: Sequence[Frame]) -> tuple[int, int]:
-    """(rank, index) of the frame to blame in ``stack``: the innermost of the best-ranked frames.
-
-    Rank 0 is the service's own code; then installed packages, then the standard library; asyncio,
-    selectors, threading and horus_sdk itself are blamed only when nothing else is on the stack.
-    """
-    best = (_MACHINERY + 1, -1)
-    for index, frame in enumerate(stack):
-        rank = _rank(frame.file)
-        if rank <= best[0]:
-            best = (rank, index)
-    return best
-
-
-def innermost_user_frame(stack: Sequence[Frame]) -> Frame | None:
-    _rank_found, index = user_frame_depth(stack)
-    return stack[index] if index >= 0 else None
 
 
 # -- the detector ----------------------------------------------------------------------------------------
@@ -244,14 +135,9 @@ class BlockingDetector:
             self._next_wake = time.monotonic() + self._period
             self._sample = None
         self._ticker = loop.create_task(self._tick(), name="horus-blocking-detector")
-        thread = threading.Thread(target=self._watch, name="horus-blocking-detector", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError as exc:
-            # No thread to spare in this process: keep measuring lag rather than fail the service.
-            logger.error("blocking.watcher_not_started error=%r", exc)
-        else:
-            self._thread = thread
+        self._thread = start_watcher(
+            self._watch, "horus-blocking-detector", failure_event="blocking.watcher_not_started"
+        )
         return self
 
     async def __aexit__(
@@ -263,10 +149,7 @@ class BlockingDetector:
         self._stop.set()
         ticker, self._ticker = self._ticker, None
         thread, self._thread = self._thread, None
-        if ticker is not None:
-            ticker.cancel()
-            # wait() rather than `await ticker`: a cancellation of the caller must still propagate.
-            await asyncio.wait([ticker])
+        await stop_ticker(ticker)
         if thread is not None:
             # The watcher wakes on the stop event at once; the bound only matters if sampling is slow.
             thread.join(timeout=1.0)

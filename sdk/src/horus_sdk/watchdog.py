@@ -36,12 +36,14 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from horus_sdk import operations
-from horus_sdk.blocking import (
+from horus_sdk._stacks import (
     Frame,
     RawFrame,
     innermost_user_frame,
     raw_stack,
     sample_thread,
+    start_watcher,
+    stop_ticker,
     user_frame_depth,
     with_source,
 )
@@ -159,14 +161,8 @@ class LoopWatchdog:
         self._ticker = loop.create_task(self._tick(), name="horus-watchdog")
         if self.faulthandler and self.kill:
             self._arm_backstop(self._last_tick)
-        thread = threading.Thread(target=self._watch, name="horus-watchdog", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError as exc:
-            # No thread to spare: run unwatched (Horus still watches from outside) rather than fail.
-            logger.error("watchdog.not_started error=%r", exc)
-        else:
-            self._thread = thread
+        # Without a thread to spare it runs unwatched: Horus still watches from outside.
+        self._thread = start_watcher(self._watch, "horus-watchdog", failure_event="watchdog.not_started")
         return self
 
     async def __aexit__(
@@ -179,10 +175,7 @@ class LoopWatchdog:
         ticker, self._ticker = self._ticker, None
         thread, self._thread = self._thread, None
         self._cancel_backstop()
-        if ticker is not None:
-            ticker.cancel()
-            # wait() rather than `await ticker`: a cancellation of the caller must still propagate.
-            await asyncio.wait([ticker])
+        await stop_ticker(ticker)
         # Once the process is being ended, the SIGKILL stays due: the service leaving the block is not a
         # reason to let a stuck process live past its grace.
         if thread is not None and not self._ending:
