@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,13 @@ def stubs(tmp_path, monkeypatch) -> StubCommands:
 async def probe_ctx() -> AsyncIterator[ProbeContext]:
     async with new_probe_http_client() as http:
         yield ProbeContext(clock=SystemClock(), http=http)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: unix socket addresses are limited to 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="horus-", dir="/tmp") as d:
+        yield Path(d)
 
 
 @pytest.fixture

@@ -153,7 +153,11 @@ async def _check_once(monitors: list[MonitorSettings]) -> dict[str, CheckRun]:
 
         async def one(m: MonitorSettings) -> CheckRun:
             probe = build_check(m.check)
-            return await run_check(probe, ctx, timeout=probe.timeout_seconds(m.check_timeout_seconds))
+            await probe.open()
+            try:
+                return await run_check(probe, ctx, timeout=probe.timeout_seconds(m.check_timeout_seconds))
+            finally:
+                await probe.aclose()
 
         results = await asyncio.gather(*(one(m) for m in monitors))
     return {m.name: r for m, r in zip(monitors, results, strict=True)}

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -18,13 +17,6 @@ import pytest
 from horus_sdk.formats import FORMAT_HEARTBEAT, read_json
 from horus_sdk.heartbeat import MAX_DATAGRAM_BYTES, Heartbeat
 from tests.support import wait_until
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory with a short path: unix socket addresses are limited to 108 bytes."""
-    with tempfile.TemporaryDirectory(prefix="hsdk-", dir="/tmp") as d:
-        yield Path(d)
 
 
 @pytest.fixture(autouse=True)

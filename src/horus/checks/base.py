@@ -101,7 +101,8 @@ class Check(ABC, Generic[OptionsT]):
     timeout_means_unhealthy: ClassVar[bool] = False
     # Inline checks only read local files: the engine runs them in batches on its filesystem thread
     # through ``probe_inline``, far cheaper than a task each. ``probe`` must then call ``probe_inline``.
-    inline: ClassVar[bool] = False
+    # An instance may turn it off (a heartbeat check that also listens for datagrams).
+    inline: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,6 +120,13 @@ class Check(ABC, Generic[OptionsT]):
     @abstractmethod
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         """Observe the service once and say whether it is healthy, and why."""
+
+    async def open(self) -> None:
+        """Acquire what the check holds while Horus runs (a listening socket); called before the first
+        probe. A failure here is the probe's to report, so this does not raise."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`open` acquired; called when Horus stops."""
 
     def evidence(self, since_wall: float | None) -> dict[str, Any]:
         """What the service left behind to explain a failure since ``since_wall`` (a crash record...),

@@ -85,9 +85,11 @@ class Daemon:
         async with new_probe_http_client() as http:
             ctx = ProbeContext(clock=self.clock, http=http)
             scheduler = Scheduler(clock=self.clock, ctx=ctx, on_check=self.stats.record_check)
-            for settings in self.settings:
-                jitter = random.uniform(0, min(settings.interval_seconds, settings.start_jitter_seconds))
-                scheduler.start(Monitor(self, settings), jitter)
+            monitors = [Monitor(self, settings) for settings in self.settings]
+            await asyncio.gather(*(monitor.check.open() for monitor in monitors))
+            for monitor in monitors:
+                window = min(monitor.settings.interval_seconds, monitor.settings.start_jitter_seconds)
+                scheduler.start(monitor, random.uniform(0, window))
             # Everything built so far (config, monitors, plugins) lives as long as the daemon. Freezing it
             # keeps the cyclic garbage collector from walking millions of such objects again and again:
             # at 10,000 monitors those walks cost more CPU than the checks, and stall the loop.
@@ -99,6 +101,7 @@ class Daemon:
             finally:
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, return_exceptions=True)
+                await asyncio.gather(*(monitor.check.aclose() for monitor in monitors), return_exceptions=True)
                 self._db_thread.shutdown(wait=True)
                 log.info("horus.stopped")
 
