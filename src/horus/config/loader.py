@@ -124,24 +124,32 @@ def expand_env(document: Any, issues: list[ConfigIssue]) -> Any:
 
 
 def _duplicate_names(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    return _duplicates(data, ("name",), "monitor name") + _duplicates(data, ("check", "listen"), "listen address")
+
+
+def _duplicates(data: Mapping[str, Any], field: tuple[str, ...], what: str) -> list[ConfigIssue]:
+    """Each monitor whose ``field`` repeats an earlier monitor's: names must be unique, and two
+    monitors cannot listen on one address."""
     monitors = data.get("monitors")
     if not isinstance(monitors, list):
         return []
     first_seen: dict[str, int] = {}
     issues = []
     for index, monitor in enumerate(monitors):
-        name = monitor.get("name") if isinstance(monitor, Mapping) else None
-        if not isinstance(name, str):
+        value: Any = monitor
+        for key in field:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if not isinstance(value, str):
             continue
-        if name in first_seen:
+        if value in first_seen:
             issues.append(
                 ConfigIssue(
-                    format_location(("monitors", index, "name"), data),
-                    f"duplicate monitor name {name!r} (first used by monitors[{first_seen[name]}])",
+                    format_location(("monitors", index, *field), data),
+                    f"duplicate {what} {value!r} (first used by monitors[{first_seen[value]}])",
                 )
             )
         else:
-            first_seen[name] = index
+            first_seen[value] = index
     return issues
 
 
