@@ -397,8 +397,26 @@ async def test_faulthandler_backstop_is_armed_only_on_request_rearmed_while_heal
         ({"warn_after": 0, "kill_after": 1}, "warn_after"),
         ({"warn_after": 2, "kill_after": 1}, "kill_after"),
         ({"warn_after": 1, "kill_after": 2, "kill_grace": -1}, "kill_grace"),
+        ({"warn_after": 1, "kill_after": 2, "keep_records": 0}, "keep_records"),
     ],
 )
 def test_thresholds_are_checked(tmp_path: Path, options: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LoopWatchdog(crash_dir=tmp_path, **options)  # type: ignore[arg-type]
+
+
+async def test_only_the_newest_crash_records_are_kept(tmp_path: Path) -> None:
+    # Records of earlier processes, oldest first; and a file that is not a crash record.
+    for age, pid in enumerate([105, 104, 103, 102, 101]):
+        old = crash_record_path(tmp_path, pid)
+        old.write_text("{}")
+        os.utime(old, (time.time() - 100 * (age + 1),) * 2)
+    (tmp_path / "notes.json").write_text("{}")
+    record_path = crash_record_path(tmp_path, os.getpid())
+    written = signal_when_exists(record_path)
+    async with LoopWatchdog(warn_after=0.25, kill_after=0.5, crash_dir=tmp_path, kill=False, keep_records=3):
+        await asyncio.sleep(0)
+        written.wait(timeout=30)  # blocks the loop until the record exists
+        await wait_until(lambda: not crash_record_path(tmp_path, 103).exists())
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted(["notes.json", record_path.name, "horus-crash-105.json", "horus-crash-104.json"])

@@ -87,7 +87,8 @@ class LoopWatchdog:
     ``kill_grace``: seconds between SIGTERM and SIGKILL. ``faulthandler=True`` (with ``kill``) also arms
     :func:`faulthandler.dump_traceback_later` as a backstop for when even the watcher thread cannot run
     (a C call holding the GIL); it replaces any such timer of the service's own. ``kill=False`` only writes
-    the record (dry runs, tests).
+    the record (dry runs, tests). ``keep_records``: crash records kept in ``crash_dir`` (one per ended
+    process); older ones are removed after each new record is written.
 
     ``stalls`` counts the stalls seen; ``last_record_path`` is the last crash record written.
     """
@@ -103,6 +104,7 @@ class LoopWatchdog:
         kill_grace: float = 5.0,
         faulthandler: bool = False,
         kill: bool = True,
+        keep_records: int = 20,
     ) -> None:
         if not warn_after > 0:
             raise ValueError(f"warn_after must be > 0 seconds, got {warn_after!r}")
@@ -110,6 +112,8 @@ class LoopWatchdog:
             raise ValueError(f"kill_after must be >= warn_after ({warn_after!r} s), got {kill_after!r}")
         if not kill_grace >= 0:
             raise ValueError(f"kill_grace must be >= 0 seconds, got {kill_grace!r}")
+        if keep_records < 1:
+            raise ValueError(f"keep_records must be >= 1, got {keep_records!r}")
         self.warn_after = float(warn_after)
         self.kill_after = float(kill_after)
         self.crash_dir = Path(crash_dir)
@@ -118,6 +122,7 @@ class LoopWatchdog:
         self.kill_grace = float(kill_grace)
         self.faulthandler = faulthandler
         self.kill = kill
+        self.keep_records = keep_records
         self.stalls = 0
         """Stalls seen: each blocked loop that reached ``warn_after``, each channel that reached ``kill_after``."""
         self.last_record_path: Path | None = None
@@ -289,6 +294,21 @@ class LoopWatchdog:
         self.last_record_path = path
         level, action = (logging.ERROR, "ending") if self.kill else (logging.WARNING, "dry_run")
         logger.log(level, "watchdog.stalled action=%s record=%s reason=%s", action, path, crash_summary(record))
+        self._prune_records(keep=path)
+
+    def _prune_records(self, keep: Path) -> None:
+        """Remove all but the newest ``keep_records`` crash records: a service that is ended again and again
+        (one record per pid) must not fill its disk. Best effort, after the new record is safe on disk."""
+        try:
+            records = []
+            for entry in os.scandir(self.crash_dir):
+                if entry.name.startswith("horus-crash-") and entry.name.endswith(".json") and entry.path != str(keep):
+                    records.append((entry.stat().st_mtime, entry.path))
+            records.sort(reverse=True)
+            for _mtime, old in records[self.keep_records - 1 :]:
+                os.unlink(old)
+        except OSError as exc:
+            logger.warning("watchdog.prune_failed dir=%s error=%r", self.crash_dir, exc)
 
     def _end_process(self) -> None:
         pid = os.getpid()
