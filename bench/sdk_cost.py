@@ -43,14 +43,16 @@ def _work(size: int) -> int:
     return sum(i * i for i in range(size))
 
 
-def _calibrate() -> int:
-    """The work size that makes one iteration take 1 / TARGET_ITERATIONS_PER_SECOND seconds here."""
-    size, runs = 10, 2000
-    started = time.perf_counter()
-    for _ in range(runs):
-        _work(size)
-    per_unit = (time.perf_counter() - started) / runs / size
-    return max(1, int(1 / TARGET_ITERATIONS_PER_SECOND / per_unit * 0.9))  # 10% left for the loop itself
+def _calibrate(work_dir: Path) -> int:
+    """The work size that makes the plain loop (work, then a yield to the loop) run at about
+    TARGET_ITERATIONS_PER_SECOND here. Measured on the loop itself, as a fixed cost per iteration (the
+    yield) plus a cost per unit of work, since the yield alone costs several microseconds."""
+    small, large = 1, 201
+    per_iteration_small = 1 / asyncio.run(_busy(0.3, False, work_dir, small))
+    per_iteration_large = 1 / asyncio.run(_busy(0.3, False, work_dir, large))
+    per_unit = (per_iteration_large - per_iteration_small) / (large - small)
+    fixed = per_iteration_small - per_unit * small
+    return max(1, round((1 / TARGET_ITERATIONS_PER_SECOND - fixed) / per_unit))
 
 
 async def _busy(seconds: float, instrumented: bool, work_dir: Path, size: int) -> float:
@@ -81,8 +83,8 @@ async def _busy(seconds: float, instrumented: bool, work_dir: Path, size: int) -
 
 def overhead(rounds: int) -> dict:
     sys.path.insert(0, str(SDK))
-    size = _calibrate()
     with tempfile.TemporaryDirectory(prefix="horus-sdk-bench-") as tmp:
+        size = _calibrate(Path(tmp))
         plain, instrumented = [], []
         for _ in range(rounds):  # interleaved, so drift on the machine hits both alike
             plain.append(asyncio.run(_busy(RUN_SECONDS, False, Path(tmp), size)))
