@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["seconds"]
+__all__ = ["duration", "seconds"]
 
 
 def seconds(value: float) -> str:
@@ -14,3 +14,17 @@ def seconds(value: float) -> str:
     if value < 10 and value != int(value):
         return f"{value:.1f} s"
     return f"{value:.0f} s"
+
+
+def duration(value: float) -> str:
+    """``45 s``, ``10 min``, ``3 h 5 min``, ``2 d 3 h``: how long something lasted, to the unit that matters."""
+    if value < 120:
+        return seconds(value)
+    minutes = int(value // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

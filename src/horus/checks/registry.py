@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from horus.checks import (
+    artifact_growth,
     command,
     docker_container,
     file_exists,
@@ -29,6 +30,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         docker_container.DockerContainerCheck,
         command.CommandCheck,
         heartbeat.HeartbeatCheck,
+        artifact_growth.ArtifactGrowthCheck,
     )
 }
 
