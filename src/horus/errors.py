@@ -2,13 +2,17 @@
 
     HorusError                      anything Horus raises on purpose
     ├── ConfigError                 the config file is unreadable or invalid; carries every located issue
+    ├── EngineCrashed               a bug stopped the scheduler: Horus exits rather than watch nothing
     ├── ProbeError                  a check could not observe (permission denied, a missing binary):
     │                               shown as an error, never a reason to heal
     ├── ExecError                   a program could not be started or did not finish in time
     ├── HealError                   a heal action failed; `permanent` says whether retrying can help
     │   └── HealRefused             a safety rule stopped the heal before it touched anything
+    ├── NotifyError                 a notification channel could not deliver; `permanent` says whether
+    │                               retrying can help
     └── StoreError                  the state database cannot be opened or written
-        └── StateLockedError        another Horus daemon already owns this state dir
+        ├── StateLockedError        another Horus daemon already owns this state dir
+        └── IncidentStateError      no such incident, or a change its state forbids (an event on a closed one)
 
 Third-party exceptions are translated at the boundary with ``raise HorusError(...) from exc``.
 """
@@ -22,10 +26,13 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "ConfigIssue",
+    "EngineCrashed",
     "ExecError",
     "HealError",
     "HealRefused",
     "HorusError",
+    "IncidentStateError",
+    "NotifyError",
     "ProbeError",
     "StateLockedError",
     "StoreError",
@@ -91,9 +98,30 @@ class HealRefused(HealError):
         super().__init__(message, permanent=True)
 
 
+class NotifyError(HorusError):
+    """A channel could not deliver a message. ``permanent`` is true when sending it again cannot help
+    (the channel is misconfigured), so the delivery is given up at once rather than retried.
+
+    The message never contains a channel's URL: its path or query is usually the secret.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class EngineCrashed(HorusError):
+    """A bug stopped the scheduler. Horus ends (exit 1) so that its supervisor restarts it, rather than
+    stay alive watching nothing."""
+
+
 class StoreError(HorusError):
     """The state store cannot be opened or written."""
 
 
 class StateLockedError(StoreError):
     """Another Horus daemon holds the lock on this state dir."""
+
+
+class IncidentStateError(StoreError):
+    """The incident does not exist, or is not in a state that allows this (an event on a closed one)."""

@@ -45,11 +45,14 @@ async def run_command(
     shell: bool = False,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
 ) -> CommandResult:
     """Run a program to completion and return its exit code and the tail of its output.
 
-    ``command`` is an argv list, or a shell string when ``shell`` is true. Raises :class:`ExecError`
-    when the program cannot be started (permanent) or runs past ``timeout`` (killed, not permanent).
+    ``command`` is an argv list, or a shell string when ``shell`` is true. ``stdin``, when given, is
+    written to the program's standard input, which is then closed; otherwise it reads /dev/null.
+    Raises :class:`ExecError` when the program cannot be started (permanent) or runs past ``timeout``
+    (killed, not permanent).
     Without ``timeout`` the caller bounds it by cancelling, which kills the program's whole group too.
     """
     if isinstance(command, str) != shell:
@@ -65,7 +68,7 @@ async def run_command(
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=cwd,
@@ -87,9 +90,23 @@ async def run_command(
             tail.extend(chunk)
             del tail[:-OUTPUT_TAIL_BYTES]
 
+    async def feed(data: bytes) -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the program exited or closed its input without reading it all: its exit code tells
+        finally:
+            proc.stdin.close()
+
     try:
         async with asyncio.timeout(timeout):
-            await drain()
+            # Written while the output is read, so neither side waits on a full pipe.
+            if stdin is None:
+                await drain()
+            else:
+                await asyncio.gather(feed(stdin), drain())
             exit_code = await proc.wait()
     except TimeoutError as exc:
         await _kill_group(proc)

@@ -1,0 +1,780 @@
+"""What a failing service looked like when the failure was detected, taken before anything heals it.
+
+A kill erases the evidence: the hung process, its stacks, its CPU and memory, the port it held. So when
+a monitor crosses its failure threshold the engine calls :func:`take_snapshot` (in a thread, before the
+heal acts) and keeps the result with the incident. Every probe that applies to the monitor is derived
+from its check, verify and heal options:
+
+- ``processes``: each ``process_pattern`` (``kill_process``, ``process_alive``), matched exactly as the
+  heal matches (never Horus, its ancestors or its descendants): pid, command line (secrets masked),
+  status, CPU, memory, threads, age and listening TCP ports; or not running.
+- ``py_spy``: ``py-spy dump --pid PID`` of each matched Python process, when py-spy is installed.
+- ``ports``: each ``port_open`` address, accepting or not.
+- ``http``: each ``http_health`` URL, status and latency (redirects are never followed).
+- ``logs``: each ``log_file``: age, size and its last lines, each line redacted of secrets.
+- ``heartbeats``: each heartbeat file: pid, age and the age of each channel.
+- ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck.
+
+Sample (abridged)::
+
+    {"format": "horus-snapshot/1", "monitor": "bot", "taken_at": 1795227443.6, "elapsed_ms": 231.4,
+     "truncated": false,
+     "processes": [{"pattern": "bot.py", "regex": false, "running": true, "count": 1, "matches": [
+        {"pid": 4121, "cmdline": "python3 bot.py --token ***", "name": "python3", "status": "sleeping",
+         "cpu_percent": 0.0, "cpu_times": {"user": 1.2, "system": 0.3}, "rss_bytes": 89128960,
+         "threads": 3, "create_time": 1795220243.6, "age_seconds": 7200.0, "listening_ports": [8080]}]}],
+     "py_spy": {"dumps": [{"pid": 4121, "exit_code": 0, "output": "Thread 4121 (idle): ..."}]},
+     "ports": [{"host": "127.0.0.1", "port": 8080, "accepting": true, "connect_ms": 0.2}],
+     "http": [{"url": "http://127.0.0.1:8080/health", "method": "GET", "status": 200, "latency_ms": 12.3,
+               "body_head": "ok"}],
+     "logs": [{"path": "/srv/bot/bot.log", "size_bytes": 5120, "age_seconds": 312.0, "tail": ["..."]}],
+     "heartbeats": [{"path": "/srv/bot/hb.json", "pid": 4121, "sequence": 42, "age_seconds": 3.5,
+                     "channels": {"scan": {"age_seconds": 3.1, "count": 17}}}],
+     "crash": {"crash_record": "/srv/bot/horus-crash-4121.json", "crash_summary": "...", "kind": "loop_blocked",
+               "reason": "event loop blocked for 12.0 s", "stuck": {"file": "bot.py", "line": 42,
+               "function": "place_maker_order", "code": "..."}, "operations": [...]}}
+
+A probe that fails says so in its own entry (``"error": "..."``); :func:`take_snapshot` never raises.
+``json.dumps(snapshot)`` never exceeds ``max_bytes``: log tails and py-spy output are trimmed first and
+``"truncated": true`` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import psutil
+
+from horus import humanize
+from horus.checks.base import CheckOptions
+from horus.checks.heartbeat import HeartbeatOptions
+from horus.checks.http_health import HttpHealthOptions
+from horus.checks.port_open import PortOpenOptions
+from horus.config.models import MonitorSettings
+from horus.config.types import ProcessPatternOptions
+from horus.errors import ExecError
+from horus.execution import CommandResult, run_command
+from horus.heals.base import HealOptions
+from horus.log import redact_url
+from horus.processes import ProcessIdentity, display_cmdline, find_matching
+from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
+
+__all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "redact_line", "take_snapshot"]
+
+SNAPSHOT_FORMAT = "horus-snapshot/1"
+# CPU percent is a rate: it needs two readings this far apart.
+CPU_SAMPLE_SECONDS = 0.2
+# Each probe's own limit; all of them also end by the snapshot's overall timeout.
+PORT_TIMEOUT_SECONDS = 2.0
+HTTP_TIMEOUT_SECONDS = 5.0
+PY_SPY_TIMEOUT_SECONDS = 5.0
+# A log's tail is read from at most this many bytes before its end, so a 10 GB log costs one seek.
+LOG_TAIL_BYTES = 256 * 1024
+LINE_LIMIT = 1000
+CMDLINE_LIMIT = 1000
+PROCESSES_PER_PATTERN = 10
+PY_SPY_PROCESSES = 3
+HTTP_BODY_HEAD_BYTES = 256
+# Time granted beyond ``timeout`` for probes that are already finishing, before they are reported late.
+_LATE_GRACE_SECONDS = 0.5
+_PYTHON_NAME = re.compile(r"^(?:python|pypy)(?:\d+(?:\.\d+)*)?[dmu]?(?:\.exe)?$", re.IGNORECASE)
+
+T = TypeVar("T")
+# The processes described so far, by pid: psutil's handle (for the CPU sample) and the snapshot entry.
+Found = dict[int, tuple[psutil.Process, dict[str, Any]]]
+
+# --- redaction -----------------------------------------------------------------------------------------
+
+_AUTHORIZATION = re.compile(
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|apikey)\s+)?[^\s\"',;]+"
+)
+# The token must end the word: ``token_type=bearer max_age=30`` holds no token.
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]+=*(?=$|[\s\"',;])")
+_COOKIE = re.compile(r"(?i)\b((?:set-)?cookie\s*:\s*).+")
+# ``api_key=...``, ``"password": "..."``, ``X-Api-Key: ...``, ``POLY_PRIVATE_KEY=...``: the name must end
+# in one of these words, so ``tokens_used=5`` or ``token_type=bearer`` are left alone.
+_KEY_VALUE = re.compile(
+    r"""(?ix)
+    (?P<key>(?<![\w.-])[\w.-]*?
+        (?:api[_-]?key|access[_-]?key|secret|token|passw(?:or)?d|passwd|pwd|private[_-]?key|[_-]key
+           |credentials?|signature|session[_-]?id)
+        (?!\w)["']?)
+    (?P<sep>\s*[:=]\s*)
+    (?P<value>"[^"]*"|'[^']*'|[^\s"',;&})\]]+)
+    """
+)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_AWS_ACCESS_KEY = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
+_PREFIXED_TOKEN = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|sk-[A-Za-z0-9_-]{20,}"
+    r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}|xox[abprs]-[A-Za-z0-9-]{10,})"
+)
+_LONG_HEX = re.compile(r"(?<![A-Za-z0-9])(?:0x)?[0-9a-fA-F]{32,}(?![A-Za-z0-9])")
+_LONG_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{32,}={0,2}(?![A-Za-z0-9+/=_-])")
+MASK = "***"
+
+
+def _mask_key_value(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group('key')}{match.group('sep')}{quote}{MASK}{quote}"
+
+
+def _mask_if_random(match: re.Match[str]) -> str:
+    text = match.group()
+    # A secret looks random: digits and both cases. A path or a long snake_case name does not.
+    looks_random = (
+        not text.startswith("/")
+        and any(c.isdigit() for c in text)
+        and any(c.isupper() for c in text)
+        and any(c.islower() for c in text)
+    )
+    return MASK if looks_random else text
+
+
+def redact_line(line: str) -> str:
+    """``line`` with its secrets masked as ``***``: URL credentials and token parameters, Authorization
+    and Cookie headers, bearer tokens, ``api_key=``/``token=``/``password=``/``*_KEY=`` values, JWTs, AWS
+    access keys, well-known token formats, and long random-looking hex or base64 strings (32+ characters).
+
+    Masking errs on the side of hiding: a 40-character hex transaction hash is masked like a private key,
+    because the two cannot be told apart.
+    """
+    line = redact_url(line)
+    line = _AUTHORIZATION.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{MASK}", line)
+    line = _BEARER.sub(rf"\1{MASK}", line)
+    line = _COOKIE.sub(rf"\1{MASK}", line)
+    line = _KEY_VALUE.sub(_mask_key_value, line)
+    line = _JWT.sub(MASK, line)
+    line = _AWS_ACCESS_KEY.sub(MASK, line)
+    line = _PREFIXED_TOKEN.sub(MASK, line)
+    line = _LONG_HEX.sub(MASK, line)
+    return _LONG_BASE64.sub(_mask_if_random, line)
+
+
+def _redact_cmdline(cmdline: str) -> str:
+    # display_cmdline masks ``--token VALUE`` and URLs; redact_line adds ``API_KEY=...`` and long secrets.
+    return redact_line(display_cmdline(cmdline, limit=CMDLINE_LIMIT))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the snapshot --------------------------------------------------------------------------------------
+
+
+def take_snapshot(
+    settings: MonitorSettings,
+    *,
+    crash_evidence: dict[str, Any] | None,
+    max_bytes: int = 64 * 1024,
+    py_spy: bool = True,
+    log_lines: int = 40,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Everything observable about ``settings``'s service right now, as a JSON-ready dict.
+
+    Synchronous and slow-ish (a CPU sample, a connect, an HTTP request, a py-spy dump: run concurrently,
+    all done within ``timeout``): call it in a thread. Never raises; a probe that fails records its error
+    in its own entry. ``crash_evidence`` is the dict from ``Check.evidence`` (``crash_record`` path and
+    ``crash_summary``). ``json.dumps`` of the result is at most ``max_bytes`` long.
+    """
+    started = time.monotonic()
+    snapshot: dict[str, Any] = {
+        "format": SNAPSHOT_FORMAT,
+        "monitor": settings.name,
+        "taken_at": round(time.time(), 3),
+        "truncated": False,
+    }
+    try:
+        deadline = started + timeout
+        probes = _plan(settings, crash_evidence, py_spy=py_spy, log_lines=log_lines, deadline=deadline)
+        snapshot.update(_run_all(probes, deadline))
+    except Exception as exc:  # a bug here must cost the snapshot, never the heal that follows it
+        snapshot["error"] = f"snapshot failed: {exc!r}"
+    snapshot["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return _fit(snapshot, max_bytes)
+
+
+Probe = Callable[[], Any]
+
+
+def _plan(
+    settings: MonitorSettings,
+    crash_evidence: dict[str, Any] | None,
+    *,
+    py_spy: bool,
+    log_lines: int,
+    deadline: float,
+) -> dict[str, Probe]:
+    """The probes that apply to this monitor, by the snapshot key each one fills."""
+    options = list(_all_options(settings))
+    patterns = _unique(_pattern_of(o) for o in options if isinstance(o, ProcessPatternOptions))
+    ports = _unique((o.host, o.port) for o in options if isinstance(o, PortOpenOptions))
+    urls = _unique(o for o in options if isinstance(o, HttpHealthOptions))
+    # By attribute: any check with a log_file (log_staleness today) has its log read.
+    logs = _unique(Path(getattr(o, "log_file")) for o in options if _has(o, "log_file"))  # noqa: B009
+    beats = _unique(o for o in options if isinstance(o, HeartbeatOptions))
+
+    probes: dict[str, Probe] = {}
+    if patterns:
+        # One task: py-spy must look at exactly the processes found, before the heal kills them.
+        probes["processes"] = lambda: _processes_and_stacks(patterns, py_spy=py_spy, deadline=deadline)
+    if ports:
+        probes["ports"] = lambda: _each(ports, lambda address: _probe_port(address[0], address[1], deadline))
+    if urls:
+        probes["http"] = lambda: _each(urls, lambda o: _probe_http(o, deadline))
+    if logs:
+        probes["logs"] = lambda: _each(logs, lambda path: _probe_log(path, log_lines))
+    if beats:
+        probes["heartbeats"] = lambda: _each(beats, _probe_heartbeat)
+    if crash_evidence:
+        probes["crash"] = lambda: _probe_crash(crash_evidence)
+    return probes
+
+
+def _pattern_of(options: object) -> tuple[str, bool]:
+    assert isinstance(options, ProcessPatternOptions)
+    return options.process_pattern, options.regex
+
+
+def _all_options(settings: MonitorSettings) -> Iterator[CheckOptions | HealOptions]:
+    yield settings.check
+    if settings.verify is not None:
+        yield settings.verify
+    yield from settings.escalation or ((settings.heal,) if settings.heal is not None else ())
+
+
+def _has(options: object, name: str) -> bool:
+    return getattr(options, name, None) is not None
+
+
+def _unique(items: Any) -> list[Any]:
+    seen: list[Any] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _each(items: list[T], probe: Callable[[T], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per item; a probe that breaks on one item still reports the others."""
+    entries = []
+    for item in items:
+        try:
+            entries.append(probe(item))
+        except Exception as exc:
+            entries.append({"error": f"probe failed: {exc!r}"})
+    return entries
+
+
+_ORDER = ("processes", "py_spy", "ports", "http", "logs", "heartbeats", "crash")
+
+
+def _run_all(probes: dict[str, Probe], deadline: float) -> dict[str, Any]:
+    """Run every probe at once; one still running at the deadline is reported, not waited for."""
+    if not probes:
+        return {}
+    results: dict[str, Any] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="horus-snapshot")
+    try:
+        futures = {pool.submit(probe): key for key, probe in probes.items()}
+        done, late = concurrent.futures.wait(
+            futures, timeout=max(0.0, deadline - time.monotonic()) + _LATE_GRACE_SECONDS
+        )
+        for future in done:
+            key = futures[future]
+            try:
+                value = future.result()
+            except Exception as exc:
+                value = _failed(key, f"probe failed: {exc!r}")
+            if key == "processes" and isinstance(value, tuple):
+                results["processes"], results["py_spy"] = value
+            else:
+                results[key] = value
+        for future in late:
+            results[futures[future]] = _failed(futures[future], "did not finish within the snapshot's time limit")
+    finally:
+        # Every probe has its own time limit, so a late one ends soon; the caller need not wait for it.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return {key: results[key] for key in _ORDER if key in results}
+
+
+def _failed(key: str, error: str) -> Any:
+    # Sections other than the crash record are lists, and stay lists when their probe breaks.
+    return {"error": error} if key == "crash" else [{"error": error}]
+
+
+# --- processes and py-spy ------------------------------------------------------------------------------
+
+
+def _processes_and_stacks(
+    patterns: list[tuple[str, bool]], *, py_spy: bool, deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    sections: list[dict[str, Any]] = []
+    found: Found = {}
+    for pattern, regex in patterns:
+        section: dict[str, Any] = {"pattern": pattern, "regex": regex}
+        try:
+            matches = find_matching(pattern, regex=regex)
+        except (OSError, psutil.Error) as exc:
+            section["error"] = f"cannot list processes: {exc}"
+            sections.append(section)
+            continue
+        section["running"] = bool(matches)
+        section["count"] = len(matches)
+        described = []
+        for identity in matches[:PROCESSES_PER_PATTERN]:
+            entry = found[identity.pid][1] if identity.pid in found else _describe_process(identity, found)
+            described.append(entry)
+        section["matches"] = described
+        sections.append(section)
+    _sample_cpu(found)
+    return sections, _py_spy(found, enabled=py_spy, deadline=deadline)
+
+
+def _describe_process(identity: ProcessIdentity, found: Found) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pid": identity.pid}
+    try:
+        proc = psutil.Process(identity.pid)
+        with proc.oneshot():
+            if proc.create_time() != identity.create_time:
+                entry["error"] = "exited while it was read (its pid now belongs to another process)"
+                return entry
+            entry["cmdline"] = _redact_cmdline(identity.cmdline)
+            entry["name"] = _optional(proc.name)
+            entry["status"] = _optional(proc.status)
+            entry["cpu_percent"] = None  # filled in by _sample_cpu
+            times = _optional(proc.cpu_times)
+            entry["cpu_times"] = {"user": round(times.user, 2), "system": round(times.system, 2)} if times else None
+            memory = _optional(proc.memory_info)
+            entry["rss_bytes"] = memory.rss if memory else None
+            entry["threads"] = _optional(proc.num_threads)
+            entry["create_time"] = round(identity.create_time, 3)
+            entry["age_seconds"] = round(max(0.0, time.time() - identity.create_time), 1)
+            entry["listening_ports"] = _listening_ports(proc)
+            entry["_python"] = _is_python(proc, identity.cmdline)
+            with contextlib.suppress(psutil.Error):
+                proc.cpu_percent(None)  # the first reading, which _sample_cpu compares against
+    except psutil.NoSuchProcess:
+        entry["error"] = "exited while it was read"
+        return entry
+    except psutil.Error as exc:
+        entry["error"] = f"cannot read it: {exc}"
+        return entry
+    found[identity.pid] = (proc, entry)
+    return entry
+
+
+def _optional(read: Callable[[], T]) -> T | None:
+    """One psutil reading, or None where this process's field may not be read (macOS: other users')."""
+    try:
+        return read()
+    except psutil.AccessDenied:
+        return None
+
+
+def _listening_ports(proc: psutil.Process) -> list[int] | None:
+    try:
+        connections = proc.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return None
+    return sorted({c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr})
+
+
+def _is_python(proc: psutil.Process, cmdline: str) -> bool:
+    names = [cmdline.split(" ", 1)[0], _optional(proc.name) or ""]
+    with contextlib.suppress(psutil.Error, OSError):
+        names.append(proc.exe())
+    return any(_PYTHON_NAME.match(os.path.basename(name)) for name in names if name)
+
+
+def _sample_cpu(found: Found) -> None:
+    if not found:
+        return
+    time.sleep(CPU_SAMPLE_SECONDS)  # one wait for all the processes
+    for proc, entry in found.values():
+        try:
+            entry["cpu_percent"] = round(proc.cpu_percent(None), 1)
+        except psutil.Error:
+            entry["cpu_percent"] = None
+
+
+def _py_spy(found: Found, *, enabled: bool, deadline: float) -> dict[str, Any]:
+    python_pids = [pid for pid, (_proc, entry) in found.items() if entry.get("_python")]
+    for _proc, entry in found.values():
+        entry.pop("_python", None)  # private to this module: not part of the snapshot
+    if not enabled:
+        return {"skipped": "disabled in the config (sentinel.py_spy: false)"}
+    if not python_pids:
+        return {"skipped": "no running Python process matched"}
+    if shutil.which("py-spy") is None:
+        return {"skipped": "py-spy is not installed"}
+    dumps = []
+    for pid in python_pids[:PY_SPY_PROCESSES]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.1:
+            dumps.append({"pid": pid, "error": "no time left in the snapshot's limit"})
+            continue
+        dumps.append(_py_spy_dump(pid, min(PY_SPY_TIMEOUT_SECONDS, remaining)))
+    return {"dumps": dumps}
+
+
+def _py_spy_dump(pid: int, timeout: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pid": pid}
+    try:
+        result: CommandResult = _run_coroutine(
+            lambda: run_command(["py-spy", "dump", "--pid", str(pid)], timeout=timeout)
+        )
+    except ExecError as exc:
+        entry["error"] = str(exc)
+        return entry
+    entry["exit_code"] = result.exit_code
+    output = "\n".join(redact_line(line) for line in result.output_tail.splitlines())
+    entry["output"] = output
+    if not result.ok:
+        last = result.last_line() or f"exit status {result.exit_code}"
+        hint = ""
+        if "permission" in result.output_tail.lower() or "ptrace" in result.output_tail.lower():
+            hint = " (py-spy needs to ptrace the process: run Horus as the same user with ptrace allowed, or as root)"
+        entry["error"] = redact_line(last) + hint
+    return entry
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, in a thread with no event loop if need be."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make())
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="horus-snapshot-run")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+# --- ports and HTTP ------------------------------------------------------------------------------------
+
+
+def _budget(cap: float, deadline: float) -> float:
+    return max(0.05, min(cap, deadline - time.monotonic()))
+
+
+def _probe_port(host: str, port: int, deadline: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"host": host, "port": port}
+    limit = _budget(PORT_TIMEOUT_SECONDS, deadline)
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=limit):
+            pass
+    except ConnectionRefusedError:
+        entry.update(accepting=False, detail="connection refused")
+    except TimeoutError:
+        entry.update(accepting=False, detail=f"no answer within {humanize.seconds(limit)}")
+    except socket.gaierror as exc:
+        entry.update(accepting=False, detail=f"cannot resolve {host} ({exc.strerror})")
+    except OSError as exc:
+        entry.update(accepting=False, detail=exc.strerror or str(exc))
+    else:
+        entry.update(accepting=True, connect_ms=round((time.monotonic() - started) * 1000, 1))
+    return entry
+
+
+def _probe_http(options: HttpHealthOptions, deadline: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"url": redact_url(options.url), "method": options.method}
+    limit = _budget(HTTP_TIMEOUT_SECONDS, deadline)
+    parts = urlsplit(options.url)
+    host = parts.hostname or ""
+    headers = dict(options.headers)
+    if parts.username is not None and not any(name.lower() == "authorization" for name in headers):
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        if not options.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection(host, parts.port, timeout=limit, context=context)
+    else:
+        connection = http.client.HTTPConnection(host, parts.port, timeout=limit)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.monotonic()
+    try:
+        # http.client never follows redirects: a snapshot must not wander to another host.
+        connection.request(options.method, target, headers=headers)
+        response = connection.getresponse()
+        entry["status"] = response.status
+        entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if 300 <= response.status < 400 and response.getheader("location"):
+            entry["location"] = redact_url(response.getheader("location") or "")
+        if options.method != "HEAD":
+            head = response.read(HTTP_BODY_HEAD_BYTES).decode("utf-8", errors="replace")
+            entry["body_head"] = redact_line(" ".join(head.split()))
+    except ConnectionRefusedError:
+        entry["error"] = "connection refused"
+    except TimeoutError:
+        entry["error"] = f"no answer within {humanize.seconds(limit)}"
+    except ssl.SSLError as exc:
+        entry["error"] = f"TLS failure: {exc.reason or exc}"
+    except socket.gaierror as exc:
+        entry["error"] = f"cannot resolve {host} ({exc.strerror})"
+    except http.client.HTTPException as exc:
+        entry["error"] = f"not a valid HTTP answer ({type(exc).__name__})"
+    except OSError as exc:
+        entry["error"] = exc.strerror or str(exc)
+    finally:
+        connection.close()
+    return entry
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+
+def _probe_log(path: Path, log_lines: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": str(path)}
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            start = max(0, st.st_size - LOG_TAIL_BYTES)
+            data = b""
+            if log_lines > 0:
+                f.seek(start)
+                data = f.read(LOG_TAIL_BYTES)
+    except FileNotFoundError:
+        entry["error"] = "does not exist"
+        return entry
+    except OSError as exc:
+        entry["error"] = f"cannot read it: {exc.strerror or exc}"
+        return entry
+    entry["size_bytes"] = st.st_size
+    entry["age_seconds"] = round(max(0.0, time.time() - st.st_mtime), 3)
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and lines:
+        lines = lines[1:]  # began mid-line
+    entry["tail"] = [_clip(redact_line(line), LINE_LIMIT) for line in lines[-log_lines:]] if log_lines > 0 else []
+    return entry
+
+
+def _probe_heartbeat(options: HeartbeatOptions) -> dict[str, Any]:
+    if options.path is None:
+        return {"listen": options.listen, "skipped": "beats arrive as datagrams; the check holds the latest"}
+    entry: dict[str, Any] = {"path": str(options.path)}
+    try:
+        beat = read_json(options.path, FORMAT_HEARTBEAT)
+    except FileNotFoundError:
+        entry["error"] = "does not exist"
+        return entry
+    except (OSError, ValueError) as exc:
+        entry["error"] = f"unreadable: {exc}"
+        return entry
+    same_boot = beat.get("boot_id") is not None and beat.get("boot_id") == boot_id()
+    now_mono, now_wall = time.monotonic(), time.time()
+
+    def age_of(item: dict[str, Any]) -> float | None:
+        # The same rule as the check: the shared monotonic clock when on the same boot, else wall time.
+        if same_boot and isinstance(item.get("monotonic"), int | float):
+            return round(max(0.0, now_mono - float(item["monotonic"])), 3)
+        if isinstance(item.get("wall_time"), int | float):
+            return round(max(0.0, now_wall - float(item["wall_time"])), 3)
+        return None
+
+    entry.update(pid=beat.get("pid"), sequence=beat.get("sequence"), age_seconds=age_of(beat))
+    channels: dict[str, Any] = beat["channels"] if isinstance(beat.get("channels"), dict) else {}
+    entry["channels"] = {
+        str(name): {"age_seconds": age_of(item), "count": item.get("count")}
+        for name, item in channels.items()
+        if isinstance(item, dict)
+    }
+    return entry
+
+
+def _probe_crash(evidence: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        key: evidence[key] for key in ("crash_record", "crash_summary") if evidence.get(key) is not None
+    }
+    path = evidence.get("crash_record")
+    if not path:
+        return entry
+    try:
+        record = read_json(path, FORMAT_CRASH)
+    except (OSError, ValueError) as exc:
+        entry["error"] = f"unreadable: {exc}"
+        return entry
+    entry.setdefault("crash_summary", crash_summary(record))
+    for key in ("pid", "wall_time", "kind", "reason", "channel", "stalled_seconds"):
+        if record.get(key) is not None:
+            entry[key] = record[key]
+    stuck = record.get("stuck")
+    entry["stuck"] = _redacted_frame(stuck) if isinstance(stuck, dict) else None
+    operations = record.get("operations")
+    entry["operations"] = [op for op in operations if isinstance(op, dict)][:20] if isinstance(operations, list) else []
+    return entry
+
+
+def _redacted_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    # A frame's source line may hold a literal secret (``client = Client(api_key="...")``).
+    return {**frame, "code": redact_line(str(frame["code"]))} if frame.get("code") else dict(frame)
+
+
+# --- the size bound ------------------------------------------------------------------------------------
+
+
+def _size(snapshot: dict[str, Any]) -> int:
+    return len(json.dumps(snapshot, default=str).encode("utf-8"))
+
+
+def _fit(snapshot: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Trim ``snapshot`` in place until ``json.dumps`` of it fits ``max_bytes``: log tails first (oldest
+    lines go), then py-spy output, then the least telling details; a skeleton if even that is too big."""
+    size = _size(snapshot)
+    if size <= max_bytes:
+        return snapshot
+    snapshot["truncated"] = True
+    for trim in (_trim_log_tails, _trim_py_spy, _trim_details):
+        size = _size(snapshot)
+        while size > max_bytes and trim(snapshot, size - max_bytes):
+            size = _size(snapshot)
+        if size <= max_bytes:
+            return snapshot
+    skeleton: dict[str, Any] = {
+        key: snapshot[key] for key in ("format", "monitor", "taken_at", "elapsed_ms") if key in snapshot
+    }
+    skeleton.update(truncated=True, error=f"the snapshot did not fit in {max_bytes} bytes")
+    return skeleton
+
+
+def _trim_log_tails(snapshot: dict[str, Any], excess: int) -> bool:
+    tails = [entry["tail"] for entry in snapshot.get("logs") or [] if isinstance(entry, dict) and entry.get("tail")]
+    if not tails:
+        return False
+    longest = max(tails, key=len)
+    line_size = max(1, sum(len(json.dumps(line)) + 2 for line in longest) // len(longest))
+    del longest[: max(1, min(len(longest), -(-excess // line_size)))]
+    return True
+
+
+def _trim_py_spy(snapshot: dict[str, Any], excess: int) -> bool:
+    dumps = [d for d in (snapshot.get("py_spy") or {}).get("dumps") or [] if d.get("output")]
+    if not dumps:
+        return False
+    biggest = max(dumps, key=lambda d: len(d["output"]))
+    marker = "\n… (truncated)"
+    output: str = biggest["output"].removesuffix(marker)
+    keep = len(output) - excess - 32  # room for the marker, escaped
+    # The start is kept: py-spy lists the process, then its main thread first.
+    biggest["output"] = output[:keep] + marker if keep > 0 else ""
+    return True
+
+
+def _trim_details(snapshot: dict[str, Any], excess: int) -> bool:
+    for section in snapshot.get("processes") or []:
+        matches = section.get("matches") or []
+        if len(matches) > 1:
+            del matches[1:]
+            return True
+        for match in matches:
+            if len(match.get("cmdline") or "") > 200:
+                match["cmdline"] = _clip(match["cmdline"], 200)
+                return True
+    for entry in snapshot.get("http") or []:
+        if entry.pop("body_head", None):
+            return True
+    crash = snapshot.get("crash")
+    if isinstance(crash, dict) and (crash.get("operations") or (crash.get("stuck") or {}).get("code")):
+        crash["operations"] = []
+        if crash.get("stuck"):
+            crash["stuck"].pop("code", None)
+        return True
+    for key in ("logs", "heartbeats", "http", "ports", "processes"):
+        items = snapshot.get(key)
+        if isinstance(items, list) and len(items) > 1:
+            del items[1:]
+            return True
+    return False
+
+
+# --- for people ----------------------------------------------------------------------------------------
+
+
+def describe_process_state(snapshot: Mapping[str, Any]) -> str:
+    """One line for a post-mortem's "Process state at detection":
+    ``Running (pid 4121, 2 h old, 0.0% CPU, 85 MB), port 8080 bound, HTTP 200 in 12 ms`` or ``Not running``."""
+    parts: list[str] = []
+    sections = [s for s in snapshot.get("processes") or [] if isinstance(s, dict)]
+    if sections:
+        parts.append(_describe_processes(sections))
+    for port in snapshot.get("ports") or []:
+        where = (
+            f"port {port.get('port')}" if port.get("host") in _LOOPBACK else f"{port.get('host')}:{port.get('port')}"
+        )
+        if "accepting" not in port:
+            parts.append(f"{where} not probed ({port.get('error', 'unknown')})")
+        else:
+            parts.append(f"{where} bound" if port["accepting"] else f"{where} {port.get('detail', 'not accepting')}")
+    for answer in snapshot.get("http") or []:
+        if answer.get("status") is not None:
+            parts.append(f"HTTP {answer['status']} in {humanize.seconds(float(answer.get('latency_ms', 0)) / 1000)}")
+        else:
+            parts.append(f"HTTP no answer ({answer.get('error', 'unknown')})")
+    for beat in snapshot.get("heartbeats") or []:
+        if beat.get("age_seconds") is not None:
+            parts.append(f"heartbeat {humanize.duration(float(beat['age_seconds']))} old")
+    if not parts:
+        for log in snapshot.get("logs") or []:
+            if log.get("age_seconds") is not None:
+                parts.append(
+                    f"log {Path(log['path']).name} last written {humanize.duration(float(log['age_seconds']))} ago"
+                )
+    if not parts:
+        return "Not observed (no process, port or HTTP probe applies to this monitor)"
+    text = ", ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _describe_processes(sections: list[dict[str, Any]]) -> str:
+    errors = [s["error"] for s in sections if s.get("error")]
+    matches = [m for s in sections for m in s.get("matches") or [] if not m.get("error")]
+    if not matches:
+        return f"process state unknown ({errors[0]})" if errors else "not running"
+    first = matches[0]
+    facts = [f"pid {first['pid']}"]
+    if first.get("age_seconds") is not None:
+        facts.append(f"{humanize.duration(float(first['age_seconds']))} old")
+    if first.get("cpu_percent") is not None:
+        facts.append(f"{float(first['cpu_percent']):.1f}% CPU")
+    if first.get("rss_bytes") is not None:
+        facts.append(f"{int(first['rss_bytes']) / (1024 * 1024):.0f} MB")
+    total = sum(int(s.get("count") or 0) for s in sections)
+    more = f" and {total - 1} more" if total > 1 else ""
+    return f"running ({', '.join(facts)}){more}"

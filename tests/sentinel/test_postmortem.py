@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from horus.sentinel.hypothesis import Hypothesis
+from horus.sentinel.postmortem import default_recommendation, postmortem_path, render_postmortem, write_postmortem
+from horus.sentinel.store import DAY, SqliteIncidentStore
+
+DETECTED = datetime(2026, 2, 25, 3, 14, 5, tzinfo=UTC).timestamp()
+
+AT_DETECTION = {
+    "format": "horus-snapshot/1",
+    "processes": [
+        {
+            "pattern": "pipeline.py",
+            "running": True,
+            "count": 1,
+            "matches": [{"pid": 4121, "age_seconds": 7200.0, "cpu_percent": 0.0, "rss_bytes": 89128960}],
+        }
+    ],
+    "ports": [{"host": "127.0.0.1", "port": 8080, "accepting": True}],
+    "http": [{"url": "http://127.0.0.1:8080/health", "status": 200, "latency_ms": 12.0}],
+}
+RATE_LIMIT = Hypothesis(
+    title="Upstream API rate limit reached without graceful backoff",
+    confidence=0.8,
+    evidence=["03:12:55 WARNING HTTP 429 Too Many Requests, retrying", "03:12:56 WARNING HTTP 429 Too Many Requests"],
+    recommendation="Add explicit rate-limit detection and exponential backoff with jitter",
+)
+DISK = Hypothesis(title="Disk full", confidence=0.2, evidence=["/ is 99% full"])
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = SqliteIncidentStore.open(tmp_path)
+    yield opened
+    opened.close()
+
+
+def pipeline_incident(store, *, recovered=True):
+    """The content pipeline going stale as in the Sentinel write-up: killed, restarted, output resumed."""
+    for days_ago in (40, 12):  # two earlier occurrences of the same failure mode
+        earlier = store.open_incident(
+            "content-pipeline",
+            at=DETECTED - days_ago * DAY,
+            fingerprint="cp-stale",
+            fingerprint_version=1,
+            signature="",
+            check_type="log_staleness",
+            failure_kind="stale",
+            reason="out.log stale",
+        )
+        store.close_incident(earlier.id, at=DETECTED - days_ago * DAY + 600, recovered=True, note="ok")
+    incident = store.open_incident(
+        "content-pipeline",
+        at=DETECTED,
+        fingerprint="cp-stale",
+        fingerprint_version=1,
+        signature="http 429 too many requests",
+        check_type="log_staleness",
+        failure_kind="stale",
+        reason="out.log last written 2 h 1 min ago, limit 7200 s",
+    )
+    store.add_snapshot(incident.id, AT_DETECTION, at=DETECTED + 1)
+    kill = store.add_heal_attempt(incident.id, action="kill_process", step=0, at=DETECTED + 2)
+    store.finish_heal_attempt(
+        kill.id, ok=True, summary="sent SIGKILL to pid 4121; it exited after 11 ms", at=DETECTED + 3
+    )
+    if recovered:
+        store.mark_recovering(
+            incident.id, at=DETECTED + 175, message="artifact count resumed growth (3 new files in 4 minutes)"
+        )
+    store.close_incident(
+        incident.id,
+        at=DETECTED + 900,
+        recovered=recovered,
+        note="stable for 12 min" if recovered else "out.log still not written after 5 min; quarantined",
+        detect_seconds=65.0,
+        heal_seconds=1.4,
+        recover_seconds=175.0 if recovered else None,
+    )
+    return store.get(incident.id)
+
+
+def render(store, incident, **overrides):
+    arguments = {
+        "prior_matching": store.prior_matching(incident.fingerprint, before=incident.opened_at, exclude_id=incident.id),
+        "recommendation": None,
+        "hypotheses": [DISK, RATE_LIMIT],
+    } | overrides
+    return render_postmortem(
+        incident,
+        store.timeline(incident.id),
+        store.snapshots(incident.id),
+        store.heal_attempts(incident.id),
+        **arguments,
+    )
+
+
+def test_a_postmortem_states_every_field_on_its_own_line(store):
+    lines = render(store, pipeline_incident(store)).splitlines()
+    for expected in [
+        "**Service:** content-pipeline",
+        "**Failure detected:** 03:14 UTC — out.log last written 2 h 1 min ago, limit 7200 s",
+        "**Process state at detection:** Running (pid 4121, 2 h old, 0.0% CPU, 85 MB), port 8080 bound, "
+        "HTTP 200 in 12 ms",
+        "**Root cause (probable):** Upstream API rate limit reached without graceful backoff (confidence 80%)",
+        "> 03:12:55 WARNING HTTP 429 Too Many Requests, retrying",
+        "**Recovery action:** kill_process: sent SIGKILL to pid 4121; it exited after 11 ms (ok)",
+        "**Recovery confirmed:** 03:17 UTC — artifact count resumed growth (3 new files in 4 minutes)",
+        "**Prior incidents matching this pattern:** 2 in last 90 days (same failure mode)",
+        "**Recommendation:** Add explicit rate-limit detection and exponential backoff with jitter",
+        "**Time to detect:** 65 s",
+        "**Time to heal:** 1.4 s",
+        "**Time to recover:** 2 min",
+    ]:
+        assert expected in lines
+    assert lines[0] == "# Post-mortem: content-pipeline incident #3 (2026-02-25)"
+    assert lines.index("## Timeline") < lines.index("## Timings")
+    assert "- 03:14:05 UTC — detected: out.log last written 2 h 1 min ago, limit 7200 s" in lines
+    assert "- 03:29:05 UTC — closed: stable for 12 min" in lines
+    assert "- Disk full (confidence 20%)" in lines  # the hypothesis not chosen
+
+
+def test_a_postmortem_of_a_failed_recovery_says_no(store):
+    text = render(store, pipeline_incident(store, recovered=False), hypotheses=[])
+    lines = text.splitlines()
+    assert "**Recovery confirmed:** No — out.log still not written after 5 min; quarantined" in lines
+    assert "**Root cause (probable):** Unknown: no rule matched the evidence collected" in lines
+    assert f"**Recommendation:** {default_recommendation('stale')}" in lines
+    assert "**Time to recover:** did not recover" in lines
+
+
+def test_the_root_cause_set_on_the_incident_and_the_patterns_recommendation_win(store):
+    incident = pipeline_incident(store)
+    store.set_root_cause(incident.id, "Disk full", ["df: / 99% used"])
+    text = render(store, store.get(incident.id), recommendation="Rotate logs daily")
+    assert "**Root cause (probable):** Disk full (confidence 20%)" in text.splitlines()
+    assert "> df: / 99% used" in text.splitlines()
+    assert "**Recommendation:** Rotate logs daily" in text.splitlines()
+
+
+def test_a_first_occurrence_and_an_open_incident_render_too(store):
+    incident = store.open_incident(
+        "bot",
+        at=DETECTED,
+        fingerprint="bot-refused",
+        fingerprint_version=1,
+        signature="",
+        check_type="port_open",
+        failure_kind="refused",
+        reason="127.0.0.1:8080 refused the connection",
+    )
+    lines = render(store, incident, hypotheses=[]).splitlines()
+    assert "**Prior incidents matching this pattern:** none in last 90 days" in lines
+    assert "**Process state at detection:** Not observed (no snapshot was taken)" in lines
+    assert "**Recovery action:** None (no heal was run)" in lines
+    assert "**Recovery confirmed:** Not yet (the incident is still open)" in lines
+    assert "**Time to detect:** not measured" in lines
+
+
+def test_a_postmortem_is_written_atomically_where_expected(store, tmp_path):
+    incident = pipeline_incident(store)
+    markdown = render(store, incident)
+    path = write_postmortem(tmp_path, incident, markdown)
+    assert path == tmp_path / "postmortems" / f"2026-02-25-content-pipeline-{incident.id}.md"
+    assert path == postmortem_path(tmp_path, incident)
+    assert path.read_text(encoding="utf-8") == markdown
+    # Rewriting replaces it whole, and leaves no temporary file behind.
+    before = os.stat(path).st_ino
+    write_postmortem(tmp_path, incident, markdown + "\nAddendum.\n")
+    assert path.read_text(encoding="utf-8").endswith("Addendum.\n")
+    assert os.stat(path).st_ino != before  # a new file renamed into place, not rewritten in place
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_a_monitor_name_is_made_safe_for_a_file_name(store, tmp_path):
+    incident = store.open_incident(
+        "api:gateway@eu",
+        at=DETECTED,
+        fingerprint="x",
+        fingerprint_version=1,
+        signature="",
+        check_type="port_open",
+        failure_kind="refused",
+        reason="refused",
+    )
+    assert postmortem_path(tmp_path, incident).name == f"2026-02-25-api_gateway@eu-{incident.id}.md"
