@@ -10,23 +10,30 @@ import asyncio
 import inspect
 import json
 import signal
+import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
 
-from horus import __version__
+from horus import __version__, cli_ops
 from horus.checks.base import ProbeContext, Status, new_probe_http_client
 from horus.checks.registry import CHECK_TYPES, build_check
 from horus.clock import SystemClock
 from horus.config.loader import load_config
 from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.daemon import Daemon
+from horus.engine.incidents import IncidentTracker
 from horus.engine.runner import CheckRun, run_check
-from horus.errors import ConfigError, StoreError
+from horus.errors import ConfigError, EngineCrashed, StoreError
 from horus.heals.registry import HEAL_ACTIONS
 from horus.log import configure, get_logger
+from horus.notify.channels import build_channel
+from horus.notify.events import Event, EventKind, Severity
+from horus.notify.notifier import Notifier
+from horus.notify.worker import deliver_now
 from horus.store import StateDirLock, StateStore, resolve_state_dir
 
 EXIT_UNHEALTHY = 1
@@ -182,6 +189,36 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+@main.command(name="notify-test")
+@config_option
+def notify_test(config_path: Path) -> None:
+    """Send a test notification to every channel in the config, right now, and say which ones got it.
+
+    Sent directly, not through the daemon's outbox, each bounded by notify_settings.send_timeout_seconds.
+    Exit 1 if any channel failed.
+    """
+    config = _load(config_path)
+    if not config.notify:
+        click.echo(f"{config_path}: no notification channels: add a `notify` list to the config", err=True)
+        sys.exit(EXIT_CONFIG)
+    host = socket.gethostname()
+    event = Event(
+        EventKind.TEST,
+        Severity.INFO,
+        "Horus test notification",
+        f"A test notification from Horus on {host}. If you read this, this channel works.",
+        details={"host": host},
+    )
+    channels = [build_channel(channel) for channel in config.notify]
+    timeout = config.notify_settings.send_timeout_seconds
+    with ThreadPoolExecutor(max_workers=len(channels)) as pool:
+        errors = list(pool.map(lambda channel: deliver_now(channel, [event], timeout), channels))
+    for channel, error in zip(channels, errors, strict=True):
+        click.echo(f"ok  {channel.name}" if error is None else f"FAILED {channel.name}: {error}")
+    if any(error is not None for error in errors):
+        sys.exit(EXIT_UNHEALTHY)
+
+
 @main.command()
 @config_option
 @click.option(
@@ -199,7 +236,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     help="When stopping, write the engine's statistics here as JSON (checks run, schedule lateness).",
 )
 def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: str, stats_file: Path | None) -> None:
-    """Run the daemon: watch every monitor and heal what fails. SIGTERM or SIGINT stops it cleanly."""
+    """Run the daemon: watch every monitor and heal what fails. SIGTERM or SIGINT stops it cleanly;
+    SIGHUP reloads the config."""
     config = _load(config_path)
     configure("json" if log_format == "json" else "console", level=log_level)
     log = get_logger("horus")
@@ -218,8 +256,20 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
         lock.release()
         sys.exit(EXIT_UNHEALTHY)
     try:
-        daemon = Daemon(config.monitor_settings(), store)
-        asyncio.run(_serve(daemon))
+        clock = SystemClock()
+        daemon = Daemon(
+            config.monitor_settings(),
+            store,
+            clock=clock,
+            notifier=Notifier(directory, config.notify, config.notify_settings, clock=clock),
+            incidents=IncidentTracker(directory, config.sentinel, clock=clock, config_path=config_path),
+            reload_config=lambda: load_config(config_path),
+        )
+        try:
+            asyncio.run(_serve(daemon))
+        except EngineCrashed as exc:
+            log.critical("horus.exiting", error=str(exc))
+            sys.exit(EXIT_UNHEALTHY)
         if stats_file is not None:
             daemon.stats.write(stats_file)
     finally:
@@ -232,4 +282,11 @@ async def _serve(daemon: Daemon) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP re-reads the config: monitors added, removed or changed take effect without a restart, and
+    # an invalid new config is rejected while the old one keeps running.
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     await daemon.run(stop)
+
+
+# The operator commands on a daemon's state dir (status, digest, resume) live in their own module.
+cli_ops.register(main, _load, config_option)

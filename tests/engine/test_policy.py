@@ -94,3 +94,75 @@ def test_recovery_reports_how_long_the_monitor_was_down():
     verdict = p.observe(state, Status.HEALTHY, "fresh", at(42, wall=142))
     assert verdict.recovered
     assert verdict.unhealthy_for == pytest.approx(42)
+
+
+def heal_now(p: HealPolicy, state: MonitorState, moment: Instant):
+    """Fail until the verdict says heal (or says why not), then start the heal."""
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", moment)
+    if verdict.heal:
+        p.heal_started(state, moment)
+    return verdict
+
+
+def test_each_heal_of_a_streak_waits_twice_as_long_capped_and_the_ladder_steps_up():
+    p = policy(min_failures_to_heal=1, heal_cooldown_seconds=60, startup_grace_seconds=0, backoff_max_seconds=200)
+    state = MonitorState("bot")
+    assert [p.wait_after_heal(n) for n in (1, 2, 3, 4)] == [60, 120, 200, 200]
+    first = heal_now(p, state, at(0))
+    assert first.heal and first.step == 0
+    assert heal_now(p, state, at(61)).heal, "one heal spent: the second waits the cooldown, 60 s"
+    assert state.heals_in_streak == 2
+    held = heal_now(p, state, at(61 + 100))
+    assert not held.heal and held.cooldown_remaining == pytest.approx(20), "the third heal waits 120 s"
+    third = heal_now(p, state, at(61 + 120))
+    assert third.heal and third.step == 2
+
+
+def test_a_spent_budget_quarantines_then_retries_once_after_retry_in():
+    p = policy(
+        min_failures_to_heal=1, heal_cooldown_seconds=0, startup_grace_seconds=0, max_heals=2, retry_in_seconds=600
+    )
+    state = MonitorState("bot")
+    assert heal_now(p, state, at(0)).heal
+    assert heal_now(p, state, at(1)).heal
+    verdict = heal_now(p, state, at(2))
+    assert verdict.quarantine_now and not verdict.heal
+    assert state.quarantined_until is not None
+    for second in (3, 300, 601):
+        held = heal_now(p, state, at(second))
+        assert held.quarantined and not held.heal
+    retry = heal_now(p, state, at(603))
+    assert retry.heal and retry.retrying, "the quarantine ran out: one more try"
+    assert heal_now(p, state, at(604)).quarantine_now, "failing again puts it straight back"
+
+
+def test_a_stable_period_resets_the_budget_and_resume_lifts_the_quarantine():
+    p = policy(
+        min_failures_to_heal=1, heal_cooldown_seconds=0, startup_grace_seconds=0, max_heals=1, stable_after_seconds=100
+    )
+    state = MonitorState("bot")
+    assert heal_now(p, state, at(0)).heal
+    p.observe(state, Status.HEALTHY, "fine", at(10))
+    p.observe(state, Status.HEALTHY, "fine", at(50))
+    assert state.heals_in_streak == 1, "not stable long enough yet"
+    p.observe(state, Status.HEALTHY, "fine", at(111))
+    assert state.heals_in_streak == 0
+    assert heal_now(p, state, at(120)).heal
+    assert heal_now(p, state, at(121)).quarantine_now
+    HealPolicy.resume(state)
+    assert heal_now(p, state, at(122)).heal
+
+
+def test_a_quarantine_survives_a_restart_and_a_reboot():
+    p = policy(
+        min_failures_to_heal=1, heal_cooldown_seconds=0, startup_grace_seconds=0, max_heals=1, retry_in_seconds=600
+    )
+    state = MonitorState("bot")
+    heal_now(p, state, at(0))
+    assert heal_now(p, state, at(1)).quarantine_now
+    stored = state.to_stored()
+    # Rebooted 100 s later: a new boot id and a monotonic clock that starts again near zero.
+    restored = MonitorState.restore(stored, Instant(wall=1_000_000 + 101, mono=5.0, boot="boot-b"))
+    assert restored.heals_in_streak == 1
+    assert heal_now(p, restored, Instant(wall=1_000_000 + 500, mono=404.0, boot="boot-b")).quarantined
+    assert heal_now(p, restored, Instant(wall=1_000_000 + 602, mono=506.0, boot="boot-b")).heal

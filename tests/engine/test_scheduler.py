@@ -64,6 +64,7 @@ class RecordingMonitor:
         self.name = name
         self.check = check
         self.check_timeout = timeout
+        self.retired = False
         self.interval = interval
         self.results: list[tuple[float, CheckResult]] = []
 
@@ -113,3 +114,28 @@ async def test_a_monitor_is_never_checked_twice_at_once_even_when_its_check_outl
     monitor = RecordingMonitor("slow", slow, timeout=5, interval=0.05)
     await run_scheduler([monitor], 10, lambda: len(monitor.results) >= 4)
     assert slow.most_at_once == 1
+
+
+async def test_check_soon_brings_a_check_forward_once_and_never_runs_a_monitor_twice_at_once():
+    check = SlowCheck(0.05)
+    slow = RecordingMonitor("rechecked", check, timeout=5, interval=3600)
+    scheduler = Scheduler(
+        clock=SystemClock(), ctx=ProbeContext(clock=SystemClock(), http=None), on_check=lambda *_: None
+    )
+    scheduler.start(slow, 0)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await wait_until(lambda: len(slow.results) == 1)
+        # Its next turn is an hour away; an upstream recovered, so it is looked at now, once per request.
+        scheduler.check_soon(slow)
+        await wait_until(lambda: len(slow.results) == 2)
+        scheduler.check_soon(slow)
+        scheduler.check_soon(slow)
+        await wait_until(lambda: len(slow.results) == 3)
+        await asyncio.sleep(0.3)  # a superseded entry coming up must neither run the check nor break the loop
+        assert len(slow.results) == 3
+        assert check.most_at_once == 1
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -196,7 +196,9 @@ def _translate(exc: ValidationError, data: Any) -> list[ConfigIssue]:
     return issues
 
 
-_SECRET_BEARING_KEYS = frozenset({"headers", "env", "password", "token"})
+# Values under these keys are never echoed: headers and environments hold tokens, and an Apprise URL in
+# `notify` usually is one.
+_SECRET_BEARING_KEYS = frozenset({"headers", "env", "password", "token", "notify"})
 
 
 def _message(error: Mapping[str, Any]) -> str:

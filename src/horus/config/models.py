@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from horus.checks.base import CheckOptions
 from horus.checks.registry import CHECK_TYPES
 from horus.config.types import ExpandedPath, PositiveSeconds
 from horus.heals.base import HealOptions
 from horus.heals.registry import HEAL_ACTIONS
+from horus.notify.config import NotifyList, NotifySettings
 
-__all__ = ["Defaults", "HorusConfig", "MonitorConfig", "MonitorSettings"]
+__all__ = ["Defaults", "HealBudget", "HorusConfig", "MonitorConfig", "MonitorSettings", "SentinelSettings"]
 
 NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _MONITOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
@@ -43,6 +45,21 @@ else:
     AnyHealOptions = _tagged_union([h.options_model for h in HEAL_ACTIONS.values()], "action")
 
 
+class HealBudget(BaseModel):
+    """How often one failure pattern may be healed before Horus stops and asks for a human."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Heals without a stable period in between; then the monitor is quarantined (no more heals).
+    max_heals: int = Field(5, ge=1, le=1000)
+    # Each heal of a streak waits twice as long as the previous (from the cooldown), up to this.
+    backoff_max_seconds: PositiveSeconds = 3600.0
+    # Healthy this long in a row makes the budget whole again.
+    stable_after_seconds: PositiveSeconds = 1800.0
+    # A quarantined monitor gets one more try after this long (or at once with `horus resume NAME`).
+    retry_in_seconds: PositiveSeconds = 3600.0
+
+
 class Defaults(BaseModel):
     """Values every monitor inherits unless it sets its own."""
 
@@ -57,9 +74,29 @@ class Defaults(BaseModel):
     # Monitors start at a random offset within this window so that a thousand of them do not probe
     # in the same instant.
     start_jitter_seconds: NonNegativeSeconds = 5.0
+    # After a heal, recovery counts as confirmed only if the verify condition holds within this time.
+    verify_within_seconds: PositiveSeconds = 300.0
+    budget: HealBudget = HealBudget()
 
 
 _OVERRIDABLE = tuple(Defaults.model_fields)
+
+
+class SentinelSettings(BaseModel):
+    """Incidents: how long they are kept, and what a snapshot may hold."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Closed incidents older than this, or beyond the newest keep_max, are deleted (post-mortem files stay).
+    keep_days: float = Field(180.0, gt=0, allow_inf_nan=False)
+    keep_max: int = Field(5000, ge=10)
+    # A failure this soon after recovery was confirmed reopens the incident instead of opening a new one;
+    # after this long healthy, the incident closes and its post-mortem is written.
+    reopen_within_seconds: NonNegativeSeconds = 600.0
+    snapshot_max_bytes: int = Field(64 * 1024, ge=4096, le=4 * 1024 * 1024)
+    log_lines: int = Field(40, ge=0, le=1000)
+    # A `py-spy dump` of a hung Python service's stacks before it is killed, when py-spy is installed.
+    py_spy: bool = True
 
 
 class MonitorConfig(BaseModel):
@@ -76,8 +113,29 @@ class MonitorConfig(BaseModel):
     heal_cooldown_seconds: NonNegativeSeconds | None = None
     startup_grace_seconds: NonNegativeSeconds | None = None
     start_jitter_seconds: NonNegativeSeconds | None = None
+    verify_within_seconds: PositiveSeconds | None = None
+    budget: HealBudget | None = None
     check: AnyCheckOptions
     heal: AnyHealOptions | None = None
+    # An escalation ladder instead of one heal: each heal of a streak takes the next step (the last repeats),
+    # for example SIGTERM, then SIGKILL, then a script.
+    escalation: list[AnyHealOptions] | None = Field(None, min_length=1)
+    # After a heal, recovery is confirmed when this check passes within verify_within_seconds (an
+    # artifact_growth block: output resumed); by default, when the monitor's own check passes.
+    verify: AnyCheckOptions | None = None
+    # Monitors this service needs. While one of them fails, this one is a symptom: not healed, re-checked
+    # as soon as the upstream recovers.
+    depends_on: list[str] = Field(default_factory=list)
+    # The service's git work tree, so an incident can name the commits made since it was last healthy.
+    work_tree: ExpandedPath | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_heal(self) -> MonitorConfig:
+        if self.heal is not None and self.escalation is not None:
+            raise ValueError("set heal (one action) or escalation (a ladder of actions), not both")
+        if self.name in self.depends_on:
+            raise ValueError("depends_on names the monitor itself")
+        return self
 
 
 class HorusConfig(BaseModel):
@@ -88,10 +146,58 @@ class HorusConfig(BaseModel):
     state_dir: ExpandedPath | None = None
     defaults: Defaults = Defaults()
     monitors: list[MonitorConfig] = Field(min_length=1)
+    notify: NotifyList = Field(default_factory=list)
+    notify_settings: NotifySettings = NotifySettings()
+    sentinel: SentinelSettings = SentinelSettings()
+
+    @model_validator(mode="after")
+    def _references_name_real_monitors(self) -> HorusConfig:
+        names = {m.name for m in self.monitors}
+        problems = []
+        for index, channel in enumerate(self.notify):
+            unknown = sorted(set(channel.monitors or ()) - names)
+            if unknown:
+                problems.append(f"notify[{index}].monitors names no such monitor: {', '.join(map(repr, unknown))}")
+        for monitor in self.monitors:
+            unknown = sorted(set(monitor.depends_on) - names)
+            if unknown:
+                problems.append(f"{monitor.name}.depends_on names no such monitor: {', '.join(map(repr, unknown))}")
+        cycle = _dependency_cycle({m.name: m.depends_on for m in self.monitors})
+        if cycle:
+            problems.append(f"depends_on makes a cycle: {' -> '.join(cycle)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def monitor_settings(self) -> list[MonitorSettings]:
         """Every monitor with the defaults filled in, in file order."""
         return [MonitorSettings.resolve(m, self.defaults) for m in self.monitors]
+
+
+def _dependency_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in the depends_on graph, as a path that ends where it starts, or None."""
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> list[str] | None:
+        if name in visiting:
+            return [*visiting[visiting.index(name) :], name]
+        if name in done or name not in graph:
+            return None
+        visiting.append(name)
+        for upstream in graph[name]:
+            found = visit(upstream)
+            if found:
+                return found
+        visiting.pop()
+        done.add(name)
+        return None
+
+    for name in graph:
+        found = visit(name)
+        if found:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -107,8 +213,14 @@ class MonitorSettings:
     heal_cooldown_seconds: float
     startup_grace_seconds: float
     start_jitter_seconds: float
+    verify_within_seconds: float
+    budget: HealBudget
     check: CheckOptions
-    heal: HealOptions | None
+    heal: HealOptions | None  # the first step of the ladder
+    escalation: tuple[HealOptions, ...] = ()
+    verify: CheckOptions | None = None
+    depends_on: tuple[str, ...] = ()
+    work_tree: Path | None = None
 
     @classmethod
     def resolve(cls, monitor: MonitorConfig, defaults: Defaults) -> MonitorSettings:
@@ -116,4 +228,15 @@ class MonitorSettings:
             key: getattr(monitor, key) if getattr(monitor, key) is not None else getattr(defaults, key)
             for key in _OVERRIDABLE
         }
-        return cls(name=monitor.name, enabled=monitor.enabled, check=monitor.check, heal=monitor.heal, **inherited)
+        ladder = tuple(monitor.escalation) if monitor.escalation else ((monitor.heal,) if monitor.heal else ())
+        return cls(
+            name=monitor.name,
+            enabled=monitor.enabled,
+            check=monitor.check,
+            heal=ladder[0] if ladder else None,
+            escalation=ladder,
+            verify=monitor.verify,
+            depends_on=tuple(monitor.depends_on),
+            work_tree=monitor.work_tree,
+            **inherited,
+        )

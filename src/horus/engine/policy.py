@@ -1,10 +1,15 @@
-"""When to heal: consecutive failures, startup grace and cooldown. Pure logic, no I/O, no clock reads.
+"""When to heal: consecutive failures, startup grace, cooldown and the heal budget. Pure logic, no I/O,
+no clock reads.
 
-healthy    -> the failure count resets; "recovered" if the monitor had been failing
+healthy    -> the failure count resets; "recovered" if the monitor had been failing. Healthy for
+              ``stable_after_seconds`` in a row resets the heal budget.
 error      -> nothing changes: a broken probe says nothing about the service
 unhealthy  -> inside the startup grace after a heal: not counted
-              otherwise counted; at ``min_failures_to_heal`` a heal runs unless the cooldown since
-              the last heal has not expired
+              otherwise counted; at ``min_failures_to_heal`` a heal runs unless it must wait:
+              - the n-th heal of a streak waits ``cooldown * 2^(n-2)`` after the previous one (capped
+                exponential backoff: a service that keeps failing is healed less and less often);
+              - after ``max_heals`` heals without a stable period the monitor is quarantined: no heal
+                until ``retry_in_seconds`` have passed, then one more try (or ``horus resume``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ class MonitorState:
     last_check_at: float | None = None
     failing_since: float | None = None  # wall time of the first unhealthy look in this episode
     last_heal: Instant | None = None
+    heals_in_streak: int = 0  # heals since the service was last stable: the budget spent, the ladder's step
+    quarantined_until: Instant | None = None
+    healthy_since: Instant | None = None  # not persisted: after a restart, stability is measured afresh
 
     @classmethod
     def restore(cls, stored: StoredMonitorState, now: Instant) -> MonitorState:
@@ -39,6 +47,8 @@ class MonitorState:
             last_check_at=stored.last_check_at,
             failing_since=stored.failing_since,
             last_heal=stored.last_heal.rebased(now) if stored.last_heal else None,
+            heals_in_streak=stored.heals_in_streak,
+            quarantined_until=_rebased_future(stored.quarantined_until, now),
         )
 
     def to_stored(self) -> StoredMonitorState:
@@ -50,11 +60,29 @@ class MonitorState:
             last_check_at=self.last_check_at,
             failing_since=self.failing_since,
             last_heal=self.last_heal,
+            heals_in_streak=self.heals_in_streak,
+            quarantined_until=self.quarantined_until,
         )
 
     def durable_fields(self) -> tuple[object, ...]:
         """What must reach the disk when it changes (not the time of every healthy look)."""
-        return (self.consecutive_failures, self.last_status, self.failing_since, self.last_heal)
+        return (
+            self.consecutive_failures,
+            self.last_status,
+            self.failing_since,
+            self.last_heal,
+            self.heals_in_streak,
+            self.quarantined_until,
+        )
+
+
+def _rebased_future(moment: Instant | None, now: Instant) -> Instant | None:
+    """A stored future moment (the end of a quarantine) on ``now``'s boot: across a reboot, the wall
+    clock says how far ahead it still is."""
+    if moment is None or (moment.boot is not None and moment.boot == now.boot):
+        return moment
+    ahead = moment.wall - now.wall
+    return Instant(wall=moment.wall, mono=now.mono + ahead, boot=now.boot)
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,10 @@ class Verdict:
     cooldown_remaining: float = 0.0  # > 0 when a heal was due but the cooldown holds it back
     recovered: bool = False  # healthy again after an unhealthy episode
     unhealthy_for: float = 0.0  # with recovered: seconds since the first unhealthy look of the episode
+    step: int = 0  # with heal: the escalation ladder's step (heals already spent in this streak)
+    retrying: bool = False  # with heal: the quarantine ran out and this is its one more try
+    quarantined: bool = False  # a heal was due but the monitor is in quarantine
+    quarantine_now: bool = False  # the budget is spent: this look put the monitor in quarantine
 
 
 class HealPolicy:
@@ -76,11 +108,26 @@ class HealPolicy:
         heal_cooldown_seconds: float,
         startup_grace_seconds: float,
         can_heal: bool,
+        max_heals: int = 5,
+        backoff_max_seconds: float = 3600.0,
+        stable_after_seconds: float = 1800.0,
+        retry_in_seconds: float = 3600.0,
     ) -> None:
         self.min_failures = min_failures_to_heal
         self.cooldown = heal_cooldown_seconds
         self.grace = startup_grace_seconds
         self.can_heal = can_heal
+        self.max_heals = max_heals
+        self.backoff_max = backoff_max_seconds
+        self.stable_after = stable_after_seconds
+        self.retry_in = retry_in_seconds
+
+    def wait_after_heal(self, heals_in_streak: int) -> float:
+        """How long after the previous heal the next one may run: the cooldown, doubling with each heal
+        of the streak, capped at ``backoff_max_seconds`` (never below the cooldown itself)."""
+        if heals_in_streak <= 1:
+            return self.cooldown
+        return max(self.cooldown, min(self.cooldown * 2 ** (heals_in_streak - 1), self.backoff_max))
 
     def observe(self, state: MonitorState, status: Status, reason: str, now: Instant) -> Verdict:
         """Fold one observation into ``state`` and say what follows from it."""
@@ -94,7 +141,12 @@ class HealPolicy:
             unhealthy_for = max(0.0, now.wall - state.failing_since) if state.failing_since is not None else 0.0
             state.consecutive_failures = 0
             state.failing_since = None
+            if state.healthy_since is None:
+                state.healthy_since = now
+            if state.heals_in_streak and state.healthy_since.seconds_until(now) >= self.stable_after:
+                state.heals_in_streak = 0  # stable again: the heal budget is whole
             return Verdict(recovered=was_failing, unhealthy_for=unhealthy_for)
+        state.healthy_since = None
 
         if state.failing_since is None:
             state.failing_since = now.wall
@@ -106,12 +158,33 @@ class HealPolicy:
             return Verdict(counted=True)
         if not self.can_heal:
             return Verdict(counted=True, threshold_reached=True)
-        if since_heal is not None and since_heal < self.cooldown:
-            return Verdict(counted=True, threshold_reached=True, cooldown_remaining=self.cooldown - since_heal)
-        return Verdict(counted=True, threshold_reached=True, heal=True)
+        retrying = False
+        if state.quarantined_until is not None:
+            if state.quarantined_until.seconds_until(now) < 0:
+                return Verdict(counted=True, threshold_reached=True, quarantined=True)
+            # The quarantine ran out: one more try; failing again puts the monitor straight back.
+            state.quarantined_until = None
+            state.heals_in_streak = self.max_heals - 1
+            retrying = True
+        wait = self.wait_after_heal(state.heals_in_streak)
+        if since_heal is not None and since_heal < wait:
+            return Verdict(counted=True, threshold_reached=True, cooldown_remaining=wait - since_heal)
+        if state.heals_in_streak >= self.max_heals:
+            state.quarantined_until = Instant(
+                wall=now.wall + self.retry_in, mono=now.mono + self.retry_in, boot=now.boot
+            )
+            return Verdict(counted=True, threshold_reached=True, quarantine_now=True)
+        return Verdict(counted=True, threshold_reached=True, heal=True, step=state.heals_in_streak, retrying=retrying)
 
     @staticmethod
     def heal_started(state: MonitorState, now: Instant) -> None:
         """The heal is about to act: the cooldown and the startup grace run from now."""
         state.last_heal = now
         state.consecutive_failures = 0
+        state.heals_in_streak += 1
+
+    @staticmethod
+    def resume(state: MonitorState) -> None:
+        """``horus resume``: out of quarantine, with the whole budget."""
+        state.quarantined_until = None
+        state.heals_in_streak = 0

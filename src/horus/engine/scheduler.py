@@ -49,6 +49,7 @@ class Scheduled(Protocol):
     name: str
     check: Check
     check_timeout: float
+    retired: bool  # taken off the schedule (a config reload replaced or removed it)
 
     def complete(self, run: CheckRun) -> Coroutine[Any, Any, None] | None:
         """Fold a finished check in; return follow-up work (a heal) that must end before the next check."""
@@ -93,6 +94,9 @@ class Scheduler:
         self._on_check = on_check  # (status, lateness) for statistics
         self._heap: list[tuple[float, int, Scheduled]] = []
         self._order = itertools.count()
+        # Each monitor's live heap entry (by its order number): check_soon() adds an earlier entry and the
+        # old one is skipped when it comes up, so a monitor is never on the heap twice for real.
+        self._entry: dict[str, tuple[float, int]] = {}
         self._first_run: set[str] = set()
         self._wake: asyncio.Future[None] | None = None
         self._wake_at = float("inf")
@@ -105,8 +109,20 @@ class Scheduler:
         self._first_run.add(monitor.name)
         self._schedule(monitor, self.clock.monotonic() + delay)
 
+    def check_soon(self, monitor: Scheduled) -> None:
+        """Check ``monitor`` now rather than at its next turn (an upstream it depends on recovered). A monitor
+        whose check is running already is left alone: it is put back on the heap when that check ends."""
+        entry = self._entry.get(monitor.name)
+        now = self.clock.monotonic()
+        if entry is not None and entry[0] > now:
+            self._schedule(monitor, now)
+
     def _schedule(self, monitor: Scheduled, when: float) -> None:
-        heapq.heappush(self._heap, (when, next(self._order), monitor))
+        if monitor.retired:
+            return
+        order = next(self._order)
+        self._entry[monitor.name] = (when, order)
+        heapq.heappush(self._heap, (when, order, monitor))
         if when < self._wake_at and self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
@@ -118,7 +134,11 @@ class Scheduler:
                 now = self.clock.monotonic()
                 inline: list[tuple[Scheduled, float | None]] = []
                 while self._heap and self._heap[0][0] <= now + COALESCE_SECONDS:
-                    when, _, monitor = heapq.heappop(self._heap)
+                    when, order, monitor = heapq.heappop(self._heap)
+                    live = self._entry.get(monitor.name)
+                    if monitor.retired or live is None or live[1] != order:
+                        continue  # taken off the schedule, or superseded by check_soon()
+                    del self._entry[monitor.name]
                     lateness = None if monitor.name in self._first_run else max(0.0, now - when)
                     self._first_run.discard(monitor.name)
                     if monitor.check.inline:

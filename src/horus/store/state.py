@@ -51,6 +51,18 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX heals_by_monitor ON heals (monitor, started_at);
     """,
+    # The heal budget and quarantine (issue 6), and `horus resume` requests to a running daemon.
+    """
+    ALTER TABLE monitor_state ADD COLUMN heals_in_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE monitor_state ADD COLUMN quarantined_until_wall REAL;
+    ALTER TABLE monitor_state ADD COLUMN quarantined_until_mono REAL;
+    ALTER TABLE monitor_state ADD COLUMN quarantined_until_boot TEXT;
+    CREATE TABLE resume_requests (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        monitor      TEXT NOT NULL,
+        requested_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -85,6 +97,8 @@ class StoredMonitorState:
     last_check_at: float | None
     failing_since: float | None
     last_heal: Instant | None
+    heals_in_streak: int = 0
+    quarantined_until: Instant | None = None
 
 
 @dataclass(frozen=True)
@@ -218,13 +232,37 @@ class StateStore:
                 (finished_at, int(ok), summary, json.dumps(details, default=str), heal_id),
             )
 
-    def heals(self, monitor: str | None = None, *, limit: int = 50) -> list[HealRecord]:
-        query = "SELECT * FROM heals"
-        params: tuple[Any, ...] = ()
+    def request_resume(self, monitor: str, *, now: float) -> None:
+        """``horus resume``: lift the quarantine in the store now (so a stopped daemon starts without it),
+        and leave a request the running daemon picks up within a second."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE monitor_state SET quarantined_until_wall = NULL, quarantined_until_mono = NULL, "
+                "quarantined_until_boot = NULL, heals_in_streak = 0 WHERE monitor = ?",
+                (monitor,),
+            )
+            db.execute("INSERT INTO resume_requests (monitor, requested_at) VALUES (?, ?)", (monitor, now))
+
+    def take_resume_requests(self) -> list[str]:
+        """The monitors ``horus resume`` named since the last call; each request is handed out once."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT id, monitor FROM resume_requests ORDER BY id").fetchall()
+            if rows:
+                db.execute("DELETE FROM resume_requests WHERE id <= ?", (rows[-1]["id"],))
+        return list(dict.fromkeys(row["monitor"] for row in rows))
+
+    def heals(self, monitor: str | None = None, *, limit: int = 50, since: float | None = None) -> list[HealRecord]:
+        """The newest heals first; only those started at or after ``since`` (wall time) when given."""
+        clauses: list[str] = []
+        params: list[Any] = []
         if monitor is not None:
-            query += " WHERE monitor = ?"
-            params = (monitor,)
-        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+            clauses.append("monitor = ?")
+            params.append(monitor)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT * FROM heals{where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()  # noqa: S608
         return [
             HealRecord(
                 id=row["id"],
@@ -243,12 +281,18 @@ class StateStore:
 
 def _upsert(db: sqlite3.Connection, state: StoredMonitorState, now: float) -> None:
     heal = state.last_heal
+    quarantine = state.quarantined_until
     db.execute(
         """
         INSERT INTO monitor_state (monitor, consecutive_failures, last_status, last_reason,
-            last_check_at, failing_since, last_heal_wall, last_heal_mono, last_heal_boot, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            last_check_at, failing_since, last_heal_wall, last_heal_mono, last_heal_boot, updated_at,
+            heals_in_streak, quarantined_until_wall, quarantined_until_mono, quarantined_until_boot)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (monitor) DO UPDATE SET
+            heals_in_streak = excluded.heals_in_streak,
+            quarantined_until_wall = excluded.quarantined_until_wall,
+            quarantined_until_mono = excluded.quarantined_until_mono,
+            quarantined_until_boot = excluded.quarantined_until_boot,
             consecutive_failures = excluded.consecutive_failures,
             last_status = excluded.last_status,
             last_reason = excluded.last_reason,
@@ -270,6 +314,10 @@ def _upsert(db: sqlite3.Connection, state: StoredMonitorState, now: float) -> No
             heal.mono if heal else None,
             heal.boot if heal else None,
             now,
+            state.heals_in_streak,
+            quarantine.wall if quarantine else None,
+            quarantine.mono if quarantine else None,
+            quarantine.boot if quarantine else None,
         ),
     )
 
@@ -278,7 +326,14 @@ def _state_from_row(row: sqlite3.Row) -> StoredMonitorState:
     heal = None
     if row["last_heal_wall"] is not None:
         heal = Instant(wall=row["last_heal_wall"], mono=row["last_heal_mono"], boot=row["last_heal_boot"])
+    quarantine = None
+    if row["quarantined_until_wall"] is not None:
+        quarantine = Instant(
+            wall=row["quarantined_until_wall"], mono=row["quarantined_until_mono"], boot=row["quarantined_until_boot"]
+        )
     return StoredMonitorState(
+        heals_in_streak=row["heals_in_streak"],
+        quarantined_until=quarantine,
         monitor=row["monitor"],
         consecutive_failures=row["consecutive_failures"],
         last_status=row["last_status"],

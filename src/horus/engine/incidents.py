@@ -1,0 +1,457 @@
+"""Sentinel inside the daemon: every failure past its threshold (and so every heal) becomes an incident.
+
+Lifecycle, per monitor (at most one incident that is not closed):
+
+    detected  -> snapshot of the service taken before any heal acts -> probable root cause
+    heal attempts (each step of the escalation ladder), each with its outcome
+    verifying -> recovery confirmed (the monitor's check passes again, or its ``verify`` check passes:
+                 output resumed) within ``verify_within_seconds``, or "not recovered"
+    recovering-> a failure within ``reopen_within_seconds`` reopens the incident
+    closed    -> the post-mortem is written and indexed; a closed incident never absorbs new events
+
+The incident store is used from one thread of its own, so the event loop never waits on its disk; the
+snapshot and the analysis run in a worker thread *before* the heal acts (a restart would erase what they
+look at), bounded by a timeout so that no snapshot can hold a heal back for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from horus import humanize
+from horus.checks.base import Check, CheckResult, ProbeContext
+from horus.checks.registry import build_check
+from horus.clock import Clock
+from horus.config.models import MonitorSettings, SentinelSettings
+from horus.engine.runner import run_check
+from horus.log import get_logger
+from horus.sentinel.changes import config_changed_since, recent_commits
+from horus.sentinel.fingerprint import FINGERPRINT_VERSION, failure_kind, fingerprint, signature
+from horus.sentinel.hypothesis import Hypothesis
+from horus.sentinel.postmortem import render_postmortem, write_postmortem
+from horus.sentinel.rootcause import analyse
+from horus.sentinel.snapshot import take_snapshot
+from horus.sentinel.store import SqliteIncidentStore
+from horus_sdk.formats import FORMAT_CRASH, read_json
+
+if TYPE_CHECKING:
+    from horus.heals.base import HealOutcome
+
+__all__ = ["IncidentTracker"]
+
+log = get_logger("horus.sentinel")
+T = TypeVar("T")
+
+# A snapshot (a CPU sample, an HTTP request, a py-spy dump) may hold a heal back at most this long.
+SNAPSHOT_TIMEOUT_SECONDS = 15.0
+# Closed incidents are pruned at most this often.
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+@dataclass
+class _Live:
+    """What the engine keeps in memory about a monitor's incident that is not closed."""
+
+    id: int
+    detected_at: float
+    failing_since: float | None
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    verify_deadline: float | None = None  # wall time; set while a heal's effect is being verified
+    verify_check: Check | None = None
+    verify_started: float | None = None
+    recovered_at: float | None = None  # wall time recovery was confirmed; the incident is "recovering"
+    first_heal_finished_at: float | None = None
+    attempt_id: int | None = None
+
+
+class IncidentTracker:
+    """Turns a monitor's failures, heals and recoveries into incidents; all its methods are for the loop."""
+
+    def __init__(
+        self, state_dir: Path, settings: SentinelSettings, *, clock: Clock, config_path: Path | None = None
+    ) -> None:
+        self.state_dir = state_dir
+        self.settings = settings
+        self.clock = clock
+        self.config_path = config_path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-sentinel")
+        self._store: SqliteIncidentStore | None = None
+        self._live: dict[str, _Live] = {}
+        self._last_prune = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self._store = SqliteIncidentStore.open(self.state_dir, max_snapshot_bytes=self.settings.snapshot_max_bytes)
+        # Incidents left open by an earlier Horus carry on (their verification restarts from now).
+        for incident in self._store.incidents(status="open", limit=10_000) + self._store.incidents(
+            status="recovering", limit=10_000
+        ):
+            live = _Live(incident.id, incident.opened_at, None)
+            if incident.status == "recovering":
+                live.recovered_at = self.clock.wall()
+            self._live[incident.monitor] = live
+
+    async def stop(self) -> None:
+        for live in self._live.values():
+            if live.verify_check is not None:
+                await live.verify_check.aclose()
+        await self._run(self._close_store)
+        self._thread.shutdown(wait=True)
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.wrap_future(self._thread.submit(fn, *args, **kwargs))
+
+    @property
+    def store(self) -> SqliteIncidentStore:
+        assert self._store is not None
+        return self._store
+
+    def incident_of(self, monitor: str) -> int | None:
+        live = self._live.get(monitor)
+        return live.id if live is not None else None
+
+    # -- detection ---------------------------------------------------------------------------------
+
+    async def detected(
+        self,
+        settings: MonitorSettings,
+        reason: str,
+        *,
+        failures: int,
+        failing_since: float | None,
+        last_healthy_at: float | None,
+        evidence: dict[str, Any],
+        upstreams: dict[str, str],
+        upstream_failing: str | None = None,
+    ) -> int:
+        """The monitor has failed past its threshold: open its incident (with a snapshot and a probable
+        root cause), or add to the one it has. Returns the incident's id."""
+        now = self.clock.wall()
+        name = settings.name
+        live = self._live.get(name)
+        if live is not None:
+            if live.recovered_at is not None:
+                await self._run(self.store.reopen, live.id, at=now, reason=f"failed again: {reason}")
+                live.recovered_at = None
+                log.warning("incident.reopened", monitor=name, incident=live.id, reason=reason)
+            else:
+                await self._run(self.store.append, live.id, "observation_failed", reason, at=now, failures=failures)
+            return live.id
+        snapshot = await self._snapshot(settings, evidence)
+        crash_record = _crash_record(evidence)
+        tail = _log_tail(snapshot)
+        since = last_healthy_at if last_healthy_at is not None else (failing_since or now) - 3600
+        commits = await recent_commits(settings.work_tree, since) if settings.work_tree is not None else []
+        config_changed = self.config_path is not None and await asyncio.to_thread(
+            config_changed_since, self.config_path, since
+        )
+        hypotheses = analyse(
+            snapshot=snapshot,
+            crash_record=crash_record,
+            log_tail=tail,
+            reason=reason,
+            check_type=settings.check.type,
+            upstreams=upstreams,
+            commits=commits,
+            config_changed=config_changed,
+            last_healthy_at=last_healthy_at,
+        )
+        kind = failure_kind(settings.check.type, reason)
+        sig = signature(tail, evidence.get("crash_summary"))
+        print_ = fingerprint(
+            monitor=name,
+            check_type=settings.check.type,
+            failure_kind=kind,
+            http_status=_http_status(snapshot),
+            signature=sig,
+        )
+        upstream_id = self._live[upstream_failing].id if upstream_failing in self._live else None
+        incident_id = await self._run(
+            self._record_detection,
+            settings,
+            reason,
+            now=now,
+            failures=failures,
+            failing_since=failing_since,
+            snapshot=snapshot,
+            hypotheses=hypotheses,
+            fingerprint=print_,
+            signature=sig,
+            kind=kind,
+            upstream=upstream_failing,
+            upstream_id=upstream_id,
+        )
+        self._live[name] = _Live(incident_id, now, failing_since, hypotheses)
+        top = hypotheses[0].title if hypotheses else "unknown"
+        log.warning("incident.opened", monitor=name, incident=incident_id, fingerprint=print_, probable_cause=top)
+        return incident_id
+
+    async def _snapshot(self, settings: MonitorSettings, evidence: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(
+                    take_snapshot,
+                    settings,
+                    crash_evidence=evidence or None,
+                    max_bytes=self.settings.snapshot_max_bytes,
+                    py_spy=self.settings.py_spy,
+                    log_lines=self.settings.log_lines,
+                    timeout=SNAPSHOT_TIMEOUT_SECONDS - 1,
+                ),
+                SNAPSHOT_TIMEOUT_SECONDS,
+            )
+        except TimeoutError:
+            return {"error": f"the snapshot took longer than {humanize.seconds(SNAPSHOT_TIMEOUT_SECONDS)}"}
+
+    def _record_detection(
+        self,
+        settings: MonitorSettings,
+        reason: str,
+        *,
+        now: float,
+        failures: int,
+        failing_since: float | None,
+        snapshot: dict[str, Any],
+        hypotheses: list[Hypothesis],
+        fingerprint: str,
+        signature: str,
+        kind: str,
+        upstream: str | None,
+        upstream_id: int | None,
+    ) -> int:
+        store = self.store
+        incident = store.open_incident(
+            settings.name,
+            at=now,
+            fingerprint=fingerprint,
+            fingerprint_version=FINGERPRINT_VERSION,
+            signature=signature,
+            check_type=settings.check.type,
+            failure_kind=kind,
+            reason=reason,
+            upstream_incident_id=upstream_id,
+            message=f"{failures} failed check(s) in a row"
+            + (f" since {_utc(failing_since)}" if failing_since else "")
+            + f": {reason}",
+        )
+        store.add_snapshot(incident.id, snapshot, at=now, message=_describe(snapshot))
+        if hypotheses:
+            top = hypotheses[0]
+            store.set_root_cause(incident.id, top.title, top.evidence)
+            if top.recommendation:
+                store.set_recommendation(fingerprint, top.recommendation)
+        if upstream is not None:
+            store.append(
+                incident.id,
+                "suppressed_as_symptom",
+                f"not healed: its dependency {upstream} is failing"
+                + (f" (incident {upstream_id})" if upstream_id else ""),
+                at=now,
+                upstream=upstream,
+            )
+        return incident.id
+
+    # -- heals ----------------------------------------------------------------------------------------
+
+    async def heal_started(self, monitor: str, action: str, step: int) -> None:
+        live = self._live.get(monitor)
+        if live is None:
+            return
+        now = self.clock.wall()
+        attempt = await self._run(self.store.add_heal_attempt, live.id, action=action, step=step, at=now)
+        live.attempt_id = attempt.id
+
+    async def heal_finished(self, settings: MonitorSettings, outcome: HealOutcome) -> None:
+        live = self._live.get(settings.name)
+        if live is None:
+            return
+        now = self.clock.wall()
+        if live.attempt_id is not None:
+            await self._run(
+                self.store.finish_heal_attempt, live.attempt_id, ok=outcome.ok, summary=outcome.summary, at=now
+            )
+        if live.first_heal_finished_at is None:
+            live.first_heal_finished_at = now
+        # Whatever the heal said, only the service's own behaviour confirms recovery.
+        live.verify_deadline = now + settings.verify_within_seconds
+        live.verify_started = now
+        if settings.verify is not None and live.verify_check is None:
+            live.verify_check = build_check(settings.verify)
+            await live.verify_check.open()
+
+    async def note(self, monitor: str, kind: str, message: str) -> None:
+        """An event for the monitor's incident timeline (quarantined, resumed, notified...)."""
+        live = self._live.get(monitor)
+        if live is not None:
+            await self._run(self.store.append, live.id, kind, message, at=self.clock.wall())
+
+    # -- recovery ---------------------------------------------------------------------------------------
+
+    async def observed(self, settings: MonitorSettings, result: CheckResult) -> None:
+        """Every look at a monitor with an incident; a passing look may confirm its recovery."""
+        live = self._live.get(settings.name)
+        if live is None or live.recovered_at is not None or not result.is_healthy:
+            return
+        if live.verify_check is not None:
+            return  # recovery needs the verify check: output, not liveness
+        if live.verify_started is None:
+            note = f"recovered without a heal: {result.reason}"
+        else:
+            took = humanize.duration(self.clock.wall() - live.verify_started)
+            note = f"check passes again {took} after the heal: {result.reason}"
+        await self._confirm(settings.name, live, note)
+
+    async def tick(self, ctx: ProbeContext, monitors: dict[str, MonitorSettings]) -> None:
+        """Verify checks, verification deadlines, incidents to close, retention. Called every second or so."""
+        now = self.clock.wall()
+        for name, live in list(self._live.items()):
+            settings = monitors.get(name)
+            if live.recovered_at is not None:
+                if now - live.recovered_at >= self.settings.reopen_within_seconds:
+                    await self._close(name, live, recovered=True)
+                continue
+            if live.verify_deadline is None:
+                continue
+            if live.verify_check is not None and settings is not None:
+                run = await run_check(live.verify_check, ctx, timeout=settings.check_timeout_seconds)
+                if run.result.is_healthy and _grew(run.result):
+                    took = humanize.duration(now - (live.verify_started or now))
+                    await self._confirm(name, live, f"output resumed {took} after the heal: {run.result.reason}")
+                    continue
+            if now > live.verify_deadline:
+                within = humanize.duration(settings.verify_within_seconds) if settings else "its limit"
+                await self._run(self.store.append, live.id, "not_recovered", f"not recovered within {within}", at=now)
+                log.error("incident.not_recovered", monitor=name, incident=live.id)
+                live.verify_deadline = None
+                if live.verify_check is not None:
+                    await live.verify_check.aclose()
+                    live.verify_check = None
+        if now - self._last_prune >= PRUNE_EVERY_SECONDS:
+            self._last_prune = now
+            await self._run(
+                self.store.prune, now=now, keep_days=self.settings.keep_days, keep_max=self.settings.keep_max
+            )
+
+    async def _confirm(self, name: str, live: _Live, note: str) -> None:
+        now = self.clock.wall()
+        await self._run(
+            self.store.mark_recovering, live.id, at=now, message=f"recovery confirmed at {_utc(now)}: {note}"
+        )
+        live.recovered_at = now
+        live.verify_deadline = None
+        if live.verify_check is not None:
+            await live.verify_check.aclose()
+            live.verify_check = None
+        log.info("incident.recovery_confirmed", monitor=name, incident=live.id, note=note)
+
+    async def close_all_recovered(self) -> None:
+        """Close every incident whose recovery was confirmed (used when stopping is not wanted: tests)."""
+        for name, live in list(self._live.items()):
+            if live.recovered_at is not None:
+                await self._close(name, live, recovered=True)
+
+    async def _close(self, name: str, live: _Live, *, recovered: bool) -> None:
+        del self._live[name]
+        path = await self._run(self._write_postmortem, live, recovered)
+        log.info("incident.closed", monitor=name, incident=live.id, postmortem=str(path))
+
+    def _write_postmortem(self, live: _Live, recovered: bool) -> Path:
+        store = self.store
+        now = self.clock.wall()
+        incident = store.get(live.id)
+        timeline = store.timeline(live.id)
+        recovered_entries = [e for e in timeline if e.kind == "recovery_confirmed"]
+        recovered_at = recovered_entries[-1].at if recovered_entries else None
+        detect = live.detected_at - live.failing_since if live.failing_since else None
+        heal = live.first_heal_finished_at - live.detected_at if live.first_heal_finished_at else None
+        recover = recovered_at - live.detected_at if recovered_at is not None else None
+        note = recovered_entries[-1].message if recovered_entries else "not recovered"
+        # Closed first (with its timings), then rendered from what the store says, then indexed.
+        store.close_incident(
+            live.id,
+            at=now,
+            recovered=recovered,
+            note=note,
+            detect_seconds=detect,
+            heal_seconds=heal,
+            recover_seconds=recover,
+        )
+        incident = store.get(live.id)
+        pattern = store.pattern(incident.fingerprint)
+        hypotheses = live.hypotheses or (
+            [Hypothesis(incident.root_cause, 0.5, list(incident.root_cause_evidence))] if incident.root_cause else []
+        )
+        markdown = render_postmortem(
+            incident,
+            store.timeline(live.id),
+            store.snapshots(live.id),
+            store.heal_attempts(live.id),
+            prior_matching=store.prior_matching(incident.fingerprint, before=incident.opened_at, exclude_id=live.id),
+            recommendation=pattern.recommendation if pattern else None,
+            hypotheses=hypotheses,
+        )
+        path = write_postmortem(self.state_dir, incident, markdown)
+        store.index_postmortem(live.id, markdown, path=path)
+        return path
+
+
+def _crash_record(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    path = evidence.get("crash_record")
+    if not path:
+        return None
+    try:
+        return read_json(path, FORMAT_CRASH)
+    except (OSError, ValueError):
+        return None
+
+
+def _log_tail(snapshot: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for entry in snapshot.get("logs") or []:
+        if isinstance(entry, dict):
+            lines += [str(line) for line in entry.get("tail") or []]
+    return lines
+
+
+def _http_status(snapshot: dict[str, Any]) -> int | None:
+    for entry in snapshot.get("http") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("status"), int):
+            return int(entry["status"])
+    return None
+
+
+def _describe(snapshot: dict[str, Any]) -> str:
+    from horus.sentinel.snapshot import describe_process_state
+
+    try:
+        return describe_process_state(snapshot)
+    except Exception:
+        return "snapshot taken"
+
+
+def _grew(result: CheckResult) -> bool:
+    """Whether a passing verify check proves output resumed. An artifact_growth check that has grown since
+    the heal proves it even while its first window is still filling; any other check type passing is enough."""
+    growth = result.details.get("growth")
+    if growth is None:
+        return not result.details.get("watching")
+    return isinstance(growth, int | float) and growth > 0
+
+
+def _utc(when: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))

@@ -1,0 +1,107 @@
+"""What ``horus status`` prints: the daemon's last status snapshot and the outbox's health, as text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from horus import humanize
+
+__all__ = ["daemon_state", "render_status"]
+
+# A snapshot older than this (the daemon writes one every 5 s) means the daemon is stuck or gone.
+STALE_SNAPSHOT_SECONDS = 30.0
+
+
+def daemon_state(snapshot: dict[str, Any] | None, now: float) -> str:
+    """ "running (pid 4121)", "not running" or "not answering": from the snapshot and the pid in it."""
+    if snapshot is None:
+        return "never ran with this state dir"
+    pid = snapshot.get("pid")
+    alive = isinstance(pid, int) and _pid_alive(pid)
+    if not snapshot.get("running") or not alive:
+        return f"not running (last status {_ago(snapshot.get('written_at'), now)})"
+    age = now - float(snapshot.get("written_at") or 0)
+    if age > STALE_SNAPSHOT_SECONDS:
+        return f"not answering: pid {pid} is alive but its last status is {humanize.duration(age)} old"
+    return f"running (pid {pid}, started {_ago(snapshot.get('started_at'), now)})"
+
+
+def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, Any]], now: float) -> str:
+    lines = [f"Horus: {daemon_state(snapshot, now)}"]
+    monitors = (snapshot or {}).get("monitors") or []
+    if monitors:
+        rows = [
+            [
+                m["name"],
+                _monitor_state(m, now),
+                _ago(m.get("last_check_at"), now),
+                f"{m.get('consecutive_failures', 0)}/{m.get('min_failures_to_heal', '?')}",
+                humanize.duration(m["cooldown_remaining_seconds"]) if m.get("cooldown_remaining_seconds") else "-",
+                _ago(m.get("last_heal_at"), now),
+                m.get("reason") or "",
+            ]
+            for m in monitors
+        ]
+        lines += ["", *_table(["MONITOR", "STATUS", "LAST CHECK", "FAILURES", "COOLDOWN", "LAST HEAL", "REASON"], rows)]
+    disabled = (snapshot or {}).get("disabled") or []
+    if disabled:
+        lines.append(f"disabled: {', '.join(disabled)}")
+    lines += ["", "Outbox:"]
+    if not channels:
+        lines.append("  no notification channels have been used")
+    else:
+        rows = [
+            [
+                c["channel"],
+                _channel_state(c),
+                str(c.get("pending", 0)),
+                humanize.duration(c["oldest_pending_age"]) if c.get("oldest_pending_age") else "-",
+                str(c.get("dead_in_last_day", 0)),
+                _ago(c.get("last_sent_at"), now),
+                c.get("last_error") or "",
+            ]
+            for c in channels
+        ]
+        lines += _table(["CHANNEL", "STATE", "PENDING", "OLDEST", "GIVEN UP (24 h)", "LAST SENT", "LAST ERROR"], rows)
+    return "\n".join(lines)
+
+
+def _monitor_state(monitor: dict[str, Any], now: float) -> str:
+    until = monitor.get("quarantined_until")
+    if isinstance(until, int | float):
+        return f"quarantined ({humanize.duration(max(0.0, until - now))} left)"
+    return str(monitor.get("status") or "not checked yet")
+
+
+def _channel_state(channel: dict[str, Any]) -> str:
+    if channel.get("given_up"):
+        return "given up"
+    if channel.get("consecutive_failures"):
+        return f"failing ({channel['consecutive_failures']}x)"
+    return "ok"
+
+
+def _ago(when: object, now: float) -> str:
+    if not isinstance(when, int | float):
+        return "never"
+    return f"{humanize.duration(max(0.0, now - when))} ago"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

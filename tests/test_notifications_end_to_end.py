@@ -1,0 +1,161 @@
+"""Notifications from a real daemon to a real webhook on loopback (Apprise's json:// channel): grouping,
+recovered only when announced, reminders, and a channel that is down or hangs holding up nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.support import EventLog, SilentServer, spawn_daemon, wait_until_sync
+
+
+class WebhookReceiver:
+    """Apprise's json:// target: records each POSTed message ({"title", "message", "type"})."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.messages: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.messages.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def text(self) -> str:
+        return "\n".join(f"{m.get('title')}\n{m.get('message')}" for m in self.messages)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def missing_file_monitor(name: str, path, **extra) -> dict:
+    return {
+        "name": name,
+        "interval_seconds": 0.2,
+        "min_failures_to_heal": 2,
+        "startup_grace_seconds": 0,
+        "check": {"type": "file_exists", "path": str(path)},
+        **extra,
+    }
+
+
+def write_config(path, monitors, channel_url: str, **settings) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "monitors": monitors,
+                "notify": [
+                    {"name": "hook", "url": channel_url, "events": ["healed", "failing", "recovered", "reminder"]}
+                ],
+                "notify_settings": {"group_seconds": 1, "send_timeout_seconds": 1, **settings},
+            }
+        )
+    )
+
+
+@pytest.mark.slow
+def test_monitors_failing_together_make_one_message_and_recovered_follows_only_what_was_announced(tmp_path):
+    receiver = WebhookReceiver()
+    healed_file = tmp_path / "bot-output"
+    monitors = [missing_file_monitor(f"feed-{i}", tmp_path / f"feed-{i}") for i in range(3)]
+    monitors.append(
+        missing_file_monitor("bot", healed_file, heal={"action": "run_script", "command": ["touch", str(healed_file)]})
+    )
+    config = tmp_path / "horus.json"
+    write_config(config, monitors, receiver.url())
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: receiver.messages, timeout=20)
+        first = receiver.messages[0]
+        # One message for four problems that began together.
+        for name in ("feed-0", "feed-1", "feed-2", "bot"):
+            assert name in first["title"] + first["message"], first
+        assert "bot healed (run_script)" in first["message"]
+        wait_until_sync(lambda: "bot recovered" in receiver.text(), timeout=20)
+        assert "feed-0 recovered" not in receiver.text()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        receiver.close()
+    assert receiver.text().count("bot healed") == 1, "nothing is sent twice"
+
+
+@pytest.mark.slow
+def test_a_problem_that_lasts_is_reminded_at_the_interval_not_on_every_check(tmp_path):
+    receiver = WebhookReceiver()
+    config = tmp_path / "horus.json"
+    write_config(config, [missing_file_monitor("feed", tmp_path / "feed")], receiver.url(), remind_every_seconds=2)
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: "feed still failing" in receiver.text(), timeout=20)
+        checks_before = len(log.named("check.failed"))
+        reminders_before = receiver.text().count("still failing")
+        wait_until_sync(lambda: len(log.named("check.failed")) >= checks_before + 15, timeout=20)
+        reminders = receiver.text().count("still failing") - reminders_before
+        assert reminders <= 3, f"{reminders} reminders over 15 checks (about 3 s): not one per check"
+        assert receiver.text().count("feed is failing") == 1
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        receiver.close()
+
+
+@pytest.mark.slow
+def test_a_hanging_channel_delays_no_check_or_heal_and_its_events_survive_kill_9(tmp_path):
+    hung = SilentServer()  # accepts the webhook's connection and never answers
+    port = hung.port
+    healed_file = tmp_path / "bot-output"
+    present = tmp_path / "present"
+    present.touch()
+    monitors = [missing_file_monitor(f"fine-{i}", present) for i in range(10)]
+    monitors.append(
+        missing_file_monitor("bot", healed_file, heal={"action": "run_script", "command": ["touch", str(healed_file)]})
+    )
+    config = tmp_path / "horus.json"
+    write_config(config, monitors, f"json://127.0.0.1:{port}/hook")
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path, "--log-level", "debug")
+    try:
+        # The heal happens on time although the channel hangs on every delivery.
+        wait_until_sync(healed_file.exists, timeout=15)
+        wait_until_sync(lambda: log.named("notify.failed"), timeout=20)
+        ok_before = len(log.named("check.ok"))
+        wait_until_sync(lambda: len(log.named("check.ok")) >= ok_before + 100, timeout=10)
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        hung.close()
+    assert not log.named("notify.delivered")
+
+    # The channel works again, on the same port; a new Horus delivers what the killed one could not.
+    receiver = WebhookReceiver(port)
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: "bot healed (run_script)" in receiver.text(), timeout=30)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        receiver.close()
+    assert receiver.text().count("bot healed (run_script)") == 1, "delivered once, not once per attempt"
