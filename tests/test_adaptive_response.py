@@ -151,3 +151,46 @@ def test_depends_on_must_name_real_monitors_without_cycles(tmp_path):
     assert result.returncode == 2
     assert "b.depends_on names no such monitor: 'ghost'" in result.stderr
     assert "depends_on makes a cycle: a -> b -> a" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_ladder_steps_up_and_the_next_incident_of_the_pattern_starts_at_the_step_that_worked(tmp_path):
+    fixed = tmp_path / "fixed"
+    config = tmp_path / "horus.json"
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "sentinel": {"reopen_within_seconds": 0.5},
+                "monitors": [
+                    {
+                        "name": "bot",
+                        "interval_seconds": 0.1,
+                        "min_failures_to_heal": 1,
+                        "startup_grace_seconds": 0,
+                        "heal_cooldown_seconds": 0,
+                        "verify_within_seconds": 5,
+                        "budget": {"max_heals": 5, "stable_after_seconds": 0.3},
+                        "check": {"type": "file_exists", "path": str(fixed)},
+                        "escalation": [
+                            {"action": "run_script", "command": ["true"]},  # a gentle step that does not help
+                            {"action": "run_script", "command": ["touch", str(fixed)]},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: log.named("incident.closed"), timeout=20)
+        assert [e["step"] for e in heals_of(log, "bot")] == [1, 2]
+        fixed.unlink()  # the same failure again
+        wait_until_sync(lambda: len(log.named("incident.closed")) == 2, timeout=20)
+        [adapted] = log.named("heal.adapted")
+        assert adapted["step"] == 2 and adapted["learned_from_incident"] == 1
+        assert [e["step"] for e in heals_of(log, "bot")] == [1, 2, 2], "the gentle step is skipped this time"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0

@@ -35,6 +35,8 @@ CONFIG = """\
 defaults:
   interval_seconds: 1
   start_jitter_seconds: 0.2
+sentinel:
+  reopen_within_seconds: 2   # incidents close (and write their post-mortem) after 2 s of health
 monitors:
   - name: trading-bot
     min_failures_to_heal: 2
@@ -128,6 +130,12 @@ def main() -> int:
             stuck = json.loads(record.read_text()).get("stuck") or {}
             where = f"{Path(str(stuck.get('file'))).name}:{stuck.get('line')}"
             print(f"    {stuck.get('function')} at {where}: {stuck.get('code')}")
+        postmortems = sorted((workdir / "state" / "postmortems").glob("*sdk-bot*.md"))
+        if postmortems:
+            say(f"and Sentinel's post-mortem of that incident, {postmortems[0].name}:")
+            for line in postmortems[0].read_text().split("## Timeline")[0].splitlines():
+                if line.strip():
+                    print(f"    {line}")
         return 0
     say("the demo did not see a heal and a recovery in time; see the events above")
     return 1

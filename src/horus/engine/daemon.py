@@ -490,7 +490,12 @@ class Monitor:
     # -- incidents ---------------------------------------------------------------------------------------
 
     async def _detect(
-        self, reason: str, *, upstream_failing: str | None = None, evidence: dict[str, Any] | None = None
+        self,
+        reason: str,
+        *,
+        upstream_failing: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        failures: int | None = None,
     ) -> None:
         tracker = self.daemon.incidents
         if tracker is None:
@@ -500,7 +505,7 @@ class Monitor:
             await tracker.detected(
                 self.settings,
                 reason,
-                failures=state.consecutive_failures,
+                failures=state.consecutive_failures if failures is None else failures,
                 failing_since=state.failing_since,
                 last_healthy_at=state.failing_since,
                 evidence=evidence or {},
@@ -617,21 +622,13 @@ class Monitor:
 
     async def _heal(self, reason: str, *, step: int = 0, retrying: bool = False) -> None:
         assert self.ladder
-        heal = self.ladder[min(step, len(self.ladder) - 1)]
         daemon = self.daemon
+        failures = self.state.consecutive_failures  # before heal_started resets the count
         if retrying:
             self.log.warning("monitor.quarantine_retry", note="the quarantine ran out: one more try")
         # Plugins log through structlog too (kill_process.signal_sent): their events carry the monitor.
         structlog.contextvars.bind_contextvars(monitor=self.name)
         self.policy.heal_started(self.state, daemon.now())
-        heal_id: int | None = None
-        try:
-            heal_id = await daemon.db(
-                daemon.store.begin_heal, self.state.to_stored(), action=heal.action, reason=reason
-            )
-        except StoreError as exc:
-            # Healing matters more than bookkeeping; the cooldown still holds in memory.
-            self.log.error("store.error", error=str(exc), note="healing anyway; cooldown kept in memory only")
         # Looked at before the heal acts: a restart may clear what the service left behind.
         since = self.state.failing_since - EVIDENCE_LOOKBACK_SECONDS if self.state.failing_since else None
         try:
@@ -640,13 +637,32 @@ class Monitor:
             self.log.exception("check.evidence_failed")
             evidence = {}
         # The incident and its snapshot come first: once the heal acts, the evidence is gone.
-        await self._detect(reason, evidence=evidence)
+        await self._detect(reason, evidence=evidence, failures=failures)
+        rung = min(step, len(self.ladder) - 1)
+        if daemon.incidents is not None and len(self.ladder) > 1:
+            learned, source = daemon.incidents.learned_step(self.name)
+            if learned > rung:
+                # The last time this failure pattern happened, only a later step of the ladder ended it:
+                # start there instead of repeating what did not work.
+                rung = min(learned, len(self.ladder) - 1)
+                self.state.heals_in_streak = max(self.state.heals_in_streak, rung + 1)
+                self.log.warning("heal.adapted", step=rung + 1, learned_from_incident=source)
+                await self._note("note", f"starting at step {rung + 1}: incident {source} of this pattern needed it")
+        heal = self.ladder[rung]
+        heal_id: int | None = None
+        try:
+            heal_id = await daemon.db(
+                daemon.store.begin_heal, self.state.to_stored(), action=heal.action, reason=reason
+            )
+        except StoreError as exc:
+            # Healing matters more than bookkeeping; the cooldown still holds in memory.
+            self.log.error("store.error", error=str(exc), note="healing anyway; cooldown kept in memory only")
         if daemon.incidents is not None:
             try:
-                await daemon.incidents.heal_started(self.name, heal.action, step)
+                await daemon.incidents.heal_started(self.name, heal.action, rung)
             except Exception:
                 self.log.exception("incident.failed")
-        self.log.warning("heal.started", action=heal.action, reason=reason, step=step + 1, **evidence)
+        self.log.warning("heal.started", action=heal.action, reason=reason, step=rung + 1, **evidence)
         daemon.stats.record_heal()
         timeout = heal.timeout_seconds(self.settings.heal_timeout_seconds)
         outcome: HealOutcome | None = None

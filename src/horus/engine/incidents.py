@@ -68,6 +68,9 @@ class _Live:
     recovered_at: float | None = None  # wall time recovery was confirmed; the incident is "recovering"
     first_heal_finished_at: float | None = None
     attempt_id: int | None = None
+    # The escalation step that ended the last incident of this pattern: the memory that changes the response.
+    learned_step: int = 0
+    learned_from: int | None = None
 
 
 class IncidentTracker:
@@ -196,10 +199,26 @@ class IncidentTracker:
             upstream=upstream_failing,
             upstream_id=upstream_id,
         )
-        self._live[name] = _Live(incident_id, now, failing_since, hypotheses)
+        live = _Live(incident_id, now, failing_since, hypotheses)
+        live.learned_step, live.learned_from = await self._run(self._step_that_worked, print_, incident_id)
+        self._live[name] = live
         top = hypotheses[0].title if hypotheses else "unknown"
         log.warning("incident.opened", monitor=name, incident=incident_id, fingerprint=print_, probable_cause=top)
         return incident_id
+
+    def learned_step(self, monitor: str) -> tuple[int, int | None]:
+        """The escalation step that recovered the last incident with this one's fingerprint, and that
+        incident's id: (0, None) when nothing was learned."""
+        live = self._live.get(monitor)
+        return (live.learned_step, live.learned_from) if live is not None else (0, None)
+
+    def _step_that_worked(self, fingerprint: str, current: int) -> tuple[int, int | None]:
+        for incident in self.store.incidents(fingerprint=fingerprint, status="closed", limit=10):
+            if incident.id == current or not incident.recovered:
+                continue
+            worked = [a.step for a in self.store.heal_attempts(incident.id) if a.ok]
+            return (worked[-1], incident.id) if worked else (0, None)
+        return 0, None
 
     async def _snapshot(self, settings: MonitorSettings, evidence: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -349,9 +368,7 @@ class IncidentTracker:
 
     async def _confirm(self, name: str, live: _Live, note: str) -> None:
         now = self.clock.wall()
-        await self._run(
-            self.store.mark_recovering, live.id, at=now, message=f"recovery confirmed at {_utc(now)}: {note}"
-        )
+        await self._run(self.store.mark_recovering, live.id, at=now, message=note)
         live.recovered_at = now
         live.verify_deadline = None
         if live.verify_check is not None:

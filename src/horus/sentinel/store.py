@@ -172,6 +172,12 @@ _MIGRATIONS: tuple[str, ...] = (
 # about an incident than one somewhere in its timeline.
 _SEARCH_WEIGHTS = "2.0, 3.0, 4.0, 2.0, 1.0, 1.5"
 _SEARCH_WORD = re.compile(r"\w+")
+# Left out of the any-word fallback: matching "the" or "in" alone would find every incident.
+_STOPWORDS = frozenset(
+    _SEARCH_WORD.findall(
+        "a an and are as at be but by for from has have in is it its not of on or that the this to was"
+    )
+)
 # A long incident repeats its failure on every check; each repeat would rewrite the incident's search
 # row, and the reason it repeats is indexed already.
 _UNSEARCHED_KINDS = frozenset({"observation_failed"})
@@ -715,8 +721,9 @@ class SqliteIncidentStore:
             return []
         quoted = ['"' + word.replace('"', '""') + '"' for word in words]
         hits = self._search(" ".join(quoted), limit)
-        if not hits and len(quoted) > 1:
-            hits = self._search(" OR ".join(quoted), limit)
+        meaningful = [q for q, word in zip(quoted, words, strict=True) if word.lower() not in _STOPWORDS]
+        if not hits and len(meaningful) > 1:
+            hits = self._search(" OR ".join(meaningful), limit)
         return hits
 
     def _search(self, expression: str, limit: int) -> list[SearchHit]:
