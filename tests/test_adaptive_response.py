@@ -136,6 +136,21 @@ def test_a_service_whose_upstream_fails_is_a_symptom_not_restarted_and_rechecked
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
+    listed = subprocess.run(
+        [*HORUS, "incidents", "-c", str(config), "--state-dir", str(tmp_path / "state"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    incidents = {i["monitor"]: i for i in json.loads(listed.stdout)}
+    assert incidents["bot"]["upstream_incident_id"] == incidents["exchange"]["id"], "the symptom points at its cause"
+    shown = subprocess.run(
+        [*HORUS, "incident", "-c", str(config), "--state-dir", str(tmp_path / "state"), str(incidents["bot"]["id"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "suppressed_as_symptom" in shown.stdout and "its dependency exchange is failing" in shown.stdout
 
 
 def test_depends_on_must_name_real_monitors_without_cycles(tmp_path):

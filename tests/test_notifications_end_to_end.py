@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support import EventLog, SilentServer, spawn_daemon, wait_until_sync
+from tests.support import HORUS_RUN, EventLog, SilentServer, spawn_daemon, wait_until_sync
+
+HORUS = HORUS_RUN[:-1]  # python -m horus
 
 
 class WebhookReceiver:
@@ -99,6 +102,11 @@ def test_monitors_failing_together_make_one_message_and_recovered_follows_only_w
         assert daemon.wait(timeout=20) == 0
         receiver.close()
     assert receiver.text().count("bot healed") == 1, "nothing is sent twice"
+    state = ["-c", str(config), "--state-dir", str(tmp_path / "state")]
+    listed = subprocess.run([*HORUS, "incidents", *state, "--json"], capture_output=True, text=True, timeout=60)
+    [bot] = [i for i in json.loads(listed.stdout) if i["monitor"] == "bot"]
+    shown = subprocess.run([*HORUS, "incident", *state, str(bot["id"])], capture_output=True, text=True, timeout=60)
+    assert "notified" in shown.stdout and "healed: queued for hook" in shown.stdout, "the timeline says who was told"
 
 
 @pytest.mark.slow
@@ -159,3 +167,54 @@ def test_a_hanging_channel_delays_no_check_or_heal_and_its_events_survive_kill_9
         assert daemon.wait(timeout=20) == 0
         receiver.close()
     assert receiver.text().count("bot healed (run_script)") == 1, "delivered once, not once per attempt"
+
+
+@pytest.mark.slow
+def test_the_daily_digest_goes_out_once_at_its_time_and_horus_digest_prints_it(tmp_path):
+    receiver = WebhookReceiver()
+    healed_file = tmp_path / "bot-output"
+    config = tmp_path / "horus.json"
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "monitors": [
+                    missing_file_monitor(
+                        "bot", healed_file, heal={"action": "run_script", "command": ["touch", str(healed_file)]}
+                    ),
+                    missing_file_monitor("feed", tmp_path / "feed"),
+                ],
+                "notify": [{"name": "morning", "url": receiver.url(), "events": ["digest"]}],
+                # Midnight has always passed today: the digest is due as soon as Horus starts.
+                "notify_settings": {"digest_at": "00:00", "group_seconds": 0},
+            }
+        )
+    )
+    state = tmp_path / "state"
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, state, log.path)
+    try:
+        wait_until_sync(lambda: "Horus digest for" in receiver.text(), timeout=20)
+        wait_until_sync(healed_file.exists, timeout=10)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    # A restart the same day does not send it again.
+    daemon = spawn_daemon(config, state, log.path)
+    try:
+        wait_until_sync(lambda: len(log.named("horus.started")) == 2, timeout=20)
+        wait_until_sync(lambda: len(log.named("check.failed")) >= 10, timeout=20)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        receiver.close()
+    assert receiver.text().count("Horus digest for") == 1
+    assert len(log.named("digest.sent")) == 1
+
+    printed = subprocess.run(
+        [*HORUS, "digest", "-c", str(config), "--state-dir", str(state)], capture_output=True, text=True, timeout=60
+    )
+    assert printed.returncode == 0
+    assert "## Heals (1: 1 ok, 0 failed)" in printed.stdout
+    assert "bot: run_script ok" in printed.stdout
+    assert "- feed: unhealthy" in printed.stdout

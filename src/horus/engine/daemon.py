@@ -677,34 +677,37 @@ class Monitor:
                 self.log.error("heal.failed", action=heal.action, summary=outcome.summary, permanent=outcome.permanent)
             if heal_id is not None:
                 self._finish_heal(heal_id, outcome)
-            self._notify_heal(heal.action, reason, outcome, evidence)
+            channels = self._notify_heal(heal.action, reason, outcome, evidence)
+            if channels:
+                await self._note(
+                    "notified", f"{'healed' if outcome.ok else 'heal failed'}: queued for {', '.join(channels)}"
+                )
             if daemon.incidents is not None:
                 try:
                     await daemon.incidents.heal_finished(self.settings, outcome)
                 except Exception:
                     self.log.exception("incident.failed")
 
-    def _notify_heal(self, action: str, reason: str, outcome: HealOutcome, evidence: dict[str, Any]) -> None:
+    def _notify_heal(self, action: str, reason: str, outcome: HealOutcome, evidence: dict[str, Any]) -> list[str]:
         if self.notifier is None:
-            return
+            return []
         stuck = f" The service said: {evidence['crash_summary']}." if evidence.get("crash_summary") else ""
         facts = {"reason": reason, "action": action, "summary": outcome.summary, **evidence}
         if outcome.ok:
-            self.notifier.problem(
+            return self.notifier.problem(
                 EventKind.HEALED,
                 self.name,
                 f"{self.name} healed ({action})",
                 f"Why: {reason}. Done: {outcome.summary}.{stuck}",
                 **facts,
             )
-        else:
-            self.notifier.problem(
-                EventKind.HEAL_FAILED,
-                self.name,
-                f"{self.name}: heal failed ({action})",
-                f"Why: {reason}. Tried {action}: {outcome.summary}.{stuck}",
-                **facts,
-            )
+        return self.notifier.problem(
+            EventKind.HEAL_FAILED,
+            self.name,
+            f"{self.name}: heal failed ({action})",
+            f"Why: {reason}. Tried {action}: {outcome.summary}.{stuck}",
+            **facts,
+        )
 
     def _finish_heal(self, heal_id: int, outcome: HealOutcome) -> None:
         store = self.daemon.store

@@ -86,6 +86,9 @@ class IncidentTracker:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-sentinel")
         self._store: SqliteIncidentStore | None = None
         self._live: dict[str, _Live] = {}
+        # Incidents being opened right now (their snapshot is being taken), so that a symptom detected in
+        # the meantime can still point at its upstream's incident.
+        self._opening: dict[str, asyncio.Future[int]] = {}
         self._last_prune = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -155,6 +158,44 @@ class IncidentTracker:
             else:
                 await self._run(self.store.append, live.id, "observation_failed", reason, at=now, failures=failures)
             return live.id
+        opening = asyncio.get_running_loop().create_future()
+        self._opening[name] = opening
+        try:
+            incident_id = await self._open_incident(
+                settings,
+                reason,
+                now=now,
+                failures=failures,
+                failing_since=failing_since,
+                last_healthy_at=last_healthy_at,
+                evidence=evidence,
+                upstreams=upstreams,
+                upstream_failing=upstream_failing,
+            )
+        except BaseException as exc:
+            opening.set_exception(exc)
+            opening.exception()  # retrieved: a symptom waiting on it gets the error, nobody else needs it
+            raise
+        else:
+            opening.set_result(incident_id)
+        finally:
+            self._opening.pop(name, None)
+        return incident_id
+
+    async def _open_incident(
+        self,
+        settings: MonitorSettings,
+        reason: str,
+        *,
+        now: float,
+        failures: int,
+        failing_since: float | None,
+        last_healthy_at: float | None,
+        evidence: dict[str, Any],
+        upstreams: dict[str, str],
+        upstream_failing: str | None,
+    ) -> int:
+        name = settings.name
         snapshot = await self._snapshot(settings, evidence)
         crash_record = _crash_record(evidence)
         tail = _log_tail(snapshot)
@@ -183,7 +224,7 @@ class IncidentTracker:
             http_status=_http_status(snapshot),
             signature=sig,
         )
-        upstream_id = self._live[upstream_failing].id if upstream_failing in self._live else None
+        upstream_id = await self._upstream_incident(upstream_failing)
         incident_id = await self._run(
             self._record_detection,
             settings,
@@ -205,6 +246,17 @@ class IncidentTracker:
         top = hypotheses[0].title if hypotheses else "unknown"
         log.warning("incident.opened", monitor=name, incident=incident_id, fingerprint=print_, probable_cause=top)
         return incident_id
+
+    async def _upstream_incident(self, upstream: str | None) -> int | None:
+        if upstream is None:
+            return None
+        if upstream in self._opening:
+            try:
+                return await asyncio.shield(self._opening[upstream])
+            except Exception:
+                return None
+        live = self._live.get(upstream)
+        return live.id if live is not None else None
 
     def learned_step(self, monitor: str) -> tuple[int, int | None]:
         """The escalation step that recovered the last incident with this one's fingerprint, and that

@@ -115,8 +115,9 @@ class Notifier:
         """Queue an event about Horus itself (started, stopped, config reloaded) for every channel that wants it."""
         self._enqueue(event, immediately=immediately)
 
-    def problem(self, kind: EventKind, monitor: str, title: str, message: str, **details: Any) -> None:
-        """Something is wrong with ``monitor``; sent unless the same news went out recently."""
+    def problem(self, kind: EventKind, monitor: str, title: str, message: str, **details: Any) -> list[str]:
+        """Something is wrong with ``monitor``; sent unless the same news went out recently. Returns the
+        channels the event was queued for (none when it was held back or no channel wants it)."""
         now = self.clock.wall()
         problem = self._problems.get(monitor)
         if problem is None:
@@ -130,8 +131,8 @@ class Notifier:
             problem.unsent += 1
             problem.last_reason = str(details.get("reason", problem.last_reason))
             self._remind_if_due(monitor, problem, now)
-            return
-        self._enqueue(Event(kind, _SEVERITY[kind], title, message, monitor, _jsonable(details), created_at=now))
+            return []
+        return self._enqueue(Event(kind, _SEVERITY[kind], title, message, monitor, _jsonable(details), created_at=now))
 
     def still_failing(self, monitor: str, reason: str) -> None:
         """Called on every failed look at a monitor; a reminder goes out when one is due."""
@@ -191,16 +192,18 @@ class Notifier:
 
     # -- to the outbox -----------------------------------------------------------------------------------
 
-    def _enqueue(self, event: Event, *, only_where_announced: bool = False, immediately: bool = False) -> None:
+    def _enqueue(self, event: Event, *, only_where_announced: bool = False, immediately: bool = False) -> list[str]:
         channels = [c.display_name for c in self.channel_configs if c.wants(event.kind, event.severity, event.monitor)]
         if not channels:
-            return
+            return []
         # Held for the grouping window, so events close together leave as one message per channel.
         not_before = event.created_at if immediately else event.created_at + self.settings.group_seconds
         try:
             self._writer.submit(self._write, event, channels, not_before, only_where_announced)
         except RuntimeError:  # the writer was shut down: Horus is stopping
             log.warning("notify.dropped", kind=str(event.kind), monitor=event.monitor, why="Horus is stopping")
+            return []
+        return channels
 
     def _write(self, event: Event, channels: list[str], not_before: float, only_where_announced: bool) -> None:
         assert self._outbox is not None
