@@ -265,6 +265,9 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
             incidents=IncidentTracker(directory, config.sentinel, clock=clock, config_path=config_path),
             reload_config=lambda: load_config(config_path),
         )
+        # The parsed config (a model per monitor) is not needed once the daemon is built: at 10,000
+        # monitors, letting it go saves megabytes for the daemon's whole life.
+        del config
         try:
             asyncio.run(_serve(daemon))
         except EngineCrashed as exc:

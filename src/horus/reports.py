@@ -23,7 +23,7 @@ def daemon_state(snapshot: dict[str, Any] | None, now: float) -> str:
     if not snapshot.get("running") or not alive:
         return f"not running (last status {_ago(snapshot.get('written_at'), now)})"
     age = now - float(snapshot.get("written_at") or 0)
-    if age > STALE_SNAPSHOT_SECONDS:
+    if age > max(STALE_SNAPSHOT_SECONDS, 3 * float(snapshot.get("every_seconds") or 0)):
         return f"not answering: pid {pid} is alive but its last status is {humanize.duration(age)} old"
     return f"running (pid {pid}, started {_ago(snapshot.get('started_at'), now)})"
 

@@ -155,7 +155,7 @@ class Daemon:
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, *background, return_exceptions=True)
                 await asyncio.gather(*(m.check.aclose() for m in self.monitors.values()), return_exceptions=True)
-                await asyncio.to_thread(self.write_status)
+                await asyncio.to_thread(self.write_status, running=False)
                 if self.incidents is not None:
                     await self.incidents.stop()
                 self._db_thread.shutdown(wait=True)
@@ -356,17 +356,30 @@ class Daemon:
     # -- status ----------------------------------------------------------------------------------------
 
     async def _write_status_every(self, seconds: float) -> None:
+        # Every 5 s, and less often with thousands of monitors, where one snapshot is a few MB of JSON.
+        seconds = max(seconds, len(self.monitors) / 2000 * seconds)
         while True:
             await asyncio.sleep(seconds)
             try:
-                snapshot = self.status_snapshot()
-                await asyncio.to_thread(write_status, self.store.path.parent, snapshot)
+                # Built and written on a worker thread: the loop keeps checking meanwhile.
+                await asyncio.to_thread(self.write_status, running=True, every_seconds=seconds)
             except Exception as exc:  # status is for people; watching goes on without it
                 log.warning("status.write_failed", error=str(exc))
 
-    def write_status(self) -> None:
+    def write_status(self, *, running: bool = False, every_seconds: float = STATUS_SECONDS) -> None:
+        now = self.now()
+        problems = self.notifier.open_problems() if self.notifier is not None else {}
+        header = {
+            "pid": os.getpid(),
+            "running": running,
+            "written_at": now.wall,
+            "started_at": self.started_at,
+            "every_seconds": every_seconds,
+            "disabled": self.disabled,
+        }
+        rows = (m.status(now, problems.get(m.name)) for m in list(self.monitors.values()))
         try:
-            write_status(self.store.path.parent, self.status_snapshot(running=False))
+            write_status(self.store.path.parent, header, rows)
         except Exception as exc:
             log.warning("status.write_failed", error=str(exc))
 
@@ -386,6 +399,28 @@ class Daemon:
 class Monitor:
     """One watched service at run time: its check, heal, policy and state."""
 
+    # Slots: at 10,000 monitors, a per-instance __dict__ is several MB of the daemon's memory.
+    __slots__ = (
+        "_announced_cooldown_for",
+        "_announced_symptom",
+        "_announced_unhealed",
+        "_slot",
+        "check",
+        "check_timeout",
+        "consecutive_errors",
+        "daemon",
+        "heal",
+        "ladder",
+        "last_error",
+        "log",
+        "name",
+        "notifier",
+        "policy",
+        "retired",
+        "settings",
+        "state",
+    )
+
     def __init__(self, daemon: Daemon, settings: MonitorSettings) -> None:
         self.daemon = daemon
         self.settings = settings
@@ -395,7 +430,7 @@ class Monitor:
         self.ladder = [build_heal(options) for options in settings.escalation]
         self.heal = self.ladder[0] if self.ladder else None
         budget = settings.budget
-        self.policy = HealPolicy(
+        self.policy = HealPolicy.shared(
             min_failures_to_heal=settings.min_failures_to_heal,
             heal_cooldown_seconds=settings.heal_cooldown_seconds,
             startup_grace_seconds=settings.startup_grace_seconds,

@@ -14,7 +14,9 @@ unhealthy  -> inside the startup grace after a heal: not counted
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 from horus.checks.base import Status
 from horus.store.state import Instant, StoredMonitorState
@@ -22,7 +24,7 @@ from horus.store.state import Instant, StoredMonitorState
 __all__ = ["HealPolicy", "MonitorState", "Verdict"]
 
 
-@dataclass
+@dataclass(slots=True)
 class MonitorState:
     """What the engine knows about one monitor; persisted so a restarted Horus carries on."""
 
@@ -101,6 +103,15 @@ class Verdict:
 
 
 class HealPolicy:
+    """The rules of one monitor. Immutable after construction, so monitors with the same settings share
+    one instance (see :meth:`shared`)."""
+
+    @classmethod
+    @functools.cache
+    def shared(cls, **settings: Any) -> HealPolicy:
+        """One instance per distinct set of settings: 10,000 monitors usually need a handful."""
+        return cls(**settings)
+
     def __init__(
         self,
         *,

@@ -7,7 +7,7 @@
         min_severity: warning
       - name: pager
         command: ["/usr/local/bin/page-me"]          # the event(s) as JSON on standard input
-        events: [heal_failed, quarantined, gave_up]
+        events: [heal_failed, quarantined]
         monitors: [bot]
     notify_settings:
       group_seconds: 10

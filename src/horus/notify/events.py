@@ -37,7 +37,6 @@ class EventKind(enum.StrEnum):
     HEALED = "healed"  # a heal ran and succeeded: why, and what was done
     HEAL_FAILED = "heal_failed"
     QUARANTINED = "quarantined"  # Horus stopped healing a monitor whose heals do not help
-    GAVE_UP = "gave_up"
     FAILING = "failing"  # unhealthy past its threshold, and Horus cannot heal it now (no heal, cooldown)
     RECOVERED = "recovered"  # sent only where the problem was announced
     PROBE_ERROR = "probe_error"  # Horus could not observe the service
@@ -56,7 +55,6 @@ PROBLEM_KINDS = frozenset(
         EventKind.HEALED,
         EventKind.HEAL_FAILED,
         EventKind.QUARANTINED,
-        EventKind.GAVE_UP,
         EventKind.FAILING,
         EventKind.PROBE_ERROR,
         EventKind.REMINDER,

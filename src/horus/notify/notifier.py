@@ -170,7 +170,8 @@ class Notifier:
 
     def open_problems(self) -> dict[str, float]:
         """Monitors with an announced, open problem, and since when (wall time)."""
-        return {name: problem.opened_at for name, problem in self._problems.items()}
+        # Copied first in one step: the status writer calls this from a worker thread.
+        return {name: problem.opened_at for name, problem in dict(self._problems).items()}
 
     def _remind_if_due(self, monitor: str, problem: _Problem, now: float) -> None:
         if now - problem.last_sent_at < self.settings.remind_every_seconds:
@@ -221,7 +222,6 @@ _SEVERITY = {
     EventKind.HEALED: Severity.WARNING,
     EventKind.HEAL_FAILED: Severity.CRITICAL,
     EventKind.QUARANTINED: Severity.CRITICAL,
-    EventKind.GAVE_UP: Severity.CRITICAL,
     EventKind.FAILING: Severity.WARNING,
     EventKind.PROBE_ERROR: Severity.WARNING,
     EventKind.REMINDER: Severity.WARNING,
