@@ -6,48 +6,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.notify.receivers import WebhookReceiver
 from tests.support import HORUS_RUN, EventLog, SilentServer, spawn_daemon, wait_until_sync
 
 HORUS = HORUS_RUN[:-1]  # python -m horus
-
-
-class WebhookReceiver:
-    """Apprise's json:// target: records each POSTed message ({"title", "message", "type"})."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.messages: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.messages.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    def text(self) -> str:
-        return "\n".join(f"{m.get('title')}\n{m.get('message')}" for m in self.messages)
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def missing_file_monitor(name: str, path, **extra) -> dict:
@@ -78,14 +43,14 @@ def write_config(path, monitors, channel_url: str, **settings) -> None:
 
 @pytest.mark.slow
 def test_monitors_failing_together_make_one_message_and_recovered_follows_only_what_was_announced(tmp_path):
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver().start()
     healed_file = tmp_path / "bot-output"
     monitors = [missing_file_monitor(f"feed-{i}", tmp_path / f"feed-{i}") for i in range(3)]
     monitors.append(
         missing_file_monitor("bot", healed_file, heal={"action": "run_script", "command": ["touch", str(healed_file)]})
     )
     config = tmp_path / "horus.json"
-    write_config(config, monitors, receiver.url())
+    write_config(config, monitors, receiver.json_url())
     log = EventLog(tmp_path / "events.jsonl")
     daemon = spawn_daemon(config, tmp_path / "state", log.path)
     try:
@@ -111,9 +76,9 @@ def test_monitors_failing_together_make_one_message_and_recovered_follows_only_w
 
 @pytest.mark.slow
 def test_a_problem_that_lasts_is_reminded_at_the_interval_not_on_every_check(tmp_path):
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver().start()
     config = tmp_path / "horus.json"
-    write_config(config, [missing_file_monitor("feed", tmp_path / "feed")], receiver.url(), remind_every_seconds=2)
+    write_config(config, [missing_file_monitor("feed", tmp_path / "feed")], receiver.json_url(), remind_every_seconds=2)
     log = EventLog(tmp_path / "events.jsonl")
     daemon = spawn_daemon(config, tmp_path / "state", log.path)
     try:
@@ -158,7 +123,7 @@ def test_a_hanging_channel_delays_no_check_or_heal_and_its_events_survive_kill_9
     assert not log.named("notify.delivered")
 
     # The channel works again, on the same port; a new Horus delivers what the killed one could not.
-    receiver = WebhookReceiver(port)
+    receiver = WebhookReceiver(port).start()
     daemon = spawn_daemon(config, tmp_path / "state", log.path)
     try:
         wait_until_sync(lambda: "bot healed (run_script)" in receiver.text(), timeout=30)
@@ -171,7 +136,7 @@ def test_a_hanging_channel_delays_no_check_or_heal_and_its_events_survive_kill_9
 
 @pytest.mark.slow
 def test_the_daily_digest_goes_out_once_at_its_time_and_horus_digest_prints_it(tmp_path):
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver().start()
     healed_file = tmp_path / "bot-output"
     config = tmp_path / "horus.json"
     config.write_text(
@@ -184,7 +149,7 @@ def test_the_daily_digest_goes_out_once_at_its_time_and_horus_digest_prints_it(t
                     ),
                     missing_file_monitor("feed", tmp_path / "feed"),
                 ],
-                "notify": [{"name": "morning", "url": receiver.url(), "events": ["digest"]}],
+                "notify": [{"name": "morning", "url": receiver.json_url(), "events": ["digest"]}],
                 # Midnight has always passed today: the digest is due as soon as Horus starts.
                 "notify_settings": {"digest_at": "00:00", "group_seconds": 0},
             }

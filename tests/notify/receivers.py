@@ -42,18 +42,29 @@ class WebhookReceiver:
     def json_url(self, path: str = "/hook") -> str:
         return f"json://127.0.0.1:{self.port}{path}"
 
+    def text(self) -> str:
+        """Every message received so far, title and body, as one text to search."""
+        with self._lock:
+            return "\n".join(f"{m.get('title')}\n{m.get('message')}" for m in self.messages)
+
     def count(self, token: str) -> int:
         """How many times ``token`` arrived, over every message received."""
         with self._lock:
             return sum(message.get("message", "").count(token) for message in self.messages)
 
-    def __enter__(self) -> WebhookReceiver:
+    def start(self) -> WebhookReceiver:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SilentListener:

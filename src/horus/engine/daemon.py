@@ -23,7 +23,7 @@ from horus.checks.base import CheckResult, ProbeContext, Status, new_probe_http_
 from horus.checks.registry import build_check
 from horus.clock import Clock, SystemClock, boot_id
 from horus.config.models import HorusConfig, MonitorSettings
-from horus.engine.incidents import IncidentTracker
+from horus.engine.incidents import Detection, IncidentTracker
 from horus.engine.policy import HealPolicy, MonitorState, Verdict
 from horus.engine.runner import CheckRun, run_heal
 from horus.engine.scheduler import Scheduler
@@ -538,14 +538,16 @@ class Monitor:
         state = self.state
         try:
             await tracker.detected(
-                self.settings,
-                reason,
-                failures=state.consecutive_failures if failures is None else failures,
-                failing_since=state.failing_since,
-                last_healthy_at=state.failing_since,
-                evidence=evidence or {},
-                upstreams=self.daemon.upstream_states(self.settings),
-                upstream_failing=upstream_failing,
+                Detection(
+                    self.settings,
+                    reason,
+                    failures=state.consecutive_failures if failures is None else failures,
+                    failing_since=state.failing_since,
+                    last_healthy_at=state.failing_since,
+                    evidence=evidence or {},
+                    upstreams=self.daemon.upstream_states(self.settings),
+                    upstream_failing=upstream_failing,
+                )
             )
         except Exception:  # forensics must never stand between a failure and its heal
             self.log.exception("incident.failed")

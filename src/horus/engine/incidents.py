@@ -43,7 +43,7 @@ from horus_sdk.formats import FORMAT_CRASH, read_json
 if TYPE_CHECKING:
     from horus.heals.base import HealOutcome
 
-__all__ = ["IncidentTracker"]
+__all__ = ["Detection", "IncidentTracker"]
 
 log = get_logger("horus.sentinel")
 T = TypeVar("T")
@@ -52,6 +52,20 @@ T = TypeVar("T")
 SNAPSHOT_TIMEOUT_SECONDS = 15.0
 # Closed incidents are pruned at most this often.
 PRUNE_EVERY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A monitor that failed past its threshold, with what the engine knows at that moment."""
+
+    settings: MonitorSettings
+    reason: str
+    failures: int
+    failing_since: float | None
+    last_healthy_at: float | None
+    evidence: dict[str, Any]  # from Check.evidence: the SDK's crash record and its summary
+    upstreams: dict[str, str]  # each declared dependency's state in words
+    upstream_failing: str | None = None  # set when this failure is a symptom of that dependency's
 
 
 @dataclass
@@ -133,22 +147,11 @@ class IncidentTracker:
 
     # -- detection ---------------------------------------------------------------------------------
 
-    async def detected(
-        self,
-        settings: MonitorSettings,
-        reason: str,
-        *,
-        failures: int,
-        failing_since: float | None,
-        last_healthy_at: float | None,
-        evidence: dict[str, Any],
-        upstreams: dict[str, str],
-        upstream_failing: str | None = None,
-    ) -> int:
+    async def detected(self, detection: Detection) -> int:
         """The monitor has failed past its threshold: open its incident (with a snapshot and a probable
         root cause), or add to the one it has. Returns the incident's id."""
         now = self.clock.wall()
-        name = settings.name
+        name, reason, failures = detection.settings.name, detection.reason, detection.failures
         live = self._live.get(name)
         if live is not None:
             if live.recovered_at is not None:
@@ -161,17 +164,7 @@ class IncidentTracker:
         opening = asyncio.get_running_loop().create_future()
         self._opening[name] = opening
         try:
-            incident_id = await self._open_incident(
-                settings,
-                reason,
-                now=now,
-                failures=failures,
-                failing_since=failing_since,
-                last_healthy_at=last_healthy_at,
-                evidence=evidence,
-                upstreams=upstreams,
-                upstream_failing=upstream_failing,
-            )
+            incident_id = await self._open_incident(detection, now)
         except BaseException as exc:
             opening.set_exception(exc)
             opening.exception()  # retrieved: a symptom waiting on it gets the error, nobody else needs it
@@ -182,19 +175,9 @@ class IncidentTracker:
             self._opening.pop(name, None)
         return incident_id
 
-    async def _open_incident(
-        self,
-        settings: MonitorSettings,
-        reason: str,
-        *,
-        now: float,
-        failures: int,
-        failing_since: float | None,
-        last_healthy_at: float | None,
-        evidence: dict[str, Any],
-        upstreams: dict[str, str],
-        upstream_failing: str | None,
-    ) -> int:
+    async def _open_incident(self, detection: Detection, now: float) -> int:
+        settings, reason, evidence = detection.settings, detection.reason, detection.evidence
+        failing_since, last_healthy_at = detection.failing_since, detection.last_healthy_at
         name = settings.name
         snapshot = await self._snapshot(settings, evidence)
         crash_record = _crash_record(evidence)
@@ -210,7 +193,7 @@ class IncidentTracker:
             log_tail=tail,
             reason=reason,
             check_type=settings.check.type,
-            upstreams=upstreams,
+            upstreams=detection.upstreams,
             commits=commits,
             config_changed=config_changed,
             last_healthy_at=last_healthy_at,
@@ -224,20 +207,16 @@ class IncidentTracker:
             http_status=_http_status(snapshot),
             signature=sig,
         )
-        upstream_id = await self._upstream_incident(upstream_failing)
+        upstream_id = await self._upstream_incident(detection.upstream_failing)
         incident_id = await self._run(
             self._record_detection,
-            settings,
-            reason,
+            detection,
             now=now,
-            failures=failures,
-            failing_since=failing_since,
             snapshot=snapshot,
             hypotheses=hypotheses,
             fingerprint=print_,
             signature=sig,
             kind=kind,
-            upstream=upstream_failing,
             upstream_id=upstream_id,
         )
         live = _Live(incident_id, now, failing_since, hypotheses)
@@ -291,20 +270,18 @@ class IncidentTracker:
 
     def _record_detection(
         self,
-        settings: MonitorSettings,
-        reason: str,
+        detection: Detection,
         *,
         now: float,
-        failures: int,
-        failing_since: float | None,
         snapshot: dict[str, Any],
         hypotheses: list[Hypothesis],
         fingerprint: str,
         signature: str,
         kind: str,
-        upstream: str | None,
         upstream_id: int | None,
     ) -> int:
+        settings, reason, failing_since = detection.settings, detection.reason, detection.failing_since
+        upstream = detection.upstream_failing
         store = self.store
         incident = store.open_incident(
             settings.name,
@@ -316,7 +293,7 @@ class IncidentTracker:
             failure_kind=kind,
             reason=reason,
             upstream_incident_id=upstream_id,
-            message=f"{failures} failed check(s) in a row"
+            message=f"{detection.failures} failed check(s) in a row"
             + (f" since {_utc(failing_since)}" if failing_since else "")
             + f": {reason}",
         )

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from horus.errors import StoreError
 from horus.notify.events import PROBLEM_KINDS, Event, EventKind
+from horus.store import sqlite
 
 __all__ = ["OUTBOX_NAME", "ChannelHealth", "Outbox"]
 
@@ -96,52 +97,23 @@ class Outbox:
 
     @classmethod
     def open(cls, state_dir: Path) -> Outbox:
+        path = state_dir / OUTBOX_NAME
+        db = sqlite.connect(path, what="notification outbox")
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = state_dir / OUTBOX_NAME
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA busy_timeout = 10000")
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: an event reported as queued must survive a power cut, not only a kill -9.
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            cls._migrate(db)
+            sqlite.migrate(db, _MIGRATIONS, what="notification outbox", path=path)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open notification outbox in {state_dir}: {exc}") from exc
+            db.close()
+            raise StoreError(f"cannot open notification outbox {path}: {exc}") from exc
+        except StoreError:
+            db.close()
+            raise
         return cls(db, path)
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version > len(_MIGRATIONS):
-            raise StoreError(f"notification outbox schema v{version} is newer than this Horus understands")
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"notification outbox write failed: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db, what="notification outbox", path=self.path)
 
     def _read(self, query: str, params: Iterable[object] = ()) -> list[sqlite3.Row]:
         try:

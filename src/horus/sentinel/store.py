@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 from horus.errors import IncidentStateError, StoreError
+from horus.store import sqlite
 
 __all__ = [
     "DB_NAME",
@@ -371,18 +372,9 @@ class SqliteIncidentStore:
     def open(cls, state_dir: Path, *, max_snapshot_bytes: int = MAX_SNAPSHOT_BYTES) -> SqliteIncidentStore:
         """Open (creating or migrating) ``<state_dir>/incidents.db``."""
         path = state_dir / DB_NAME
+        db = sqlite.connect(path, what="incident database")
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open incident database {path}: {exc}") from exc
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: an incident's timeline is evidence; a power cut must not lose its last entries.
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            _migrate(db, path)
+            sqlite.migrate(db, _MIGRATIONS, what="incident database", path=path)
         except StoreError:
             db.close()
             raise
@@ -751,18 +743,8 @@ class SqliteIncidentStore:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"incident database {self.path}: write failed: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db, what="incident database", path=self.path)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         try:
@@ -775,36 +757,6 @@ class SqliteIncidentStore:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"incident database {self.path}: read failed: {exc}") from exc
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > len(_MIGRATIONS):
-        raise StoreError(f"incident database {path} has schema v{version}, newer than this Horus understands")
-    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(script):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of a migration script; a trigger's body keeps its own semicolons."""
-    pending = ""
-    for line in script.splitlines():
-        if line.strip().startswith("--"):
-            continue
-        pending += line + "\n"
-        if sqlite3.complete_statement(pending):
-            yield pending.strip()
-            pending = ""
-    if pending.strip():
-        yield pending.strip()
 
 
 def _require(db: sqlite3.Connection, incident_id: int, *allowed: IncidentStatus, doing: str) -> None:

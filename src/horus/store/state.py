@@ -10,13 +10,14 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from horus.errors import StateLockedError, StoreError
+from horus.store import sqlite
 
 __all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState"]
 
@@ -151,51 +152,23 @@ class StateStore:
 
     @classmethod
     def open(cls, state_dir: Path) -> StateStore:
+        path = state_dir / DB_NAME
+        db = sqlite.connect(path, what="state database")
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = state_dir / DB_NAME
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a heal recorded as started must survive a power cut, not only a kill -9.
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            cls._migrate(db)
+            sqlite.migrate(db, _MIGRATIONS, what="state database", path=path)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database in {state_dir}: {exc}") from exc
+            db.close()
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        except StoreError:
+            db.close()
+            raise
         return cls(db, path)
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version > len(_MIGRATIONS):
-            raise StoreError(f"state database schema v{version} is newer than this Horus understands")
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"state database write failed: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db, what="state database", path=self.path)
 
     def load(self, monitor: str) -> StoredMonitorState | None:
         row = self._db.execute("SELECT * FROM monitor_state WHERE monitor = ?", (monitor,)).fetchone()
