@@ -98,16 +98,7 @@ class Outbox:
     @classmethod
     def open(cls, state_dir: Path) -> Outbox:
         path = state_dir / OUTBOX_NAME
-        db = sqlite.connect(path, what="notification outbox")
-        try:
-            sqlite.migrate(db, _MIGRATIONS, what="notification outbox", path=path)
-        except (OSError, sqlite3.Error) as exc:
-            db.close()
-            raise StoreError(f"cannot open notification outbox {path}: {exc}") from exc
-        except StoreError:
-            db.close()
-            raise
-        return cls(db, path)
+        return cls(sqlite.open_migrated(path, _MIGRATIONS, what="notification outbox"), path)
 
     def close(self) -> None:
         self._db.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from horus.errors import StoreError
 
-__all__ = ["connect", "migrate", "transaction"]
+__all__ = ["connect", "migrate", "open_migrated", "transaction"]
 
 
 def connect(path: Path, *, what: str) -> sqlite3.Connection:
@@ -35,6 +35,20 @@ def connect(path: Path, *, what: str) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as exc:
+        db.close()
+        raise StoreError(f"cannot open {what} {path}: {exc}") from exc
+    return db
+
+
+def open_migrated(path: Path, migrations: Sequence[str], *, what: str) -> sqlite3.Connection:
+    """:func:`connect`, then :func:`migrate`; the connection is closed again when the migration fails."""
+    db = connect(path, what=what)
+    try:
+        migrate(db, migrations, what=what, path=path)
+    except StoreError:
+        db.close()
+        raise
+    except (OSError, sqlite3.Error) as exc:
         db.close()
         raise StoreError(f"cannot open {what} {path}: {exc}") from exc
     return db

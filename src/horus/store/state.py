@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from horus.errors import StateLockedError, StoreError
+from horus.errors import StateLockedError
 from horus.store import sqlite
 
 __all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState"]
@@ -153,16 +153,7 @@ class StateStore:
     @classmethod
     def open(cls, state_dir: Path) -> StateStore:
         path = state_dir / DB_NAME
-        db = sqlite.connect(path, what="state database")
-        try:
-            sqlite.migrate(db, _MIGRATIONS, what="state database", path=path)
-        except (OSError, sqlite3.Error) as exc:
-            db.close()
-            raise StoreError(f"cannot open state database {path}: {exc}") from exc
-        except StoreError:
-            db.close()
-            raise
-        return cls(db, path)
+        return cls(sqlite.open_migrated(path, _MIGRATIONS, what="state database"), path)
 
     def close(self) -> None:
         self._db.close()
