@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 
 import structlog
 
-from horus.config.models import HorusConfig
+from horus.clock import SystemClock
+from horus.config.models import HorusConfig, SentinelSettings
+from horus.engine import daemon as daemon_module
 from horus.engine.daemon import Daemon
+from horus.engine.incidents import IncidentTracker
 from horus.store import StateStore
 from horus.testing import ShiftedClock
 from tests.support import wait_until
@@ -251,3 +255,40 @@ async def test_a_heal_names_where_the_service_was_stuck_when_it_left_a_crash_rec
     [started] = named(events, "heal.started", "bot")
     assert started["crash_summary"] == "event loop blocked for 12.0 s; stuck in fetch_ohlcv at bot.py:88"
     assert started["crash_record"].endswith("horus-crash-4121.json")
+
+
+async def test_an_incident_database_that_stops_answering_delays_a_heal_only_by_its_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(daemon_module, "DETECT_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(daemon_module, "INCIDENT_STEP_SECONDS", 0.5)
+    tracker = IncidentTracker(tmp_path / "state", SentinelSettings(), clock=SystemClock())
+    stuck = threading.Event()
+    original_start = tracker.start
+
+    async def start_then_hang() -> None:
+        await original_start()
+        tracker._thread.submit(stuck.wait, 30)  # the incident store's disk stops answering
+
+    tracker.start = start_then_hang  # type: ignore[method-assign]
+    monitor = {
+        "name": "bot",
+        "interval_seconds": 0.1,
+        "min_failures_to_heal": 1,
+        "startup_grace_seconds": 0,
+        "check": {"type": "file_exists", "path": str(tmp_path / "missing")},
+        "heal": counting_heal(tmp_path),
+    }
+    config = HorusConfig.model_validate({"defaults": {"start_jitter_seconds": 0}, "monitors": [monitor]})
+    store = StateStore.open(tmp_path / "state")
+    daemon = Daemon(config.monitor_settings(), store, incidents=tracker)
+    stop = asyncio.Event()
+    try:
+        with structlog.testing.capture_logs() as events:
+            task = asyncio.create_task(daemon.run(stop))
+            await wait_until(lambda: heal_count(tmp_path) >= 1, timeout=10)
+            assert named(events, "incident.timed_out", "bot"), "the heal went ahead without its incident"
+            stuck.set()
+            stop.set()
+            await asyncio.wait_for(task, 20)
+    finally:
+        stuck.set()
+        store.close()

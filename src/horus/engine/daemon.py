@@ -59,6 +59,10 @@ DIGEST_POLL_SECONDS = 30.0
 RESUME_POLL_SECONDS = 1.0
 # How often incidents are looked after: verify checks, verification deadlines, closing, retention.
 INCIDENT_TICK_SECONDS = 1.0
+# The most an incident's bookkeeping may hold a heal back: its opening (with the snapshot, itself bounded
+# at 15 s), and each later step.
+DETECT_TIMEOUT_SECONDS = 30.0
+INCIDENT_STEP_SECONDS = 10.0
 
 
 class Daemon:
@@ -231,11 +235,8 @@ class Daemon:
                 continue
             for name in names:
                 self.resume(name)
-                if self.incidents is not None and name in self.monitors:
-                    try:
-                        await self.incidents.note(name, "resumed", "quarantine lifted by the operator (horus resume)")
-                    except Exception:
-                        log.exception("incident.failed")
+                if name in self.monitors:
+                    await self.monitors[name].note("resumed", "quarantine lifted by the operator (horus resume)")
 
     def resume(self, name: str) -> None:
         monitor = self.monitors.get(name)
@@ -536,8 +537,8 @@ class Monitor:
         if tracker is None:
             return
         state = self.state
-        try:
-            await tracker.detected(
+        await self._incident_step(
+            tracker.detected(
                 Detection(
                     self.settings,
                     reason,
@@ -548,16 +549,26 @@ class Monitor:
                     upstreams=self.daemon.upstream_states(self.settings),
                     upstream_failing=upstream_failing,
                 )
-            )
-        except Exception:  # forensics must never stand between a failure and its heal
-            self.log.exception("incident.failed")
+            ),
+            timeout=DETECT_TIMEOUT_SECONDS,
+        )
+
+    async def note(self, kind: str, message: str) -> None:
+        """A line for this monitor's incident timeline, if it has an incident."""
+        await self._note(kind, message)
 
     async def _note(self, kind: str, message: str) -> None:
         tracker = self.daemon.incidents
-        if tracker is None:
-            return
+        if tracker is not None:
+            await self._incident_step(tracker.note(self.name, kind, message))
+
+    async def _incident_step(self, step: Coroutine[Any, Any, Any], *, timeout: float = INCIDENT_STEP_SECONDS) -> None:
+        """Run one step of the incident's bookkeeping, bounded: forensics must never stand between a failure
+        and its heal, even when the incident database's disk stops answering."""
         try:
-            await tracker.note(self.name, kind, message)
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            self.log.error("incident.timed_out", limit=humanize.seconds(timeout), note="healing goes on without it")
         except Exception:
             self.log.exception("incident.failed")
 
@@ -695,10 +706,7 @@ class Monitor:
             # Healing matters more than bookkeeping; the cooldown still holds in memory.
             self.log.error("store.error", error=str(exc), note="healing anyway; cooldown kept in memory only")
         if daemon.incidents is not None:
-            try:
-                await daemon.incidents.heal_started(self.name, heal.action, rung)
-            except Exception:
-                self.log.exception("incident.failed")
+            await self._incident_step(daemon.incidents.heal_started(self.name, heal.action, rung))
         self.log.warning("heal.started", action=heal.action, reason=reason, step=rung + 1, **evidence)
         daemon.stats.record_heal()
         timeout = heal.timeout_seconds(self.settings.heal_timeout_seconds)
@@ -720,10 +728,7 @@ class Monitor:
                     "notified", f"{'healed' if outcome.ok else 'heal failed'}: queued for {', '.join(channels)}"
                 )
             if daemon.incidents is not None:
-                try:
-                    await daemon.incidents.heal_finished(self.settings, outcome)
-                except Exception:
-                    self.log.exception("incident.failed")
+                await self._incident_step(daemon.incidents.heal_finished(self.settings, outcome))
 
     def _notify_heal(self, action: str, reason: str, outcome: HealOutcome, evidence: dict[str, Any]) -> list[str]:
         if self.notifier is None:
