@@ -292,3 +292,29 @@ async def test_an_incident_database_that_stops_answering_delays_a_heal_only_by_i
     finally:
         stuck.set()
         store.close()
+
+
+async def test_a_state_database_that_stops_answering_delays_a_heal_only_by_its_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(daemon_module, "BEGIN_HEAL_TIMEOUT_SECONDS", 0.5)
+    missing = tmp_path / "output"
+    missing.touch()
+    stuck = threading.Event()
+    monitor = {
+        "name": "bot",
+        "interval_seconds": 0.1,
+        "min_failures_to_heal": 1,
+        "startup_grace_seconds": 0,
+        "check": {"type": "file_exists", "path": str(missing)},
+        "heal": counting_heal(tmp_path),
+    }
+    try:
+        async with running(tmp_path, [monitor]) as (daemon, events):
+            await wait_until(lambda: "bot" in daemon.states and daemon.states["bot"].last_status is not None)
+            daemon.db_nowait(stuck.wait, 30)  # the state database's disk stops answering
+            missing.unlink()  # and then the service fails
+            await wait_until(lambda: heal_count(tmp_path) >= 1, timeout=10)
+            [error] = [e for e in named(events, "store.error", "bot") if "did not answer" in e["error"]]
+            assert error["note"] == "healing anyway; cooldown kept in memory only"
+            stuck.set()
+    finally:
+        stuck.set()

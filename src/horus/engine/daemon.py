@@ -63,6 +63,8 @@ INCIDENT_TICK_SECONDS = 1.0
 # at 15 s), and each later step.
 DETECT_TIMEOUT_SECONDS = 30.0
 INCIDENT_STEP_SECONDS = 10.0
+# The most recording a heal as started may hold it back (a committed write normally takes milliseconds).
+BEGIN_HEAL_TIMEOUT_SECONDS = 10.0
 
 
 class Daemon:
@@ -699,12 +701,16 @@ class Monitor:
         heal = self.ladder[rung]
         heal_id: int | None = None
         try:
-            heal_id = await daemon.db(
-                daemon.store.begin_heal, self.state.to_stored(), action=heal.action, reason=reason
+            heal_id = await asyncio.wait_for(
+                daemon.db(daemon.store.begin_heal, self.state.to_stored(), action=heal.action, reason=reason),
+                BEGIN_HEAL_TIMEOUT_SECONDS,
             )
-        except StoreError as exc:
-            # Healing matters more than bookkeeping; the cooldown still holds in memory.
-            self.log.error("store.error", error=str(exc), note="healing anyway; cooldown kept in memory only")
+        except (StoreError, TimeoutError) as exc:
+            # Healing matters more than bookkeeping (a full or hung disk); the cooldown still holds in memory.
+            error = (
+                str(exc) or f"the state database did not answer within {humanize.seconds(BEGIN_HEAL_TIMEOUT_SECONDS)}"
+            )
+            self.log.error("store.error", error=error, note="healing anyway; cooldown kept in memory only")
         if daemon.incidents is not None:
             await self._incident_step(daemon.incidents.heal_started(self.name, heal.action, rung))
         self.log.warning("heal.started", action=heal.action, reason=reason, step=rung + 1, **evidence)
