@@ -183,3 +183,31 @@ def test_the_daily_digest_goes_out_once_at_its_time_and_horus_digest_prints_it(t
     assert "## Heals (1: 1 ok, 0 failed)" in printed.stdout
     assert "bot: run_script ok" in printed.stdout
     assert "- feed: unhealthy" in printed.stdout
+
+
+@pytest.mark.slow
+def test_a_heal_that_did_not_bring_the_service_back_is_announced_as_not_recovered(tmp_path):
+    receiver = WebhookReceiver().start()
+    config = tmp_path / "horus.json"
+    monitor = missing_file_monitor("bot", tmp_path / "never", heal={"action": "run_script", "command": ["true"]})
+    monitor["verify_within_seconds"] = 1
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "monitors": [monitor],
+                "notify": [{"name": "hook", "url": receiver.json_url(), "events": ["healed", "not_recovered"]}],
+                "notify_settings": {"group_seconds": 0},
+            }
+        )
+    )
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: "bot not recovered after its heal" in receiver.text(), timeout=20)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+        receiver.close()
+    assert "bot healed (run_script)" in receiver.text(), "the heal itself was announced first"
+    assert "has not recovered within 1 s: never does not exist" in receiver.text()

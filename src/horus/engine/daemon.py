@@ -85,6 +85,8 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.notifier = notifier
         self.incidents = incidents
+        if incidents is not None:
+            incidents.on_not_recovered = self._not_recovered
         self._reload_config = reload_config
         self._boot = boot_id()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-store")
@@ -199,6 +201,20 @@ class Daemon:
             if state is not None and (state.last_status is Status.UNHEALTHY or state.quarantined_until is not None):
                 return name
         return None
+
+    def _not_recovered(self, name: str, incident_id: int, within: str) -> None:
+        monitor = self.monitors.get(name)
+        if self.notifier is None or monitor is None:
+            return
+        reason = monitor.state.last_reason or "no passing check since the heal"
+        self.notifier.problem(
+            EventKind.NOT_RECOVERED,
+            name,
+            f"{name} not recovered after its heal",
+            f"{name} was healed but has not recovered within {within}: {reason} (incident {incident_id}).",
+            reason=reason,
+            incident=incident_id,
+        )
 
     def upstream_states(self, settings: MonitorSettings) -> dict[str, str]:
         """Each declared dependency's state in words, for the root-cause analysis."""

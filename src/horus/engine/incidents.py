@@ -104,6 +104,9 @@ class IncidentTracker:
         # the meantime can still point at its upstream's incident.
         self._opening: dict[str, asyncio.Future[int]] = {}
         self._last_prune = 0.0
+        # Told (monitor, incident id, the limit in words) when a heal's effect was not confirmed in time:
+        # the daemon turns it into a notification, since "healed" alone would let the operator sleep.
+        self.on_not_recovered: Callable[[str, int, str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -385,6 +388,8 @@ class IncidentTracker:
                 within = humanize.duration(settings.verify_within_seconds) if settings else "its limit"
                 await self._run(self.store.append, live.id, "not_recovered", f"not recovered within {within}", at=now)
                 log.error("incident.not_recovered", monitor=name, incident=live.id)
+                if self.on_not_recovered is not None:
+                    self.on_not_recovered(name, live.id, within)
                 live.verify_deadline = None
                 if live.verify_check is not None:
                     await live.verify_check.aclose()

@@ -36,6 +36,7 @@ class Severity(enum.IntEnum):
 class EventKind(enum.StrEnum):
     HEALED = "healed"  # a heal ran and succeeded: why, and what was done
     HEAL_FAILED = "heal_failed"
+    NOT_RECOVERED = "not_recovered"  # a heal ran, but recovery was not confirmed within verify_within_seconds
     QUARANTINED = "quarantined"  # Horus stopped healing a monitor whose heals do not help
     FAILING = "failing"  # unhealthy past its threshold, and Horus cannot heal it now (no heal, cooldown)
     RECOVERED = "recovered"  # sent only where the problem was announced
@@ -54,6 +55,7 @@ PROBLEM_KINDS = frozenset(
     {
         EventKind.HEALED,
         EventKind.HEAL_FAILED,
+        EventKind.NOT_RECOVERED,
         EventKind.QUARANTINED,
         EventKind.FAILING,
         EventKind.PROBE_ERROR,

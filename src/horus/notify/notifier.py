@@ -221,6 +221,7 @@ class Notifier:
 _SEVERITY = {
     EventKind.HEALED: Severity.WARNING,
     EventKind.HEAL_FAILED: Severity.CRITICAL,
+    EventKind.NOT_RECOVERED: Severity.CRITICAL,
     EventKind.QUARANTINED: Severity.CRITICAL,
     EventKind.FAILING: Severity.WARNING,
     EventKind.PROBE_ERROR: Severity.WARNING,
