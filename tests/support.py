@@ -68,20 +68,24 @@ class LoopbackHTTPServer:
 
 
 class SilentServer:
-    """Accepts TCP connections on loopback and never answers: the probe that hangs."""
+    """Accepts TCP connections on loopback and never answers: the probe (or webhook) that hangs.
 
-    def __init__(self) -> None:
+    ``port`` takes a given port, even one another server just left (SO_REUSEADDR); 0 picks a free one.
+    """
+
+    def __init__(self, port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
-        self._accepted: list[socket.socket] = []
+        self.accepted: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_forever, daemon=True)
         self._thread.start()
 
     def _accept_forever(self) -> None:
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.05)
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -89,7 +93,7 @@ class SilentServer:
                 continue
             except OSError:
                 return
-            self._accepted.append(conn)
+            self.accepted.append(conn)
 
     def url(self, path: str = "/health") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -97,7 +101,7 @@ class SilentServer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
-        for conn in self._accepted:
+        for conn in self.accepted:
             conn.close()
         self.sock.close()
 

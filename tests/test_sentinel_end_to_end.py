@@ -108,9 +108,11 @@ def test_an_incident_from_detection_to_post_mortem_and_its_recurrence(tmp_path):
         assert len(postmortems) == 1
         markdown = postmortems[0].read_text()
         assert field(markdown, "Service") == "content-pipeline"
-        assert "UTC" in field(markdown, "Failure detected")
-        assert "log" in field(markdown, "Failure detected")
-        assert field(markdown, "Process state at detection")
+        assert re.fullmatch(
+            r"\d\d:\d\d UTC — pipeline\.log last written .* ago, limit 1 s", field(markdown, "Failure detected")
+        )
+        # Nothing matched a process (the monitor names none): the state is the log's, two hours silent.
+        assert field(markdown, "Process state at detection") == "Log pipeline.log last written 2 h ago"
         assert field(markdown, "Root cause (probable)").lower().startswith("probable: rate limit")
         assert "HTTP 429 Too Many Requests" in markdown, "the evidence line is quoted"
         assert "run_script" in field(markdown, "Recovery action")

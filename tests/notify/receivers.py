@@ -1,10 +1,9 @@
-"""Real webhook receivers on loopback for the notification tests: one that records what Apprise's json://
-posts, and one that accepts connections on a given port and never answers."""
+"""A real webhook receiver on loopback for the notification tests: it records what Apprise's json://
+posts. The webhook that hangs is tests.support.SilentServer."""
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,7 +32,7 @@ class WebhookReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        # ThreadingHTTPServer sets SO_REUSEADDR, so it can take over a port a SilentListener just left.
+        # ThreadingHTTPServer sets SO_REUSEADDR, so it can take over a port a SilentServer just left.
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -65,35 +64,3 @@ class WebhookReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class SilentListener:
-    """Accepts TCP connections on ``port`` and never answers: the webhook that hangs."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_forever, daemon=True)
-        self._thread.start()
-
-    def _accept_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()

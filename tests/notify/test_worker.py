@@ -17,8 +17,8 @@ from horus.notify.config import AppriseChannelConfig, CommandChannelConfig, Noti
 from horus.notify.events import Event, EventKind, Severity
 from horus.notify.outbox import ChannelHealth, Outbox
 from horus.notify.worker import DeliveryWorker
-from tests.notify.receivers import SilentListener, WebhookReceiver
-from tests.support import free_port, wait_until_sync
+from tests.notify.receivers import WebhookReceiver
+from tests.support import SilentServer, free_port, wait_until_sync
 
 FAST = {"backoff_base": 0.05, "backoff_max": 0.2}
 
@@ -73,7 +73,7 @@ def test_a_webhook_that_is_down_then_hangs_then_works_gets_every_event_exactly_o
         assert all(steady_receiver.count(t) == 1 for t in tokens), "the healthy channel is not held back"
 
         # Hangs: connections are accepted and never answered.
-        silent = SilentListener(port)
+        silent = SilentServer(port)
         try:
             wait_until_sync(lambda: h.health("flaky").last_error == "no answer within 500 ms")
             assert silent.accepted, "the attempt really is stuck on an open connection"
@@ -166,9 +166,9 @@ def test_stopping_sends_what_only_waits_for_its_grouping_window(tmp_path, harnes
 
 
 def test_stopping_does_not_wait_for_a_hung_channel_and_its_events_stay_queued(tmp_path, harnesses):
-    silent = SilentListener(free_port())
+    silent = SilentServer(free_port())
     try:
-        hung = json_channel("hung", f"json://127.0.0.1:{silent.sock.getsockname()[1]}/hook")
+        hung = json_channel("hung", f"json://127.0.0.1:{silent.port}/hook")
         h = Harness(tmp_path, [hung], NotifySettings(group_seconds=0, send_timeout_seconds=0.3))
         h.worker.start()
         h.emit()

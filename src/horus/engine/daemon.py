@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import os
 import random
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -379,13 +379,23 @@ class Daemon:
         seconds = max(seconds, len(self.monitors) / 2000 * seconds)
         while True:
             await asyncio.sleep(seconds)
-            try:
-                # Built and written on a worker thread: the loop keeps checking meanwhile.
-                await asyncio.to_thread(self.write_status, running=True, every_seconds=seconds)
-            except Exception as exc:  # status is for people; watching goes on without it
-                log.warning("status.write_failed", error=str(exc))
+            # Built and written on a worker thread: the loop keeps checking meanwhile.
+            await asyncio.to_thread(self.write_status, running=True, every_seconds=seconds)
 
     def write_status(self, *, running: bool = False, every_seconds: float = STATUS_SECONDS) -> None:
+        """``status.json`` for ``horus status``; a failure is logged, never raised (status is for people)."""
+        header, rows = self._status(running, every_seconds)
+        try:
+            write_status(self.store.path.parent, header, rows)
+        except Exception as exc:
+            log.warning("status.write_failed", error=str(exc))
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """The same content as ``status.json``, in memory (for the digest)."""
+        header, rows = self._status(running=True, every_seconds=STATUS_SECONDS)
+        return {**header, "monitors": list(rows)}
+
+    def _status(self, running: bool, every_seconds: float) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
         now = self.now()
         problems = self.notifier.open_problems() if self.notifier is not None else {}
         header = {
@@ -396,23 +406,8 @@ class Daemon:
             "every_seconds": every_seconds,
             "disabled": self.disabled,
         }
-        rows = (m.status(now, problems.get(m.name)) for m in list(self.monitors.values()))
-        try:
-            write_status(self.store.path.parent, header, rows)
-        except Exception as exc:
-            log.warning("status.write_failed", error=str(exc))
-
-    def status_snapshot(self, *, running: bool = True) -> dict[str, Any]:
-        now = self.now()
-        open_problems = self.notifier.open_problems() if self.notifier is not None else {}
-        return {
-            "pid": os.getpid(),
-            "running": running,
-            "written_at": now.wall,
-            "started_at": self.started_at,
-            "monitors": [m.status(now, open_problems.get(m.name)) for m in self.monitors.values()],
-            "disabled": self.disabled,
-        }
+        # Rows one at a time; the list of monitors is copied first, since a reload may change it meanwhile.
+        return header, (m.status(now, problems.get(m.name)) for m in list(self.monitors.values()))
 
 
 class Monitor:
@@ -530,9 +525,7 @@ class Monitor:
             self._persist()
         if verdict.quarantine_now:
             self._quarantined(result.reason)
-            return self._note(
-                "quarantined", f"heal budget spent after {state.heals_in_streak} heal(s): {result.reason}"
-            )
+            return self.note("quarantined", f"heal budget spent after {state.heals_in_streak} heal(s): {result.reason}")
         if tracker is None:
             return None
         if verdict.threshold_reached and not has_incident and (self.heal is None or verdict.cooldown_remaining > 0):
@@ -573,9 +566,6 @@ class Monitor:
 
     async def note(self, kind: str, message: str) -> None:
         """A line for this monitor's incident timeline, if it has an incident."""
-        await self._note(kind, message)
-
-    async def _note(self, kind: str, message: str) -> None:
         tracker = self.daemon.incidents
         if tracker is not None:
             await self._incident_step(tracker.note(self.name, kind, message))
@@ -713,7 +703,7 @@ class Monitor:
                 rung = min(learned, len(self.ladder) - 1)
                 self.state.heals_in_streak = max(self.state.heals_in_streak, rung + 1)
                 self.log.warning("heal.adapted", step=rung + 1, learned_from_incident=source)
-                await self._note("note", f"starting at step {rung + 1}: incident {source} of this pattern needed it")
+                await self.note("note", f"starting at step {rung + 1}: incident {source} of this pattern needed it")
         heal = self.ladder[rung]
         heal_id: int | None = None
         try:
@@ -746,7 +736,7 @@ class Monitor:
                 self._finish_heal(heal_id, outcome)
             channels = self._notify_heal(heal.action, reason, outcome, evidence)
             if channels:
-                await self._note(
+                await self.note(
                     "notified", f"{'healed' if outcome.ok else 'heal failed'}: queued for {', '.join(channels)}"
                 )
             if daemon.incidents is not None:

@@ -36,7 +36,7 @@ from horus.sentinel.fingerprint import FINGERPRINT_VERSION, failure_kind, finger
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.postmortem import render_postmortem, write_postmortem
 from horus.sentinel.rootcause import analyse
-from horus.sentinel.snapshot import take_snapshot
+from horus.sentinel.snapshot import log_tail, take_snapshot
 from horus.sentinel.store import SqliteIncidentStore
 from horus_sdk.formats import FORMAT_CRASH, read_json
 
@@ -184,7 +184,7 @@ class IncidentTracker:
         name = settings.name
         snapshot = await self._snapshot(settings, evidence)
         crash_record = _crash_record(evidence)
-        tail = _log_tail(snapshot)
+        tail = log_tail(snapshot)
         since = last_healthy_at if last_healthy_at is not None else (failing_since or now) - 3600
         commits = await recent_commits(settings.work_tree, since) if settings.work_tree is not None else []
         config_changed = self.config_path is not None and await asyncio.to_thread(
@@ -410,12 +410,6 @@ class IncidentTracker:
             live.verify_check = None
         log.info("incident.recovery_confirmed", monitor=name, incident=live.id, note=note)
 
-    async def close_all_recovered(self) -> None:
-        """Close every incident whose recovery was confirmed (used when stopping is not wanted: tests)."""
-        for name, live in list(self._live.items()):
-            if live.recovered_at is not None:
-                await self._close(name, live, recovered=True)
-
     async def _close(self, name: str, live: _Live, *, recovered: bool) -> None:
         del self._live[name]
         path = await self._run(self._write_postmortem, live, recovered)
@@ -469,14 +463,6 @@ def _crash_record(evidence: dict[str, Any]) -> dict[str, Any] | None:
         return read_json(path, FORMAT_CRASH)
     except (OSError, ValueError):
         return None
-
-
-def _log_tail(snapshot: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    for entry in snapshot.get("logs") or []:
-        if isinstance(entry, dict):
-            lines += [str(line) for line in entry.get("tail") or []]
-    return lines
 
 
 def _http_status(snapshot: dict[str, Any]) -> int | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,7 +67,6 @@ class Notifier:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-outbox")
         self._outbox: Outbox | None = None
         self._worker: DeliveryWorker | None = None
-        self._lock = threading.Lock()
         self.host = socket.gethostname()
 
     # -- lifecycle ------------------------------------------------------------------------------------

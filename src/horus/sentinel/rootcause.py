@@ -34,6 +34,7 @@ from horus.log import get_logger
 from horus.sentinel.changes import Commit
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.snapshot import describe_process_state, redact_line
+from horus.sentinel.snapshot import log_tail as snapshot_log_tail
 
 __all__ = ["RULES", "UNKNOWN_TITLE", "Evidence", "Rule", "analyse", "summarise"]
 
@@ -539,11 +540,7 @@ def analyse(
     recovered, unknown, pending, disabled or "not checked" is not failing; anything else, such as
     "unhealthy: connection refused", is); ``commits`` those since ``last_healthy_at``.
     Deterministic: the same evidence gives the same answer."""
-    lines = list(log_tail)
-    if not lines:
-        for entry in snapshot.get("logs") or []:
-            if isinstance(entry, dict):
-                lines.extend(str(line) for line in entry.get("tail") or [])
+    lines = list(log_tail) or snapshot_log_tail(snapshot)
     crash = crash_record if crash_record is not None else snapshot.get("crash")
     evidence = Evidence(
         snapshot=snapshot,

@@ -75,7 +75,7 @@ from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
-__all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "redact_line", "take_snapshot"]
+__all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
 
 SNAPSHOT_FORMAT = "horus-snapshot/1"
 # CPU percent is a rate: it needs two readings this far apart.
@@ -669,6 +669,15 @@ def _fit(snapshot: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     }
     skeleton.update(truncated=True, error=f"the snapshot did not fit in {max_bytes} bytes")
     return skeleton
+
+
+def log_tail(snapshot: Mapping[str, Any]) -> list[str]:
+    """Every log's last lines in a snapshot (already redacted), in the order of its logs."""
+    lines: list[str] = []
+    for entry in snapshot.get("logs") or []:
+        if isinstance(entry, dict):
+            lines.extend(str(line) for line in entry.get("tail") or [])
+    return lines
 
 
 def _trim_log_tails(snapshot: dict[str, Any], excess: int) -> bool:
