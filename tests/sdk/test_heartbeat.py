@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from horus_sdk.formats import FORMAT_HEARTBEAT, read_json
-from horus_sdk.heartbeat import MAX_DATAGRAM_BYTES, Heartbeat
+from horus_sdk.heartbeat import DATING_PERIOD, MAX_DATAGRAM_BYTES, Heartbeat
 from tests.support import wait_until
 
 
@@ -187,16 +187,27 @@ async def test_an_unwritable_path_never_raises_and_sets_last_error(tmp_path: Pat
 async def test_channel_ages_and_snapshot(quiet_heartbeat: Heartbeat) -> None:
     hb = quiet_heartbeat
     hb.progress("scan")
-    now = time.monotonic() + 5
-    ages = hb.channel_ages(now)
+    seen = time.monotonic()
+    ages = hb.channel_ages(seen + 5)
     assert set(ages) == {"scan"}
-    assert 5 <= ages["scan"] < 10
+    assert 5 - DATING_PERIOD <= ages["scan"] <= 5  # dated when seen: late, never early
 
     snapshot = hb.channels
     snapshot["scan"]["count"] = 99
     snapshot["other"] = {}
     assert hb.channels["scan"]["count"] == 1
     assert set(hb.channels) == {"scan"}
+
+
+async def test_progress_is_dated_by_the_running_loop_within_the_dating_period(tmp_path: Path) -> None:
+    # No beat within the test (interval 10 s) and no reader: only the loop's own looks date the progress.
+    async with Heartbeat(tmp_path / "heartbeat.json", interval=10) as hb:
+        made = time.monotonic()
+        hb.progress("scan")
+        await asyncio.sleep(1.0)
+        looked = time.monotonic()
+        age = hb.channel_ages(looked)["scan"]
+    assert looked - made - DATING_PERIOD - 0.2 <= age <= looked - made
 
 
 async def test_channel_ages_can_be_read_from_another_thread_while_channels_grow(
