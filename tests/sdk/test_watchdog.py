@@ -297,6 +297,23 @@ async def test_dry_run_writes_the_record_of_a_blocked_loop_and_keeps_the_process
     assert f"at={THIS_FILE}:{line_of('dry run')} function=test_dry_run" in warning
 
 
+async def test_a_block_shorter_than_kill_after_is_never_recorded(tmp_path: Path) -> None:
+    # The hardest case: the block begins just before the ticker's next tick was due, so the last tick is
+    # almost an interval older than the block. Counted from the last tick, this 0.7 s block would pass
+    # kill_after (0.75 s); counted as the tick's lateness, it is a 0.7 s block.
+    async with LoopWatchdog(warn_after=0.4, kill_after=0.75, crash_dir=tmp_path, kill=False) as watchdog:
+        interval = watchdog.warn_after / 4
+        for _ in range(3):
+            last = watchdog._last_tick
+            await wait_until(lambda last=last: watchdog._last_tick != last, interval=0.001)  # a tick just happened
+            # The loop stays free until 20 ms before the next tick is due.
+            await asyncio.sleep(max(0.0, watchdog._last_tick + interval - time.monotonic() - 0.02))
+            time.sleep(0.7)
+        await asyncio.sleep(interval * 2)
+    assert watchdog.last_record_path is None
+    assert not list(tmp_path.iterdir())
+
+
 async def place_maker_order(filled: asyncio.Event) -> None:
     await filled.wait()  # stuck: order
 

@@ -30,6 +30,7 @@ from types import TracebackType
 
 from horus_sdk._stacks import (
     Frame,
+    Handover,
     RawFrame,
     innermost_user_frame,
     raw_stack,
@@ -111,7 +112,10 @@ class BlockingDetector:
         self._loop_thread_id: int | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        # A turn at least every threshold minus half a period: the watcher, after a turn, sleeps until the
+        # next tick is `threshold` late, so its own timer fires only when the loop really stalls.
+        self._handover_every = max(self._period, self.threshold - self._period / 2)
+        self._handover = Handover(self._handover_every)
 
     @property
     def reports(self) -> list[BlockingReport]:
@@ -130,7 +134,7 @@ class BlockingDetector:
             raise RuntimeError("this BlockingDetector is already running")
         loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
-        self._stop = threading.Event()
+        self._handover = Handover(self._handover_every)
         with self._lock:
             self._next_wake = time.monotonic() + self._period
             self._sample = None
@@ -138,6 +142,8 @@ class BlockingDetector:
         self._thread = start_watcher(
             self._watch, "horus-blocking-detector", failure_event="blocking.watcher_not_started"
         )
+        if self._thread is not None:
+            self._handover.open()
         return self
 
     async def __aexit__(
@@ -146,7 +152,7 @@ class BlockingDetector:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
+        self._handover.stop()
         ticker, self._ticker = self._ticker, None
         thread, self._thread = self._thread, None
         await stop_ticker(ticker)
@@ -173,9 +179,11 @@ class BlockingDetector:
                 raw = sample[1] if sample is not None and sample[0] == expected else []
                 self._report(lag, with_source(raw))
             # Counted from now, so the time spent reporting is not taken for lag.
-            expected = time.monotonic() + self._period
+            now = time.monotonic()
+            expected = now + self._period
             with self._lock:
                 self._next_wake = expected
+            self._handover.offer(now)
 
     def _report(self, duration: float, stack: tuple[Frame, ...]) -> None:
         frame = innermost_user_frame(stack)
@@ -193,14 +201,15 @@ class BlockingDetector:
 
     def _watch(self) -> None:
         sampled_for = math.nan
-        while True:
+        handover = self._handover
+        while not handover.stopped:
             with self._lock:
                 expected = self._next_wake
             overdue = time.monotonic() - expected - self.threshold
             if overdue < 0:
-                # Sleep until this wake would be late; the ticker usually moves it on before then.
-                if self._stop.wait(-overdue):
-                    return
+                # Sleep until this wake would be late; the ticker hands over a turn before then while the
+                # loop is healthy.
+                handover.wait(-overdue)
                 continue
             if expected != sampled_for:
                 sampled_for = expected
@@ -209,8 +218,7 @@ class BlockingDetector:
                 except Exception as exc:  # a failed sample costs one report its location, nothing more
                     logger.debug("blocking.sample_failed error=%r", exc)
             # Still blocked: poll until the ticker runs again, without sampling this stall twice.
-            if self._stop.wait(self._period):
-                return
+            handover.wait(self._period)
 
     def _take_sample(self, expected: float) -> None:
         if self._loop_thread_id is None:

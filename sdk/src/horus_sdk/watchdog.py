@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from horus_sdk import operations
 from horus_sdk._stacks import (
     Frame,
+    Handover,
     RawFrame,
     innermost_user_frame,
     raw_stack,
@@ -62,9 +64,20 @@ _BACKSTOP_SLACK = 5.0
 """Added to the watcher's worst case, so that on a loaded machine the backstop never pre-empts it."""
 _BACKSTOP_REARM = 1.0
 """Re-arming faulthandler starts a thread in C, so a healthy loop re-arms it at most once a second."""
+_MIN_WAIT = 0.001
+"""Shortest sleep of the watcher between checks, so that a clock read a hair early never spins it."""
 _TASK_READ_ATTEMPTS = 5
 _ASYNCIO_SLEEP_FILE = asyncio.tasks.__file__
 _REPR_LIMIT = 200
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the watcher already acted on, so that one stall is warned about and recorded once."""
+
+    warned_tick: float = math.nan  # the last tick of the blocked stretch already warned about
+    recorded_tick: float = math.nan
+    stalled_channels: set[str] = field(default_factory=set)  # acted on, until they progress again
 
 
 class ChannelAges(Protocol):
@@ -135,7 +148,9 @@ class LoopWatchdog:
         self._loop_thread_id: int | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        # The watcher sleeps until the loop would be warn_after late; a turn every half of that keeps its
+        # own timer for the stall itself.
+        self._handover = Handover(self.warn_after / 2)
         self._ending = False
         self._backstop_armed = False
         self._backstop_armed_at = -math.inf
@@ -157,7 +172,7 @@ class LoopWatchdog:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._loop_thread_id = threading.get_ident()
-        self._stop = threading.Event()
+        self._handover = Handover(self.warn_after / 2)
         self._ending = False
         self._last_tick = time.monotonic()
         if not self.crash_dir.is_dir():
@@ -168,6 +183,8 @@ class LoopWatchdog:
             self._arm_backstop(self._last_tick)
         # Without a thread to spare it runs unwatched: Horus still watches from outside.
         self._thread = start_watcher(self._watch, "horus-watchdog", failure_event="watchdog.not_started")
+        if self._thread is not None:
+            self._handover.open()
         return self
 
     async def __aexit__(
@@ -176,7 +193,7 @@ class LoopWatchdog:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
+        self._handover.stop()
         ticker, self._ticker = self._ticker, None
         thread, self._thread = self._thread, None
         self._cancel_backstop()
@@ -191,9 +208,11 @@ class LoopWatchdog:
     async def _tick(self) -> None:
         while True:
             now = time.monotonic()
-            self._last_tick = now
             if self._backstop_armed and now - self._backstop_armed_at >= _BACKSTOP_REARM:
                 self._arm_backstop(now)
+            self._handover.offer(now)
+            # Taken last, so that the next tick is due exactly one interval after it.
+            self._last_tick = time.monotonic()
             await asyncio.sleep(self._interval)
 
     def _arm_backstop(self, now: float) -> None:
@@ -218,44 +237,65 @@ class LoopWatchdog:
     # -- watcher thread --------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        warned_tick = math.nan  # the last tick of the blocked stretch already warned about
-        recorded_tick = math.nan
-        stalled_channels: set[str] = set()  # channels already acted on, until they progress again
+        seen = _Seen()
         last_failure = ""
-        while not self._stop.wait(self._interval):
+        wait = self._interval
+        while True:
+            self._handover.wait(wait)
+            if self._handover.stopped:
+                return
             try:
-                now = time.monotonic()
-                last_tick = self._last_tick
-                blocked = now - last_tick
-                if blocked >= self.warn_after:
-                    if last_tick != warned_tick:
-                        warned_tick = last_tick
-                        self.stalls += 1
-                        self._warn_blocked(blocked)
-                    if blocked >= self.kill_after and last_tick != recorded_tick:
-                        recorded_tick = last_tick
-                        self._act(f"event loop blocked for {_seconds(blocked)} s", "loop_blocked", blocked, None)
-                    continue
-                if self.heartbeat is None:
-                    continue
-                # The loop runs: now a channel that stands still means an await that never returns.
-                stalled = {
-                    name: age for name, age in self.heartbeat.channel_ages(now).items() if age >= self.kill_after
-                }
-                stalled_channels &= stalled.keys()
-                fresh = {name: age for name, age in stalled.items() if name not in stalled_channels}
-                if fresh:
-                    name, age = max(fresh.items(), key=lambda item: item[1])
-                    stalled_channels.update(fresh)
-                    self.stalls += 1
-                    reason = f"channel {name!r} made no progress for {_seconds(age)} s"
-                    self._act(reason, "channel_stalled", age, name)
+                wait = max(_MIN_WAIT, self._check(seen))
             except Exception as exc:  # a bug here must not kill the watcher: the next check may work
+                wait = self._interval
                 if repr(exc) != last_failure:  # said once, not four times a second
                     last_failure = repr(exc)
                     self._log(logging.ERROR, "watchdog.check_failed error=%s", last_failure)
             if self._ending:
                 return
+
+    def _check(self, seen: _Seen) -> float:
+        """Act on what is due now; return the seconds until something can next be due.
+
+        The watcher sleeps until then rather than polling, and while the loop is healthy it is woken by
+        the ticker's turns instead (see :class:`~horus_sdk._stacks.Handover`): a wake-up of its own costs
+        a busy loop far more than the check itself.
+        """
+        now = time.monotonic()
+        last_tick = self._last_tick
+        # How late the ticker's next tick is: the loop has been blocked at least this long. Not counted from
+        # the last tick, or a block that began just before the next one would be called a stall too soon.
+        blocked = now - last_tick - self._interval
+        if blocked >= self.warn_after:
+            if last_tick != seen.warned_tick:
+                seen.warned_tick = last_tick
+                self.stalls += 1
+                self._warn_blocked(blocked)
+            if blocked < self.kill_after:
+                return self.kill_after - blocked
+            if last_tick != seen.recorded_tick:
+                seen.recorded_tick = last_tick
+                self._act(f"event loop blocked for {_seconds(blocked)} s", "loop_blocked", blocked, None)
+            # Recorded (a dry run lives on): look again soon, for the loop to tick and maybe block anew.
+            return self._interval
+        # If the loop blocks right after its last tick, this is when it becomes a stall.
+        due = self.warn_after - blocked
+        if self.heartbeat is None:
+            return due
+        # The loop runs: now a channel that stands still means an await that never returns.
+        ages = self.heartbeat.channel_ages(now)
+        stalled = {name: age for name, age in ages.items() if age >= self.kill_after}
+        seen.stalled_channels &= stalled.keys()
+        fresh = {name: age for name, age in stalled.items() if name not in seen.stalled_channels}
+        if fresh:
+            name, age = max(fresh.items(), key=lambda item: item[1])
+            seen.stalled_channels.update(fresh)
+            self.stalls += 1
+            self._act(f"channel {name!r} made no progress for {_seconds(age)} s", "channel_stalled", age, name)
+        for name, age in ages.items():
+            # A channel acted on is due again only after it progresses, which is not announced: poll it.
+            due = min(due, self._interval if name in seen.stalled_channels else self.kill_after - age)
+        return due
 
     def _warn_blocked(self, blocked: float) -> None:
         stack = sample_thread(self._loop_thread_id) if self._loop_thread_id is not None else ()
