@@ -11,7 +11,8 @@ Heartbeat file (``FORMAT_HEARTBEAT``)::
 
 ``monotonic`` is CLOCK_MONOTONIC, which is system-wide: on the same boot the daemon measures a
 heartbeat's age with it, immune to wall clock jumps. ``started_monotonic`` is when the heartbeat began,
-so a channel that has not progressed yet is judged from then.
+so a channel that has not progressed yet is judged from then. A channel's ``count`` is exact; its times
+are when the heartbeat first saw that count, at most ``DATING_PERIOD`` (0.25 s) after the progress.
 
 Crash record (``FORMAT_CRASH``), ``horus-crash-<pid>.json``::
 

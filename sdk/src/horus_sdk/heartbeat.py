@@ -104,7 +104,8 @@ class Heartbeat:
 
     @property
     def channels(self) -> dict[str, dict[str, float]]:
-        """A snapshot: ``{name: {"count", "wall_time", "monotonic"}}``."""
+        """A snapshot: ``{name: {"count", "wall_time", "monotonic"}}``; the times are when the count was
+        first seen, at most :data:`DATING_PERIOD` after the progress."""
         now = time.monotonic()
         wall_minus_mono = time.time() - now
         return {
