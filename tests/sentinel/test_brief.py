@@ -2,28 +2,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from horus.sentinel.brief import render_brief
 from horus.sentinel.postmortem import default_recommendation
-from horus.sentinel.store import DAY, SqliteIncidentStore
+from horus.sentinel.store import DAY
+from tests.sentinel.support import open_incident
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = SqliteIncidentStore.open(tmp_path)
-    yield opened
-    opened.close()
-
-
 def incident(store, monitor, *, days_ago, fingerprint, kind, reason, root_cause=None, close=True):
-    opened = store.open_incident(
+    opened = open_incident(
+        store,
         monitor,
         at=NOW - days_ago * DAY,
         fingerprint=fingerprint,
-        fingerprint_version=1,
         signature="clob.ratelimitederror: http 429" if kind == "stale" else "",
         check_type="log_staleness" if kind == "stale" else "port_open",
         failure_kind=kind,

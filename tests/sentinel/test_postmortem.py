@@ -3,11 +3,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-import pytest
-
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.postmortem import default_recommendation, postmortem_path, render_postmortem, write_postmortem
-from horus.sentinel.store import DAY, SqliteIncidentStore
+from horus.sentinel.store import DAY
+from tests.sentinel.support import open_incident
 
 DETECTED = datetime(2026, 2, 25, 3, 14, 5, tzinfo=UTC).timestamp()
 
@@ -33,35 +32,19 @@ RATE_LIMIT = Hypothesis(
 DISK = Hypothesis(title="Disk full", confidence=0.2, evidence=["/ is 99% full"])
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = SqliteIncidentStore.open(tmp_path)
-    yield opened
-    opened.close()
-
-
 def pipeline_incident(store, *, recovered=True):
     """The content pipeline going stale as in the Sentinel write-up: killed, restarted, output resumed."""
     for days_ago in (40, 12):  # two earlier occurrences of the same failure mode
-        earlier = store.open_incident(
-            "content-pipeline",
-            at=DETECTED - days_ago * DAY,
-            fingerprint="cp-stale",
-            fingerprint_version=1,
-            signature="",
-            check_type="log_staleness",
-            failure_kind="stale",
-            reason="out.log stale",
+        earlier = open_incident(
+            store, "content-pipeline", at=DETECTED - days_ago * DAY, fingerprint="cp-stale", reason="out.log stale"
         )
         store.close_incident(earlier.id, at=DETECTED - days_ago * DAY + 600, recovered=True, note="ok")
-    incident = store.open_incident(
+    incident = open_incident(
+        store,
         "content-pipeline",
         at=DETECTED,
         fingerprint="cp-stale",
-        fingerprint_version=1,
         signature="http 429 too many requests",
-        check_type="log_staleness",
-        failure_kind="stale",
         reason="out.log last written 2 h 1 min ago, limit 7200 s",
     )
     store.add_snapshot(incident.id, AT_DETECTION, at=DETECTED + 1)
@@ -144,12 +127,11 @@ def test_the_root_cause_set_on_the_incident_and_the_patterns_recommendation_win(
 
 
 def test_a_first_occurrence_and_an_open_incident_render_too(store):
-    incident = store.open_incident(
+    incident = open_incident(
+        store,
         "bot",
         at=DETECTED,
         fingerprint="bot-refused",
-        fingerprint_version=1,
-        signature="",
         check_type="port_open",
         failure_kind="refused",
         reason="127.0.0.1:8080 refused the connection",
@@ -178,12 +160,11 @@ def test_a_postmortem_is_written_atomically_where_expected(store, tmp_path):
 
 
 def test_a_monitor_name_is_made_safe_for_a_file_name(store, tmp_path):
-    incident = store.open_incident(
+    incident = open_incident(
+        store,
         "api:gateway@eu",
         at=DETECTED,
         fingerprint="x",
-        fingerprint_version=1,
-        signature="",
         check_type="port_open",
         failure_kind="refused",
         reason="refused",

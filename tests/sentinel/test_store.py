@@ -14,27 +14,19 @@ from horus.sentinel.store import (
     IncidentStateError,
     SqliteIncidentStore,
 )
+from tests.sentinel.support import open_incident
 
 T0 = 1_771_990_000.0  # 2026-02-25, a few hours past midnight UTC
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = SqliteIncidentStore.open(tmp_path)
-    yield opened
-    opened.close()
-
-
 def open_one(store, monitor="bot", *, at=T0, fingerprint=None, reason="bot.log last written 312 s ago") -> Incident:
     # A real fingerprint covers the monitor's name, so each monitor has its own.
-    return store.open_incident(
+    return open_incident(
+        store,
         monitor,
         at=at,
         fingerprint=fingerprint or f"{monitor}-stale",
-        fingerprint_version=1,
         signature="asyncio.exceptions.timeouterror",
-        check_type="log_staleness",
-        failure_kind="stale",
         reason=reason,
     )
 
@@ -318,14 +310,11 @@ def test_errors_name_the_database_file(tmp_path):
 
 def test_the_engine_may_word_the_detected_and_snapshot_entries(tmp_path):
     store = SqliteIncidentStore.open(tmp_path, max_snapshot_bytes=1024)
-    incident = store.open_incident(
+    incident = open_incident(
+        store,
         "bot",
         at=T0,
         fingerprint="bot-stale",
-        fingerprint_version=1,
-        signature="",
-        check_type="log_staleness",
-        failure_kind="stale",
         reason="bot.log last written 312 s ago",
         message="2 failed checks in a row: bot.log last written 312 s ago",
     )
