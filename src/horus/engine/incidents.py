@@ -418,7 +418,6 @@ class IncidentTracker:
     def _write_postmortem(self, live: _Live, recovered: bool) -> Path:
         store = self.store
         now = self.clock.wall()
-        incident = store.get(live.id)
         timeline = store.timeline(live.id)
         recovered_entries = [e for e in timeline if e.kind == "recovery_confirmed"]
         recovered_at = recovered_entries[-1].at if recovered_entries else None
