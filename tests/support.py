@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -165,3 +166,9 @@ def spawn_daemon(config: Path, state_dir: Path, events: Path, *extra: str) -> su
         )
     finally:
         handle.close()
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    """SIGTERM the daemon and wait for it to exit; its exit code (0 is a clean shutdown)."""
+    daemon.send_signal(signal.SIGTERM)
+    return daemon.wait(timeout=timeout)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support import HORUS_RUN, EventLog, spawn_daemon, wait_until_sync
+from tests.support import HORUS_RUN, EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = HORUS_RUN[:-1]  # python -m horus
 
@@ -64,8 +64,7 @@ def test_a_spent_budget_quarantines_retries_after_retry_in_and_resume_lifts_it_a
         wait_until_sync(lambda: log.named("monitor.resumed"), timeout=10)
         wait_until_sync(lambda: len(heals_of(log, "bot")) >= 4, timeout=10)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
 
 
 @pytest.mark.slow
@@ -89,8 +88,7 @@ def test_a_quarantine_survives_a_restart_of_horus(tmp_path):
         wait_until_sync(lambda: len(second.named("check.failed")) >= 10, timeout=15)
         assert not second.named("heal.started"), "still quarantined after kill -9 and a restart"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
 
 
 @pytest.mark.slow
@@ -134,8 +132,7 @@ def test_a_service_whose_upstream_fails_is_a_symptom_not_restarted_and_rechecked
         wait_until_sync(lambda: heals_of(log, "bot"), timeout=10)
         wait_until_sync(fixed_by_heal.exists, timeout=10)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
     listed = subprocess.run(
         [*HORUS, "incidents", "-c", str(config), "--state-dir", str(tmp_path / "state"), "--json"],
         capture_output=True,
@@ -207,5 +204,4 @@ def test_the_ladder_steps_up_and_the_next_incident_of_the_pattern_starts_at_the_
         assert adapted["step"] == 2 and adapted["learned_from_incident"] == 1
         assert [e["step"] for e in heals_of(log, "bot")] == [1, 2, 2], "the gentle step is skipped this time"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0

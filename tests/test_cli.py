@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EventLog, spawn_daemon, wait_until_sync
+from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 
 def horus(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -182,8 +182,7 @@ def test_run_writes_its_engine_statistics_when_asked_and_stopped(tmp_path):
     events = EventLog(tmp_path / "events.jsonl")
     try:
         wait_until_sync(lambda: len(events.named("check.ok")) >= 5, timeout=20)
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=10) == 0
+        assert stop_daemon(daemon, timeout=10) == 0
     finally:
         daemon.kill()
     stats = json.loads(stats_file.read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import EventLog, SilentServer, spawn_daemon, wait_until_sync
+from tests.support import EventLog, SilentServer, spawn_daemon, stop_daemon, wait_until_sync
 
 DEMO = Path(__file__).parents[1] / "examples" / "demo"
 MAX_AGE = 2.0
@@ -104,7 +104,6 @@ def test_a_hung_bot_gets_sigterm_within_max_age_plus_one_second_even_beside_twen
         assert [h["monitor"] for h in heals] == ["polymarket-bot"]
         assert any(e["monitor"].startswith("hung-api") for e in events.named("check.failed"))
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=15)
+        stop_daemon(daemon, timeout=15)
         os.killpg(keepalive.pid, signal.SIGKILL)
         keepalive.wait(timeout=10)

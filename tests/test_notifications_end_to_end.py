@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.notify.receivers import WebhookReceiver
-from tests.support import HORUS_RUN, EventLog, SilentServer, spawn_daemon, wait_until_sync
+from tests.support import HORUS_RUN, EventLog, SilentServer, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = HORUS_RUN[:-1]  # python -m horus
 
@@ -63,8 +63,7 @@ def test_monitors_failing_together_make_one_message_and_recovered_follows_only_w
         wait_until_sync(lambda: "bot recovered" in receiver.text(), timeout=20)
         assert "feed-0 recovered" not in receiver.text()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         receiver.close()
     assert receiver.text().count("bot healed") == 1, "nothing is sent twice"
     state = ["-c", str(config), "--state-dir", str(tmp_path / "state")]
@@ -90,8 +89,7 @@ def test_a_problem_that_lasts_is_reminded_at_the_interval_not_on_every_check(tmp
         assert reminders <= 3, f"{reminders} reminders over 15 checks (about 3 s): not one per check"
         assert receiver.text().count("feed is failing") == 1
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         receiver.close()
 
 
@@ -128,8 +126,7 @@ def test_a_hanging_channel_delays_no_check_or_heal_and_its_events_survive_kill_9
     try:
         wait_until_sync(lambda: "bot healed (run_script)" in receiver.text(), timeout=30)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         receiver.close()
     assert receiver.text().count("bot healed (run_script)") == 1, "delivered once, not once per attempt"
 
@@ -162,16 +159,14 @@ def test_the_daily_digest_goes_out_once_at_its_time_and_horus_digest_prints_it(t
         wait_until_sync(lambda: "Horus digest for" in receiver.text(), timeout=20)
         wait_until_sync(healed_file.exists, timeout=10)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
     # A restart the same day does not send it again.
     daemon = spawn_daemon(config, state, log.path)
     try:
         wait_until_sync(lambda: len(log.named("horus.started")) == 2, timeout=20)
         wait_until_sync(lambda: len(log.named("check.failed")) >= 10, timeout=20)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         receiver.close()
     assert receiver.text().count("Horus digest for") == 1
     assert len(log.named("digest.sent")) == 1
@@ -206,8 +201,7 @@ def test_a_heal_that_did_not_bring_the_service_back_is_announced_as_not_recovere
     try:
         wait_until_sync(lambda: "bot not recovered after its heal" in receiver.text(), timeout=20)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         receiver.close()
     assert "bot healed (run_script)" in receiver.text(), "the heal itself was announced first"
     assert "has not recovered within 1 s: never does not exist" in receiver.text()

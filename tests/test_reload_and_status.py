@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.support import HORUS_RUN, EventLog, spawn_daemon, wait_until_sync
+from tests.support import HORUS_RUN, EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = HORUS_RUN[:-1]  # python -m horus
 
@@ -60,8 +60,7 @@ def test_sighup_adds_removes_and_changes_monitors_and_a_bad_config_keeps_the_old
         wait_until_sync(lambda: checked(log, "added") > before + 2, timeout=15)
         assert daemon.poll() is None
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=15) == 0
+        assert stop_daemon(daemon, timeout=15) == 0
 
 
 @pytest.mark.slow
@@ -105,8 +104,7 @@ def test_status_shows_each_monitor_and_whether_the_daemon_runs(tmp_path):
         as_json = json.loads(status("--json").stdout)
         assert {m["name"]: m["status"] for m in as_json["monitors"]} == {"fine": "healthy", "broken": "unhealthy"}
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=15) == 0
+        assert stop_daemon(daemon, timeout=15) == 0
     stopped = status()
     assert stopped.stdout.startswith("Horus: not running (last status ")
     assert stopped.returncode == 1

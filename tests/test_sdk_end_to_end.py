@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EventLog, spawn_daemon, wait_until_sync
+from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "bot.py"
 
@@ -63,8 +63,7 @@ def test_horus_restarts_a_bot_its_sdk_watchdog_ended_and_the_heal_names_where_it
         assert started["reason"].startswith("heartbeat ")
         wait_until_sync(lambda: log.named("monitor.recovered"), timeout=20)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=15)
+        stop_daemon(daemon, timeout=15)
         subprocess.run(["pkill", "-f", f"{BOT} --state {state}"], check=False)
 
 
@@ -117,8 +116,7 @@ def test_the_daemon_listens_for_datagram_heartbeats_heals_when_they_stop_and_clo
         assert started["reason"].startswith("heartbeat ") and "old, limit 1 s" in started["reason"]
         assert beater.poll() is None, "the process is alive: only its heartbeat said it stopped working"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=15) == 0
+        assert stop_daemon(daemon, timeout=15) == 0
         if beater is not None:
             beater.kill()
             beater.wait()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HORUS_RUN, EventLog, spawn_daemon, wait_until_sync
+from tests.support import HORUS_RUN, EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = HORUS_RUN[:-1]  # python -m horus
 
@@ -127,8 +126,7 @@ def test_an_incident_from_detection_to_post_mortem_and_its_recurrence(tmp_path):
         go_stale_after_rate_limit(log)
         wait_until_sync(lambda: len(events.named("incident.closed")) == 2, timeout=40)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0
+        assert stop_daemon(daemon, timeout=20) == 0
         subprocess.run(["pkill", "-f", str(script)], check=False)
 
     listed = json.loads(horus(config, state, "incidents", "--json").stdout)
