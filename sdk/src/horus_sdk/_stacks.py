@@ -167,7 +167,7 @@ class Handover:
     A watcher woken by its own timer has to take the GIL from the loop thread. A busy loop lets go of it
     only for the microseconds of each ``select()`` call, so that race lasts milliseconds (sometimes a hundred)
     and the loop runs slower all along. Measured beside a loop doing 56,000 iterations a second: each such
-    wake-up cost the loop 0.5 ms to 7 ms, so a watcher waking 7 times a second took 0.5% to 4.5% of it.
+    wake-up cost the loop 0.5 ms to 7.5 ms on average, so a watcher waking 7 times a second took 0.5% to 4.5% of it.
 
     So while the loop is healthy, its ticker calls :meth:`offer` now and then: the watcher is woken, and
     the loop thread waits for its answer with the GIL let go, about a tenth of a millisecond and never more

@@ -163,15 +163,16 @@ class Heartbeat:
             # reports on (with many channels, encoding the file can take longer than a short interval).
             due = min(next_beat, next_watchdog, time.monotonic() + DATING_PERIOD)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            self._date()
             now = time.monotonic()
             if now >= next_watchdog and self._watchdog_period:
                 self._notify(b"WATCHDOG=1")
                 next_watchdog = max(next_watchdog + self._watchdog_period, now + self._watchdog_period / 2)
             if now >= next_beat:
-                self._beat()
+                self._beat()  # dates the channels as it writes them
                 # After a stall or a slow beat, resume the rhythm from now rather than bursting to catch up.
                 next_beat = max(next_beat + self.interval, time.monotonic() + self.interval / 2)
+            else:
+                self._date()
 
     def _beat(self) -> None:
         self.sequence += 1
