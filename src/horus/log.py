@@ -23,7 +23,10 @@ def get_logger(name: str | None = None) -> Any:
 
 
 def configure(log_format: LogFormat = "console", *, level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route every event to ``stream`` (stderr by default) as console lines or JSON lines."""
+    """Route every event to ``stream`` (stderr by default) as console lines or JSON lines.
+
+    Every event carries ``timestamp``, ISO 8601 in UTC with a ``Z`` (``2026-03-01T12:00:00.123456Z``).
+    """
     out = stream if stream is not None else sys.stderr
     renderer: Any
     if log_format == "json":
@@ -35,7 +38,9 @@ def configure(log_format: LogFormat = "console", *, level: str = "INFO", stream:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=False),
+            # UTC with an explicit "Z": a local time without an offset cannot be compared across hosts,
+            # nor read correctly across a daylight-saving change.
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
         ],
