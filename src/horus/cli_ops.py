@@ -21,7 +21,7 @@ from horus.engine.status import read_status
 from horus.errors import StoreError
 from horus.notify.digest import DIGEST_WINDOW_SECONDS, render_digest
 from horus.notify.outbox import OUTBOX_NAME, Outbox
-from horus.reports import daemon_state, render_status
+from horus.reports import daemon_state, render_status, stale_state_warning
 from horus.sentinel.brief import render_brief
 from horus.sentinel.store import DB_NAME as INCIDENTS_NAME
 from horus.sentinel.store import Incident, IncidentStateError, SqliteIncidentStore
@@ -84,13 +84,18 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
                 heals = store.heals(since=now - DIGEST_WINDOW_SECONDS, limit=1000)
             finally:
                 store.close()
+        snapshot = read_status(directory)
         title, body = render_digest(
             now=now,
             host=socket.gethostname(),
-            snapshot=read_status(directory),
+            snapshot=snapshot,
             heals=heals,
             channels=channel_health(directory),
         )
+        # Read while no daemon keeps it current, the state can be hours old: say so before anything else.
+        warning = stale_state_warning(snapshot, now)
+        if warning is not None:
+            click.echo(warning)
         click.echo(f"{title}\n\n{body}", nl=False)
 
     @main.command()
@@ -98,13 +103,25 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
     @state_dir_option
     @click.argument("name")
     def resume(config_path: Path, state_dir: Path | None, name: str) -> None:
-        """Lift NAME's quarantine and reset its heal budget; a running daemon acts on it within a second."""
+        """Lift NAME's quarantine and reset its heal budget; a running daemon acts on it within a second.
+
+        Exit 0 also when NAME is not quarantined (nothing is changed, and it says so); exit 2 when the config
+        has no monitor NAME."""
         config, directory = state_dir_of(config_path, state_dir)
         if name not in {m.name for m in config.monitors}:
             click.echo(f"{config_path}: no monitor named {name!r}", err=True)
             sys.exit(EXIT_USAGE)
+        # Only a quarantine in the store is lifted: saying "lifted" of a monitor that was never
+        # quarantined would tell the operator that Horus had given up on it.
+        if not (directory / DB_NAME).exists():
+            click.echo(f"{name} is not quarantined; nothing to resume")
+            return
         store = _open_store(directory)
         try:
+            stored = store.load(name)
+            if stored is None or stored.quarantined_until is None:
+                click.echo(f"{name} is not quarantined; nothing to resume")
+                return
             store.request_resume(name, now=time.time())
         finally:
             store.close()

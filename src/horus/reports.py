@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from horus import humanize
 
-__all__ = ["daemon_state", "render_status"]
+__all__ = ["daemon_state", "render_status", "stale_state_warning"]
 
 # A snapshot older than this (the daemon writes one every 5 s) means the daemon is stuck or gone.
 STALE_SNAPSHOT_SECONDS = 30.0
@@ -26,6 +27,24 @@ def daemon_state(snapshot: dict[str, Any] | None, now: float) -> str:
     if age > max(STALE_SNAPSHOT_SECONDS, 3 * float(snapshot.get("every_seconds") or 0)):
         return f"not answering: pid {pid} is alive but its last status is {humanize.duration(age)} old"
     return f"running (pid {pid}, started {_ago(snapshot.get('started_at'), now)})"
+
+
+def stale_state_warning(snapshot: dict[str, Any] | None, now: float) -> str | None:
+    """A first line for a report read from the state dir when no daemon is keeping it current, else None."""
+    if snapshot is None:
+        return "Horus has never run with this state dir; nothing below is observed."
+    state = daemon_state(snapshot, now)
+    if state.startswith("running"):
+        return None
+    written = snapshot.get("written_at")
+    if isinstance(written, int | float):
+        as_of = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(written))
+        since = f"this is the state as of {as_of} ({_ago(written, now)})"
+    else:
+        since = "the state below has no date"
+    if state.startswith("not answering"):
+        return f"Horus is not answering (pid {snapshot.get('pid')} is alive but silent): {since}."
+    return f"Horus is not running: {since}."
 
 
 def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, Any]], now: float) -> str:
