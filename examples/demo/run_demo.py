@@ -1,6 +1,7 @@
 """`make demo`: Horus catches the seed story's hung bot, heals it, and confirms it recovered.
 
-Everything runs in a temporary directory on loopback and stops by itself within two minutes:
+Everything runs in a temporary directory on loopback and stops by itself within two minutes; every
+process it started is stopped and the directory removed however it ends (done, failed, Ctrl-C, SIGTERM):
   - a trading bot kept alive by a restart loop, which logs and then hangs with its process alive;
   - a second bot instrumented with horus-sdk (examples/sdk/bot.py), whose order call hangs too: its own
     watchdog records where it was stuck and ends it, and Horus restarts it and says why;
@@ -14,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +29,8 @@ SDK_BOT = HERE.parent / "sdk" / "bot.py"
 sys.path.insert(0, str(HERE))
 from servers import start_dashboard, start_silent_api  # noqa: E402
 
-DEMO_DEADLINE_SECONDS = 100
+# The demo gives up (exit 1) when it has not seen both heals and recoveries by then; tests shorten it.
+DEMO_DEADLINE_SECONDS = float(os.environ.get("HORUS_DEMO_DEADLINE_SECONDS", "100"))
 LINGER_AFTER_RECOVERY_SECONDS = 4
 
 CONFIG = """\
@@ -68,7 +71,36 @@ def say(message: str) -> None:
 
 
 def main() -> int:
+    # SIGTERM (from `timeout`, CI or a closed terminal) unwinds like Ctrl-C, through every cleanup below.
+    signal.signal(signal.SIGTERM, _interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="horus-demo-"))
+    cleanup = contextlib.ExitStack()  # stops each process the demo started, newest first
+    try:
+        return _demo(workdir, cleanup)
+    except KeyboardInterrupt:
+        say("interrupted: stopping everything the demo started and removing its directory")
+        return 130
+    finally:
+        _close(cleanup)
+        # Processes are stopped before their files are removed, so nothing writes into a removed directory.
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _close(cleanup: contextlib.ExitStack) -> None:
+    """Run the cleanups with Ctrl-C and SIGTERM held off: a second Ctrl-C must not leave a bot running."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cleanup.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _demo(workdir: Path, cleanup: contextlib.ExitStack) -> int:
     log_file = workdir / "bot.log"
     _dashboard, dashboard_port = start_dashboard()
     _api, api_port = start_silent_api()
@@ -91,6 +123,7 @@ def main() -> int:
         ["/bin/sh", str(HERE / "keepalive.sh"), sys.executable, str(HERE / "demo_bot.py"), str(log_file)],
         start_new_session=True,
     )
+    cleanup.callback(_stop_keepalive, keepalive)
     say("starting the horus-sdk bot; its order call will hang at once, with no deadline")
     with sdk_log.open("ab") as sink:
         sdk_bot = subprocess.Popen(
@@ -98,6 +131,7 @@ def main() -> int:
             stdout=sink,
             stderr=sink,
         )
+    cleanup.callback(_stop_sdk_bot, sdk_bot, sdk_state)
     say("starting `horus run`; the first bot will hang on an order call in about 4 s, with its process alive")
     horus = subprocess.Popen(
         [sys.executable, "-m", "horus", "run", "-c", str(config), "--state-dir", str(workdir / "state")],
@@ -106,6 +140,7 @@ def main() -> int:
         text=True,
         start_new_session=True,
     )
+    cleanup.callback(_stop_horus, horus)
     seen = {name: threading.Event() for name in ("healed", "recovered", "sdk_healed", "sdk_recovered")}
     threading.Thread(target=_relay, args=(horus, seen), daemon=True).start()
     deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
@@ -119,8 +154,7 @@ def main() -> int:
                 ok = True
     finally:
         bot_log_before_stop = log_file.read_text() if log_file.exists() else ""
-        _stop(horus, keepalive)
-        _stop_sdk_bot(sdk_bot, sdk_state)
+        _close(cleanup)  # Horus first, then the bots; the results below are read from finished files
     if ok:
         say("done: both hangs detected, both bots healed, recovery confirmed. The first bot's log, scan lines folded:")
         for line in _fold_scans(bot_log_before_stop):
@@ -185,16 +219,25 @@ def _wait(event: threading.Event, deadline: float) -> bool:
     return event.wait(max(0.0, deadline - time.monotonic()))
 
 
-def _stop(horus: subprocess.Popen[str], keepalive: subprocess.Popen[bytes]) -> None:
+def _stop_horus(horus: subprocess.Popen[str]) -> None:
     horus.send_signal(signal.SIGTERM)
     try:
         horus.wait(timeout=10)
     except subprocess.TimeoutExpired:
         horus.kill()
+        horus.wait(timeout=10)
+
+
+def _stop_keepalive(keepalive: subprocess.Popen[bytes]) -> None:
     # The restart loop and the bot share a process group of their own.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(keepalive.pid, signal.SIGTERM)
-    keepalive.wait(timeout=10)
+    try:
+        keepalive.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(keepalive.pid, signal.SIGKILL)
+        keepalive.wait(timeout=10)
 
 
 if __name__ == "__main__":
