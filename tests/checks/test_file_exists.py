@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from horus.checks.base import ProbeContext, Status
 from horus.checks.file_exists import FileExistsCheck, FileExistsOptions
-from horus.errors import ProbeError
+from horus.engine.runner import run_check
 from horus.testing import ShiftedClock
 
 
@@ -41,11 +40,14 @@ async def test_a_missing_file_is_unhealthy_and_names_its_full_path(tmp_path, pro
     assert result.reason == f"report.csv does not exist ({missing})"
 
 
-async def test_a_path_through_a_regular_file_counts_as_missing_not_as_a_probe_error(tmp_path, probe_ctx):
+async def test_a_path_through_a_regular_file_is_a_probe_error_not_a_missing_file(tmp_path, probe_ctx):
+    # The path as written can never exist: the config is wrong, and healing the service would not help.
     (tmp_path / "not-a-dir").write_text("x")
-    result = await make_check(tmp_path / "not-a-dir" / "report.csv").probe(probe_ctx)
-    assert result.status is Status.UNHEALTHY
-    assert result.reason.startswith("report.csv does not exist")
+    run = await run_check(make_check(tmp_path / "not-a-dir" / "report.csv"), probe_ctx, timeout=5)
+    assert run.result.status is Status.ERROR
+    assert run.result.reason == (
+        f"cannot observe {tmp_path / 'not-a-dir' / 'report.csv'}: a path component is not a directory (ENOTDIR)"
+    )
 
 
 async def test_a_directory_where_a_file_was_expected_is_unhealthy(tmp_path, probe_ctx):
@@ -133,15 +135,15 @@ async def test_a_wall_clock_jump_forward_does_not_make_a_fresh_file_stale(tmp_pa
 
 async def test_a_file_that_cannot_be_looked_at_is_a_probe_error_not_unhealthy(tmp_path, probe_ctx):
     if os.geteuid() == 0:
-        pytest.skip("root can look into any directory")
+        pytest.skip("root can look into any directory (tests/checks/test_unobservable_paths.py runs as nobody)")
     locked = tmp_path / "locked"
     locked.mkdir()
     (locked / "report.csv").write_text("x")
     locked.chmod(0)
     try:
-        expected = f"cannot read {locked / 'report.csv'}: Permission denied"
-        with pytest.raises(ProbeError, match=re.escape(expected)):
-            await make_check(locked / "report.csv").probe(probe_ctx)
+        run = await run_check(make_check(locked / "report.csv"), probe_ctx, timeout=5)
+        assert run.result.status is Status.ERROR
+        assert run.result.reason.startswith(f"cannot observe {locked / 'report.csv'}: permission denied")
     finally:
         locked.chmod(0o755)
 

@@ -14,7 +14,6 @@ from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
 from horus.config.types import ExpandedPath, PositiveSeconds
-from horus.errors import ProbeError
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -33,7 +32,8 @@ class FileExistsCheck(Check[FileExistsOptions]):
     Use it for what a job leaves behind: a nightly report, a heartbeat file, a backup. The age is
     watched, not polled: a file that goes stale is noticed just after it crosses the limit, whatever
     the monitor's interval, and a wall clock jump does not make it look fresh or stale. A directory
-    at ``path`` is unhealthy, because a file was expected there.
+    at ``path`` is unhealthy, because a file was expected there. A path Horus cannot look at (through
+    a regular file, a name too long, a directory it may not enter) is a probe error that says why.
     """
 
     options_model = FileExistsOptions
@@ -84,13 +84,13 @@ class FileExistsCheck(Check[FileExistsOptions]):
 
 
 def _stat(path: Path) -> os.stat_result | None:
+    """None when the file is missing. Any other OSError (a path through a regular file, a name too long,
+    a directory Horus may not enter) says nothing about the file, so it is left to the runner to report
+    as a probe error."""
     try:
         return path.stat()
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return None
-    except OSError as exc:
-        # Permission denied on a parent directory says nothing about the file: Horus cannot see it.
-        raise ProbeError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _bytes(size: int) -> str:

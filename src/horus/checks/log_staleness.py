@@ -28,7 +28,8 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     The deadline is watched, not polled: a log that goes stale is noticed within a second of crossing
     the limit, whatever the monitor's interval. Rotation is not a false alarm: after a rename the
     writer's old file is followed until the new one is written, and copytruncate counts as a write.
-    A missing log file is unhealthy.
+    A missing log file is unhealthy; a path Horus cannot look at (through a regular file, a name too
+    long, a directory it may not enter) is a probe error that says why.
     """
 
     options_model = LogStalenessOptions
@@ -92,6 +93,7 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
 
 
 def _stat(path: str) -> os.stat_result | None:
+    """None when the log is missing; any other OSError is the runner's to report as a probe error."""
     try:
         return os.stat(path)
     except FileNotFoundError:

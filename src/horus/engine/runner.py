@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
+import functools
+import os
+import pwd
 import time
 
 from horus import humanize
 from horus.checks.base import Check, CheckResult, ProbeContext
-from horus.errors import ExecError, HealError, ProbeError
+from horus.errors import ExecError, HealError, HealRefused, ProbeError
 from horus.heals.base import Heal, HealContext, HealOutcome
 from horus.log import get_logger
 
-__all__ = ["CheckRun", "run_check", "run_heal", "run_inline"]
+__all__ = ["CheckRun", "describe_os_error", "run_check", "run_heal", "run_inline"]
 
 log = get_logger("horus.engine")
 
@@ -57,11 +61,92 @@ def run_inline(check: Check, ctx: ProbeContext) -> CheckRun:
 
 
 def _probe_broke(check: Check, exc: Exception) -> CheckResult:
-    """A probe that raised says nothing about the service: a probe error, logged when unexpected."""
+    """A probe that raised says nothing about the service: a probe error, logged when unexpected.
+
+    An OSError is the world, not a bug (a path through a regular file, a name too long, a directory
+    Horus may not enter): it becomes a reason in words, and the daemon logs it as ``check.error``
+    like any probe error. Only a real bug gets ``check.crashed`` with its traceback.
+    """
     if isinstance(exc, ProbeError | ExecError):
         return CheckResult.error(str(exc))
+    if isinstance(exc, OSError):
+        separator = " " if exc.filename is not None else ": "
+        return CheckResult.error(f"cannot observe{separator}{describe_os_error(exc)}")
     log.exception("check.crashed", check=check.type)
     return CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
+
+
+# What an errno means to an operator deciding what to fix; others fall back to the system's own words.
+_ERRNO_WORDS = {
+    errno.ENOENT: "no such file or directory",
+    errno.ENOTDIR: "a path component is not a directory",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ELOOP: "a loop of symbolic links, or too many in a row",
+    errno.EIO: "input/output error (a failing disk or a lost network mount?)",
+    errno.ESTALE: "stale file handle (a network mount that went away?)",
+    errno.EMFILE: "too many open files in Horus",
+    errno.ENFILE: "too many open files on this system",
+}
+# Linux's limits (macOS has the same NAME_MAX); a longer name cannot exist, whatever the filesystem.
+NAME_MAX = 255
+PATH_MAX = 4096
+# Longer names are shortened in reasons, so that one line still says what is wrong.
+_SHOWN_NAME = 40
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``/srv/x/file.txt/bot.log: a path component is not a directory (ENOTDIR)``: the path, the
+    problem in words, and the errno name to search for."""
+    code = exc.errno
+    if code is None or code not in errno.errorcode:
+        text = exc.strerror or str(exc) or type(exc).__name__
+    else:
+        if code in (errno.EACCES, errno.EPERM):
+            words = "permission denied" if code == errno.EACCES else "operation not permitted"
+            text = f"{words} (Horus runs as {_running_as()})"
+        elif code == errno.ENAMETOOLONG:
+            text = _too_long(exc.filename)
+        else:
+            text = _ERRNO_WORDS.get(code) or _lowercase_first(exc.strerror or os.strerror(code))
+        text = f"{text} ({errno.errorcode[code]})"
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return text
+    return " -> ".join(_shown_path(p) for p in paths) + f": {text}"
+
+
+def _too_long(filename: object) -> str:
+    if not isinstance(filename, str | bytes):
+        return "a name is too long"
+    raw = os.fsencode(filename)
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return f"a name in the path is too long: {len(longest)} bytes, the system allows {NAME_MAX}"
+    return f"the path is too long: {len(raw)} bytes, the system allows {PATH_MAX}"
+
+
+def _shown_path(filename: object) -> str:
+    if isinstance(filename, bytes):
+        filename = os.fsdecode(filename)
+    if not isinstance(filename, str):
+        return str(filename)
+    half = _SHOWN_NAME // 2
+    return "/".join(
+        part if len(part) <= _SHOWN_NAME else f"{part[:half]}…{part[-half:]}" for part in filename.split("/")
+    )
+
+
+def _lowercase_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+@functools.cache
+def _running_as() -> str:
+    uid = os.geteuid()
+    try:
+        return f"uid {uid}, {pwd.getpwuid(uid).pw_name}"
+    except KeyError:  # a uid with no name, as in many containers
+        return f"uid {uid}"
 
 
 async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutcome:
@@ -73,6 +158,8 @@ async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutco
         if deadline.expired():
             return HealOutcome(ok=False, summary=f"did not finish within {humanize.seconds(timeout)}")
         return HealOutcome(ok=False, summary=f"failed: {_describe_timeout()}")
+    except HealRefused as exc:
+        return HealOutcome(ok=False, summary=str(exc), details=exc.details, permanent=exc.permanent, refused=True)
     except HealError as exc:
         return HealOutcome(ok=False, summary=str(exc), details=exc.details, permanent=exc.permanent)
     except ExecError as exc:
