@@ -11,6 +11,7 @@ import pytest
 from horus.processes import (
     Liveness,
     ProcessIdentity,
+    anchored_pattern,
     display_cmdline,
     find_matching,
     liveness,
@@ -144,3 +145,21 @@ def test_an_identity_names_the_process_that_has_the_pid_now():
     me = ProcessIdentity.of(os.getpid())
     assert me.create_time == psutil.Process().create_time()
     assert "pytest" in me.cmdline
+
+
+def test_an_anchored_pattern_names_the_service_and_not_its_restart_loop():
+    service = ProcessIdentity(101, 1.0, "python3 main.py --mode conservative")
+    loop = ProcessIdentity(100, 1.0, "sh -c while true; do python3 main.py --mode conservative; sleep 5; done")
+    plain = anchored_pattern("main.py --mode conservative", regex=False, services=[service], wrappers=[loop])
+    assert plain == "^python3 main[.]py --mode conservative"
+    regex = anchored_pattern(r"main\.py --mode \w+", regex=True, services=[service], wrappers=[loop])
+    assert regex == r"^python3 (?:main\.py --mode \w+)"
+
+
+def test_no_anchored_pattern_is_offered_when_it_would_repeat_a_secret_or_match_the_wrapper_too():
+    secret = ProcessIdentity(101, 1.0, "python3 --token abc123 main.py")
+    loop = ProcessIdentity(100, 1.0, "sh -c python3 --token abc123 main.py")
+    assert anchored_pattern("main.py", regex=False, services=[secret], wrappers=[loop]) is None
+    service = ProcessIdentity(101, 1.0, "main.py --mode conservative")
+    same_start = ProcessIdentity(100, 1.0, "main.py --mode conservative --supervise")
+    assert anchored_pattern("main.py", regex=False, services=[service], wrappers=[same_start]) is None

@@ -17,7 +17,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -27,6 +27,8 @@ from horus.log import redact_url
 __all__ = [
     "Liveness",
     "ProcessIdentity",
+    "Wrapping",
+    "anchored_pattern",
     "display_cmdline",
     "find_matching",
     "group_members",
@@ -36,6 +38,7 @@ __all__ = [
     "send_signal",
     "signal_group",
     "validate_pattern",
+    "wrappings",
 ]
 
 
@@ -130,6 +133,92 @@ def find_matching(pattern: str, *, regex: bool = False) -> list[ProcessIdentity]
         if matches(cmdline) and not _is_descendant(pid, own_pid):
             found.append(ProcessIdentity(pid, create_time, cmdline))
     return sorted(found, key=lambda identity: identity.pid)
+
+
+@dataclass(frozen=True)
+class Wrapping:
+    """Two matches of one pattern where ``outer`` runs ``inner``: a restart loop (``sh -c 'while true; do
+    python main.py; done'``), a ``nohup``/``timeout``/``env`` wrapper or a launcher script whose own command
+    line holds the pattern too."""
+
+    outer: ProcessIdentity
+    inner: ProcessIdentity
+    parent: bool  # outer is inner's parent, not a further ancestor
+
+    @property
+    def relation(self) -> str:
+        return "the parent" if self.parent else "an ancestor"
+
+
+# Deeper chains than this are not followed: real wrappers nest two or three levels.
+MAX_ANCESTRY_DEPTH = 64
+
+
+def wrappings(matches: Sequence[ProcessIdentity]) -> list[Wrapping]:
+    """Every pair of ``matches`` in which one is an ancestor of the other, innermost first per process.
+
+    An ancestor counts only while its start time is the one recorded in ``matches``, so a reused pid is
+    never taken for a wrapper. Processes that exit while the chains are read are left out.
+    """
+    by_pid = {m.pid: m for m in matches}
+    found: list[Wrapping] = []
+    for inner in matches:
+        current, depth = inner.pid, 0
+        try:
+            while current > 1 and depth < MAX_ANCESTRY_DEPTH:
+                current = psutil.Process(current).ppid()
+                depth += 1
+                outer = by_pid.get(current)
+                if outer is not None and psutil.Process(current).create_time() == outer.create_time:
+                    found.append(Wrapping(outer, inner, parent=depth == 1))
+        except psutil.Error:  # a process of the chain exited: what was found so far stands
+            continue
+    return found
+
+
+def anchored_pattern(
+    pattern: str, *, regex: bool, services: Sequence[ProcessIdentity], wrappers: Sequence[ProcessIdentity]
+) -> str | None:
+    """A ``regex: true`` pattern anchored at the start of the services' own command line, such as
+    ``^python main[.]py --mode conservative``, that matches every one of ``services`` and none of
+    ``wrappers`` now; None when there is no such pattern to offer.
+
+    Metacharacters are written as one-character classes (``[.]``) rather than with backslashes, so the
+    suggestion can be pasted into YAML, TOML or JSON as it is.
+    """
+    compiled = re.compile(pattern) if regex else None
+    prefixes = set()
+    for service in services:
+        if compiled is not None:
+            found = compiled.search(service.cmdline)
+            start = found.start() if found else -1
+        else:
+            start = service.cmdline.find(pattern)
+        if start < 0:
+            return None
+        prefixes.add(service.cmdline[:start])
+    if len(prefixes) != 1:
+        return None
+    prefix = prefixes.pop()
+    if display_cmdline(prefix) != " ".join(prefix.split()):
+        return None  # the prefix holds something display_cmdline masks: never repeat a secret
+    candidate = "^" + _literal(prefix) + (f"(?:{pattern})" if regex else _literal(pattern))
+    anchored = re.compile(candidate)
+    if all(anchored.search(s.cmdline) for s in services) and not any(anchored.search(w.cmdline) for w in wrappers):
+        return candidate
+    return None
+
+
+def _literal(text: str) -> str:
+    out = []
+    for char in text:
+        if char in ".*+?{}()|$":
+            out.append(f"[{char}]")
+        elif char in "[]\\^":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _is_descendant(pid: int, ancestor: int) -> bool:

@@ -16,6 +16,7 @@ from horus.heals.base import HealContext
 from horus.heals.kill_process import KillProcessHeal, KillProcessOptions, kill_processes
 from horus.processes import ProcessIdentity, display_cmdline
 from tests.process_support import IGNORE_SIGTERM, LEADER_WITH_WORKER, NOTE_SIGNALS, ProcessSpawner
+from tests.restart_loop import RestartLoop
 from tests.support import wait_until
 
 CTX = HealContext(clock=SystemClock(), monitor="polymarket-bot")
@@ -206,3 +207,67 @@ def test_defaults_are_one_sigterm_with_ten_seconds_grace_to_a_single_process():
 def test_the_runner_timeout_never_cuts_the_grace_period_short():
     assert make_heal("main.py", grace_seconds=60).timeout_seconds(30) == 75
     assert make_heal("main.py", grace_seconds=1).timeout_seconds(30) == 30
+
+
+@pytest.fixture
+def restart_loop() -> Iterator[RestartLoop]:
+    loop = RestartLoop()
+    yield loop
+    loop.close()
+
+
+async def test_a_pattern_matching_a_restart_loop_and_its_service_is_refused_with_the_way_to_name_the_service(
+    restart_loop,
+):
+    service = restart_loop.first_service
+    shell = restart_loop.shell
+    with pytest.raises(HealRefused) as refused:
+        await make_heal(restart_loop.pattern).run(CTX)
+    assert refused.value.permanent is True
+    message = str(refused.value)
+    assert message.startswith(f"2 processes match '{restart_loop.pattern}', more than max_matches 1; nothing")
+    assert f"pid {shell.pid} (/bin/sh -c while true; do " in message
+    assert f"is the parent of pid {service.pid} ({display_cmdline(service.cmdline()[0])}" in " ".join(message.split())
+    assert "a wrapper or restart loop whose own command line holds the pattern too" in message
+    assert "set ignore_wrappers: true" in message
+    assert "Raising max_matches would signal the loop too" in message
+    assert restart_loop.service() is not None and restart_loop.service().pid == service.pid, "nothing was signalled"
+
+    # The pattern the refusal offers names the service alone: healing with it restarts the service, not the loop.
+    suggested = message.split("process_pattern: '", 1)[1].split("'", 1)[0]
+    assert suggested.startswith("^")
+    outcome = await make_heal(suggested, regex=True).run(CTX)
+    assert outcome.ok, outcome.summary
+    assert [t["pid"] for t in outcome.details["targets"]] == [service.pid]
+    assert restart_loop.wait_for_service(other_than=service.pid).pid != service.pid
+    assert shell.is_running()
+
+
+async def test_ignore_wrappers_signals_only_the_service_and_the_loop_restarts_it(restart_loop):
+    service = restart_loop.first_service
+    outcome = await make_heal(restart_loop.pattern, ignore_wrappers=True).run(CTX)
+    assert outcome.ok, outcome.summary
+    assert [t["pid"] for t in outcome.details["targets"]] == [service.pid]
+    assert restart_loop.shell.is_running(), "the loop is never signalled"
+    assert restart_loop.wait_for_service(other_than=service.pid).pid != service.pid
+
+
+async def test_ignore_wrappers_with_process_group_is_refused_when_the_group_holds_the_loop(restart_loop):
+    service = restart_loop.first_service
+    with pytest.raises(HealRefused) as refused:
+        await make_heal(restart_loop.pattern, ignore_wrappers=True, process_group=True).run(CTX)
+    message = str(refused.value)
+    assert f"pid {service.pid} (" in message
+    assert f"shares its process group with pid {restart_loop.shell.pid} (" in message
+    assert "nothing was signalled" in message
+    assert restart_loop.service().pid == service.pid
+
+
+async def test_ignore_wrappers_still_refuses_more_services_than_max_matches(spawner):
+    marker = spawner.marker()
+    for _ in range(2):
+        spawner.detached(marker)
+    with pytest.raises(HealRefused) as refused:
+        await make_heal(marker, ignore_wrappers=True).run(CTX)
+    assert str(refused.value).startswith(f"2 processes match '{marker}', more than max_matches 1")
+    assert "wrapper" not in str(refused.value)

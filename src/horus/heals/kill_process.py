@@ -26,6 +26,8 @@ from horus.log import get_logger
 from horus.processes import (
     Liveness,
     ProcessIdentity,
+    Wrapping,
+    anchored_pattern,
     display_cmdline,
     find_matching,
     group_members,
@@ -34,9 +36,10 @@ from horus.processes import (
     protected_pids,
     send_signal,
     signal_group,
+    wrappings,
 )
 
-__all__ = ["KillProcessHeal", "KillProcessOptions", "kill_processes"]
+__all__ = ["KillProcessHeal", "KillProcessOptions", "kill_processes", "refusal_now", "select_targets"]
 
 # How long a process gets to disappear after SIGKILL; longer means it is stuck in the kernel.
 KILL_WAIT_SECONDS = 5.0
@@ -46,6 +49,8 @@ MAX_POLL_SECONDS = 0.1
 # Room beyond the grace period for matching, the SIGKILL wait and a slow machine.
 TIMEOUT_MARGIN_SECONDS = 15.0
 LISTED_IN_REFUSAL = 10
+# Command lines inside the explanation of a wrapper are cut shorter than in the list of matches.
+SHORT_CMDLINE = 60
 
 
 class KillProcessOptions(HealOptions, ProcessPatternOptions):
@@ -54,6 +59,7 @@ class KillProcessOptions(HealOptions, ProcessPatternOptions):
     grace_seconds: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     max_matches: int = Field(default=1, ge=1)
     process_group: bool = False
+    ignore_wrappers: bool = False
 
 
 class KillProcessHeal(Heal[KillProcessOptions]):
@@ -78,6 +84,20 @@ class KillProcessHeal(Heal[KillProcessOptions]):
     - Signal a process group that holds Horus, one of its ancestors or PID 1 (refused instead).
 
     When nothing matches, the heal fails without signalling: the service may be restarting.
+
+    Wrappers and restart loops. Under ``sh -c 'while true; do python main.py --mode conservative; sleep
+    5; done'`` the pattern ``main.py --mode conservative`` matches the shell too, so two processes match
+    and the heal is refused. The refusal then says which match runs which ("pid 100 (sh -c while true;
+    ...) is the parent of pid 101 (python main.py ...)") and how to name the service alone: a
+    ``regex: true`` pattern anchored on the service's own command line, which it spells out when one
+    exists (``^python main[.]py --mode conservative``), or ``ignore_wrappers: true``. With
+    ``ignore_wrappers: true`` (off by default) a match that is the parent or an ancestor of another match
+    is left alone and not counted, so only the innermost processes are signalled and the loop lives on
+    to restart the service; ``max_matches`` still applies to what remains. Together with
+    ``process_group: true`` the heal is refused when the service shares its process group with a wrapper
+    it leaves alone, as a shell loop's child does: signalling the group would stop the loop too.
+    `horus check` and `horus validate` print the same explanation as a warning when the pattern matches
+    more than ``max_matches`` processes at that moment.
     """
 
     options_model = KillProcessOptions
@@ -88,21 +108,7 @@ class KillProcessHeal(Heal[KillProcessOptions]):
 
     async def run(self, ctx: HealContext) -> HealOutcome:
         pattern = self.options.process_pattern
-        limit = self.options.max_matches
-        try:
-            matches = await asyncio.to_thread(find_matching, pattern, regex=self.options.regex)
-        except (OSError, psutil.Error) as exc:
-            raise HealError(f"cannot list processes: {exc}") from exc
-        if not matches:
-            raise HealError(f"no process matches {pattern!r}; nothing to kill")
-        if len(matches) > limit:
-            listed = "; ".join(_describe(m) for m in matches[:LISTED_IN_REFUSAL])
-            if len(matches) > LISTED_IN_REFUSAL:
-                listed += f"; and {len(matches) - LISTED_IN_REFUSAL} more"
-            raise HealRefused(
-                f"{len(matches)} processes match {pattern!r}, more than max_matches {limit}; "
-                f"nothing was signalled: {listed}"
-            )
+        matches = await asyncio.to_thread(select_targets, self.options)
         outcome = await kill_processes(
             matches,
             sig=resolve_signal(self.options.signal),
@@ -111,6 +117,99 @@ class KillProcessHeal(Heal[KillProcessOptions]):
             clock=ctx.clock,
         )
         return dataclasses.replace(outcome, details={"pattern": pattern, **outcome.details})
+
+
+def select_targets(options: KillProcessOptions) -> list[ProcessIdentity]:
+    """The processes the heal would signal now. Raises HealRefused (permanent) when more than
+    ``max_matches`` match, explaining any wrapper among them, and HealError when none does."""
+    pattern = options.process_pattern
+    try:
+        matches = find_matching(pattern, regex=options.regex)
+        wrapped = wrappings(matches) if len(matches) > 1 else []
+    except (OSError, psutil.Error) as exc:
+        raise HealError(f"cannot list processes: {exc}") from exc
+    if not matches:
+        raise HealError(f"no process matches {pattern!r}; nothing to kill")
+    if options.ignore_wrappers and wrapped:
+        outers = {w.outer.pid for w in wrapped}
+        matches = [m for m in matches if m.pid not in outers]
+        if options.process_group:
+            _refuse_group_shared_with_wrapper(matches, wrapped)
+        wrapped = []
+    if len(matches) > options.max_matches:
+        raise HealRefused(_too_many(options, matches, wrapped))
+    return matches
+
+
+def refusal_now(options: KillProcessOptions) -> str | None:
+    """Why the heal would be refused if it ran now because of what its pattern matches, or None.
+
+    For `horus check` and `horus validate`: nothing matching now is not reported (the service may be
+    down at the moment), only a pattern that names too many processes.
+    """
+    try:
+        select_targets(options)
+    except HealRefused as refused:
+        return str(refused)
+    except HealError:
+        return None
+    return None
+
+
+def _too_many(options: KillProcessOptions, matches: list[ProcessIdentity], wrapped: list[Wrapping]) -> str:
+    pattern, limit = options.process_pattern, options.max_matches
+    listed = "; ".join(_describe(m) for m in matches[:LISTED_IN_REFUSAL])
+    if len(matches) > LISTED_IN_REFUSAL:
+        listed += f"; and {len(matches) - LISTED_IN_REFUSAL} more"
+    message = (
+        f"{len(matches)} processes match {pattern!r}, more than max_matches {limit}; nothing was signalled: {listed}"
+    )
+    if not wrapped:
+        return message
+    pairs = "; ".join(f"{_short(w.outer)} is {w.relation} of {_short(w.inner)}" for w in wrapped[:LISTED_IN_REFUSAL])
+    if len(wrapped) > LISTED_IN_REFUSAL:
+        pairs += f"; and {len(wrapped) - LISTED_IN_REFUSAL} more such pairs"
+    outers = {w.outer.pid for w in wrapped}
+    services = [m for m in matches if m.pid not in outers]
+    wrappers = [m for m in matches if m.pid in outers]
+    message += (
+        f". {pairs}: a wrapper or restart loop whose own command line holds the pattern too, "
+        "so the pattern names the loop as well as the service"
+    )
+    if len(services) > limit:
+        return message + f". Without the wrappers {len(services)} processes still match: narrow the pattern"
+    ways = []
+    anchored = anchored_pattern(pattern, regex=options.regex, services=services, wrappers=wrappers)
+    if anchored is not None:
+        quoted = "'" + anchored.replace("'", "''") + "'"
+        ways.append(f"anchor the pattern on the service's own command line: regex: true, process_pattern: {quoted}")
+    ways.append("set ignore_wrappers: true to signal only the innermost match and leave the loop running")
+    return (
+        message + ". To select the service alone, " + "; or ".join(ways) + ". Raising max_matches would signal "
+        "the loop too"
+    )
+
+
+def _refuse_group_shared_with_wrapper(targets: list[ProcessIdentity], wrapped: list[Wrapping]) -> None:
+    for target in targets:
+        for wrapping in wrapped:
+            if wrapping.inner.pid != target.pid:
+                continue
+            try:
+                shared = os.getpgid(target.pid) == os.getpgid(wrapping.outer.pid)
+            except ProcessLookupError:
+                continue
+            if shared:
+                raise HealRefused(
+                    f"{_short(target)} shares its process group with {_short(wrapping.outer)}, the wrapper "
+                    "ignore_wrappers leaves alone: with process_group: true signalling the group would stop "
+                    "the wrapper too; nothing was signalled. Set process_group: false, or start the service "
+                    "in a process group of its own"
+                )
+
+
+def _short(process: ProcessIdentity) -> str:
+    return f"pid {process.pid} ({display_cmdline(process.cmdline, SHORT_CMDLINE)})"
 
 
 @dataclass
