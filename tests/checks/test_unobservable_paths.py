@@ -19,6 +19,7 @@ import pytest
 from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 NOBODY = 65534
+LONG_PATH = "/".join(["c" * 250] * 20)  # each name is allowed, the whole path is not
 
 
 def horus(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -44,13 +45,15 @@ def hostile_config(directory: Path) -> Path:
     (directory / "file.txt").write_text("not a directory")
     (directory / "loop-a").symlink_to(directory / "loop-b")
     (directory / "loop-b").symlink_to(directory / "loop-a")
+    (directory / "long-link").symlink_to(directory / ("x" * 300))
     locked = directory / "locked"
     locked.mkdir()
     (locked / "bot.log").write_text("hello\n")
     locked.chmod(0)
     monitors = [
         {"name": "notdir", "check": {"type": "log_staleness", "log_file": f"{directory}/file.txt/bot.log"}},
-        {"name": "toolong", "check": {"type": "log_staleness", "log_file": f"{directory}/{'c' * 300}.log"}},
+        {"name": "toolong", "check": {"type": "log_staleness", "log_file": f"{directory}/{LONG_PATH}/bot.log"}},
+        {"name": "longlink", "check": {"type": "log_staleness", "log_file": f"{directory}/long-link"}},
         {"name": "loop", "check": {"type": "log_staleness", "log_file": f"{directory}/loop-a/bot.log"}},
         {"name": "locked", "check": {"type": "log_staleness", "log_file": f"{locked}/bot.log"}},
         {"name": "report", "check": {"type": "file_exists", "path": f"{directory}/file.txt/report.csv"}},
@@ -80,7 +83,11 @@ def test_horus_check_gives_a_reason_for_every_path_it_cannot_look_at_and_no_trac
     assert rows["notdir"]["reason"] == (
         f"cannot observe {world}/file.txt/bot.log: a path component is not a directory (ENOTDIR)"
     )
-    assert rows["toolong"]["reason"].endswith("too long: 304 bytes, the system allows 255 (ENAMETOOLONG)")
+    assert rows["toolong"]["reason"].endswith("bytes, the system allows 4096 (ENAMETOOLONG)")
+    assert rows["longlink"]["reason"] == (
+        f"cannot observe {world}/long-link: a name is too long in the path or in a symbolic link it follows"
+        " (ENAMETOOLONG)"
+    )
     assert rows["loop"]["reason"].endswith("(ELOOP)")
     assert rows["report"]["reason"].endswith("a path component is not a directory (ENOTDIR)")
 

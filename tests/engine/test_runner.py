@@ -13,7 +13,8 @@ from horus.checks.file_exists import FileExistsCheck, FileExistsOptions
 from horus.checks.log_staleness import LogStalenessCheck, LogStalenessOptions
 from horus.engine.runner import describe_os_error, run_check, run_inline
 
-LONG_NAME = "b" * 300
+LONG_NAME = "b" * 250  # each name is allowed (255 at most); twenty of them are not (4096)
+LONG_PATH = "/".join([LONG_NAME] * 20)
 
 
 def log_check(path) -> LogStalenessCheck:
@@ -31,15 +32,17 @@ def hostile_paths(tmp_path):
     (tmp_path / "file.txt").write_text("not a directory")
     (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    (tmp_path / "long-link").symlink_to(tmp_path / ("x" * 300))
     return {
         "ENOTDIR": (tmp_path / "file.txt" / "bot.log", "a path component is not a directory (ENOTDIR)"),
-        "ENAMETOOLONG": (tmp_path / f"{LONG_NAME}.log", "a name in the path is too long"),
+        "ENAMETOOLONG": (tmp_path / LONG_PATH / "bot.log", "the path is too long"),
+        "link-too-long": (tmp_path / "long-link", "a name is too long in the path or in a symbolic link it follows"),
         "ELOOP": (tmp_path / "loop-a" / "bot.log", "a loop of symbolic links, or too many in a row (ELOOP)"),
     }
 
 
 @pytest.mark.parametrize("make", [log_check, file_check], ids=["log_staleness", "file_exists"])
-@pytest.mark.parametrize("case", ["ENOTDIR", "ENAMETOOLONG", "ELOOP"])
+@pytest.mark.parametrize("case", ["ENOTDIR", "ENAMETOOLONG", "link-too-long", "ELOOP"])
 async def test_a_path_that_cannot_be_observed_is_a_located_probe_error_without_a_traceback(
     tmp_path, probe_ctx, make, case
 ):
@@ -64,9 +67,12 @@ async def test_the_path_is_named_in_the_reason_and_a_too_long_name_is_shortened(
     assert run.result.reason == f"cannot observe {notdir}: a path component is not a directory (ENOTDIR)"
     long_path, _ = paths["ENAMETOOLONG"]
     run = await run_check(log_check(long_path), probe_ctx, timeout=5)
-    assert LONG_NAME not in run.result.reason  # a 300-character name would hide the rest of the reason
+    assert LONG_NAME not in run.result.reason  # 250-character names would hide the rest of the reason
     assert f"{tmp_path}/bbbb" in run.result.reason
-    assert "a name in the path is too long: 304 bytes, the system allows 255 (ENAMETOOLONG)" in run.result.reason
+    size = len(os.fsencode(str(long_path)))
+    assert run.result.reason.endswith(
+        f"bot.log: the path is too long: {size} bytes, the system allows 4096 (ENAMETOOLONG)"
+    )
 
 
 async def test_a_missing_log_is_still_unhealthy_not_a_probe_error(tmp_path, probe_ctx):

@@ -116,13 +116,13 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _too_long(filename: object) -> str:
-    if not isinstance(filename, str | bytes):
-        return "a name is too long"
-    raw = os.fsencode(filename)
+    raw = os.fsencode(filename) if isinstance(filename, str | bytes) else b""
     longest = max(raw.split(b"/"), key=len)
     if len(longest) > NAME_MAX:
         return f"a name in the path is too long: {len(longest)} bytes, the system allows {NAME_MAX}"
-    return f"the path is too long: {len(raw)} bytes, the system allows {PATH_MAX}"
+    if len(raw) > PATH_MAX:
+        return f"the path is too long: {len(raw)} bytes, the system allows {PATH_MAX}"
+    return "a name is too long in the path or in a symbolic link it follows"
 
 
 def _shown_path(filename: object) -> str:
