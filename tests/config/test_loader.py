@@ -108,8 +108,15 @@ def test_a_syntax_error_is_located_by_line_and_column(tmp_path):
 
 
 def test_a_duplicate_json_key_is_an_error_not_a_silent_override(tmp_path):
-    [issue] = issues_of(write(tmp_path, "c.json", '{"monitors": [], "monitors": []}'))
-    assert "duplicate key 'monitors'" in issue
+    issues = issues_of(write(tmp_path, "c.json", '{"monitors": [], "monitors": []}'))
+    assert "monitors: set twice, on line 1 (columns 2 and 18): only one value can count; keep one" in issues
+
+
+def test_an_option_named_like_its_check_type_is_located_once(tmp_path):
+    text = '{"monitors": [{"name": "a", "check": {"type": "command", "command": [], "cwd": "x"}}]}'
+    issues = issues_of(write(tmp_path, "c.json", text))
+    assert "monitors[0] (a).check.command: argv must not be empty" in issues
+    assert "monitors[0] (a).check.cwd: must be an absolute path (or start with ~), got 'x'" in issues
 
 
 def test_an_unknown_extension_is_refused(tmp_path):

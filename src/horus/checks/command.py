@@ -8,7 +8,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
-from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds, require_shell_for_strings
+from horus.config.types import AbsolutePath, CommandLine, PositiveSeconds, require_shell_for_strings
 from horus.errors import ExecError, ProbeError
 from horus.execution import run_command
 
@@ -22,7 +22,7 @@ class CommandOptions(CheckOptions):
     type: Literal["command"]
     command: CommandLine
     shell: bool = False
-    cwd: ExpandedPath | None = None
+    cwd: AbsolutePath | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: PositiveSeconds | None = None
 

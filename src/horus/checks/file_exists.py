@@ -13,7 +13,7 @@ from pydantic import Field
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
-from horus.config.types import ExpandedPath, PositiveSeconds
+from horus.config.types import AbsolutePath, PositiveSeconds
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -21,7 +21,7 @@ DEADLINE_MARGIN_SECONDS = 0.05
 
 class FileExistsOptions(CheckOptions):
     type: Literal["file_exists"]
-    path: ExpandedPath
+    path: AbsolutePath
     max_age_seconds: PositiveSeconds | None = None
     min_size: int | None = Field(default=None, ge=0)
 

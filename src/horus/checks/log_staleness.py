@@ -10,7 +10,7 @@ from typing import Literal
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
-from horus.config.types import ExpandedPath, PositiveSeconds
+from horus.config.types import AbsolutePath, PositiveSeconds
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -18,7 +18,7 @@ DEADLINE_MARGIN_SECONDS = 0.05
 
 class LogStalenessOptions(CheckOptions):
     type: Literal["log_staleness"]
-    log_file: ExpandedPath
+    log_file: AbsolutePath
     max_age_seconds: PositiveSeconds
 
 

@@ -7,10 +7,11 @@ problem at once, each located with its path and its monitor's name::
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
 import os
 import re
 import tomllib
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,7 @@ def load_config(path: str | os.PathLike[str]) -> HorusConfig:
 
 
 def parse_config(text: str, *, suffix: str, source: str = "<config>") -> HorusConfig:
-    raw = _parse(text, suffix, source)
-    issues: list[ConfigIssue] = []
+    raw, issues = _parse(text, suffix, source)
     data = expand_env(raw, issues)
     issues += _duplicate_names(data)
     env_locations = {issue.location for issue in issues}
@@ -59,27 +59,19 @@ def parse_config(text: str, *, suffix: str, source: str = "<config>") -> HorusCo
     raise ConfigError(source, sorted(issues, key=_issue_order))
 
 
-def _parse(text: str, suffix: str, source: str) -> Any:
+def _parse(text: str, suffix: str, source: str) -> tuple[Any, list[ConfigIssue]]:
+    """The document, and the keys it sets twice (reported with every other error, not instead of them)."""
     if suffix == ".json":
-        duplicates: list[str] = []
-
-        def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            counts = Counter(key for key, _ in pairs)
-            duplicates.extend(key for key, n in counts.items() if n > 1)
-            return dict(pairs)
-
         try:
-            raw = json.loads(text, object_pairs_hook=no_duplicate_keys)
+            raw = json.loads(text, object_pairs_hook=_KeyedMapping.from_pairs)
         except json.JSONDecodeError as exc:
             raise ConfigError(source, [ConfigIssue(f"line {exc.lineno} column {exc.colno}", exc.msg)]) from exc
-        if duplicates:
-            issues = [
-                ConfigIssue("", f"duplicate key {key!r}: the later value would silently win") for key in duplicates
-            ]
-            raise ConfigError(source, issues)
+        if _KeyedMapping.any_repeated(raw):
+            # Rare, so only then is the file read again, slowly, to say on which lines each key was set.
+            raw = _PositionalJSONDecoder(text).decode(text)
     elif suffix in (".yaml", ".yml"):
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader that also keeps key lines
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -89,13 +81,185 @@ def _parse(text: str, suffix: str, source: str) -> Any:
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(source, [ConfigIssue("", str(exc))]) from exc
+            raise ConfigError(source, [_toml_issue(exc, text)]) from exc
     else:
         known = ", ".join(SUPPORTED_SUFFIXES)
         raise ConfigError(source, [ConfigIssue("", f"unsupported config format {suffix or '(none)'!r}; use {known}")])
     if not isinstance(raw, Mapping):
         raise ConfigError(source, [ConfigIssue("", "the top level must be a mapping with a 'monitors' list")])
-    return raw
+    return raw, _repeated_keys(raw)
+
+
+class _KeyedMapping(dict[Any, Any]):
+    """A mapping read from the file that remembers which of its keys were set more than once, and where
+    (1-based line and column of each time; None where the parser does not say)."""
+
+    repeated: list[tuple[Any, list[tuple[int, int] | None]]]
+
+    def __init__(self, pairs: list[tuple[Any, Any]], positions: list[tuple[int, int] | None] | None = None) -> None:
+        super().__init__(pairs)
+        self.repeated = []
+        if len(self) == len(pairs):
+            return
+        where: dict[Any, list[tuple[int, int] | None]] = {}
+        for index, (key, _) in enumerate(pairs):
+            where.setdefault(key, []).append(positions[index] if positions else None)
+        self.repeated = [(key, places) for key, places in where.items() if len(places) > 1]
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[Any, Any]]) -> _KeyedMapping:
+        return cls(pairs)
+
+    @staticmethod
+    def any_repeated(node: Any) -> bool:
+        if isinstance(node, _KeyedMapping):
+            return bool(node.repeated) or any(_KeyedMapping.any_repeated(v) for v in node.values())
+        if isinstance(node, list):
+            return any(_KeyedMapping.any_repeated(v) for v in node)
+        return False
+
+
+class _PositionalJSONDecoder(json.JSONDecoder):
+    """The pure-Python JSON parser, told where each object starts so that its keys can be placed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+        self.parse_object = self._parse_object
+        # The C scanner ignores parse_object; these two documented-in-source helpers are not in typeshed.
+        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
+
+    def _parse_object(self, s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        strict, scan_once, _hook, _pairs_hook, *memo = args
+        pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_once, None, list, *memo)  # type: ignore[attr-defined]
+        if len(pairs) == len({key for key, _ in pairs}):
+            return _KeyedMapping(pairs), end
+        positions: list[tuple[int, int] | None] = [
+            _line_and_column(self._text, offset) for offset in _json_key_offsets(self._text, s_and_end[1], end)
+        ]
+        return _KeyedMapping(pairs, positions if len(positions) == len(pairs) else None), end
+
+
+_JSON_COLON = re.compile(r"\s*:")
+
+
+def _json_key_offsets(text: str, start: int, end: int) -> list[int]:
+    """Where each key of the JSON object between ``start`` and ``end`` begins, skipping nested values."""
+    offsets = []
+    depth = 0
+    i = start
+    while i < end:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if depth == 0 and _JSON_COLON.match(text, j + 1):
+                offsets.append(i)
+            i = j + 1
+            continue
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+        i += 1
+    return offsets
+
+
+def _line_and_column(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that each mapping remembers the keys it was given twice and on which lines."""
+
+
+def _construct_yaml_mapping(loader: _YamlLoader, node: yaml.MappingNode) -> Any:
+    data = _KeyedMapping([])
+    yield data
+    # Read before construct_mapping folds in ``<<`` merges: overriding a merged key is what merges are for.
+    seen: dict[tuple[str, str], list[tuple[int, int] | None]] = {}
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            mark = key_node.start_mark
+            seen.setdefault((key_node.tag, key_node.value), []).append((mark.line + 1, mark.column + 1))
+    data.update(loader.construct_mapping(node))
+    data.repeated = [
+        (loader.construct_object(_first_key(node, tag, value)), places)
+        for (tag, value), places in seen.items()
+        if len(places) > 1
+    ]
+
+
+def _first_key(node: yaml.MappingNode, tag: str, value: str) -> yaml.Node:
+    return next(k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and (k.tag, k.value) == (tag, value))
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:map", _construct_yaml_mapping)
+
+
+def _repeated_keys(document: Any) -> list[ConfigIssue]:
+    """Every key set twice in one mapping: only one of the values would count, and the reader cannot tell which."""
+    issues: list[ConfigIssue] = []
+    done: set[int] = set()
+
+    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, (*loc, index))
+            return
+        if not isinstance(node, _KeyedMapping) or id(node) in done:
+            return
+        done.add(id(node))  # a YAML alias shares its mapping; say it once
+        for key, places in node.repeated:
+            location = format_location((*loc, str(key)), document)
+            issues.append(ConfigIssue(location, f"set twice, {_places(places)}: only one value can count; keep one"))
+        for key, value in node.items():
+            walk(value, (*loc, str(key)))
+
+    walk(document, ())
+    return issues
+
+
+def _places(places: list[tuple[int, int] | None]) -> str:
+    known = [p for p in places if p is not None]
+    if len(known) != len(places):
+        return "or more"
+    lines = [line for line, _ in known]
+    if len(set(lines)) == 1:
+        columns = " and ".join(str(column) for _, column in known)
+        return f"on line {lines[0]} (columns {columns})"
+    return "on lines " + " and ".join(map(str, lines))
+
+
+_TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_TOML_TABLE_TWICE = re.compile(r"Cannot declare \((.*)\) twice")
+_TOML_KEY = re.compile(r"""([A-Za-z0-9_.\-]+|"[^"]*"|'[^']*')\s*=""")
+
+
+def _toml_issue(exc: tomllib.TOMLDecodeError, text: str) -> ConfigIssue:
+    """tomllib's message, located like the other formats' (``line 6 column 16``), and a value set twice
+    named by its key and table, which tomllib leaves out."""
+    message = str(exc)
+    where = _TOML_WHERE.search(message)
+    if where is None:
+        return ConfigIssue("", message)
+    line, column = int(where.group(1)), int(where.group(2))
+    message = message[: where.start()]
+    if message == "Cannot overwrite a value":
+        lines = text.splitlines()
+        current = lines[line - 1][: column - 1] if line <= len(lines) else ""
+        keys = _TOML_KEY.findall(current)
+        tables = [t for t in lines[: line - 1] if t.lstrip().startswith("[")]
+        table = f" (in {tables[-1].strip()})" if tables else ""
+        if keys:
+            key = keys[-1].strip("\"'")
+            message = f"key {key!r} set twice{table}: only one value can count"
+    elif declared := _TOML_TABLE_TWICE.fullmatch(message):
+        name = ".".join(re.findall(r"'((?:[^'\\]|\\.)*)'", declared.group(1)))
+        message = f"table [{name}] declared twice: only one can count"
+    return ConfigIssue(f"line {line} column {column}", message)
 
 
 def expand_env(document: Any, issues: list[ConfigIssue]) -> Any:
@@ -161,7 +325,13 @@ def format_location(loc: tuple[str | int, ...], data: Any) -> str:
     """
     text = ""
     node: Any = data
+    tag_seen: Any = None  # the node whose union tag was skipped already
     for key in loc:
+        if isinstance(node, Mapping) and node is not tag_seen and key in (node.get("type"), node.get("action")):
+            # The discriminated union's tag, not a key in the file; it comes first, so a check type
+            # that is also one of its keys (``command``) is still the tag here.
+            tag_seen = node
+            continue
         if isinstance(key, int):
             text += f"[{key}]"
             node = node[key] if isinstance(node, list) and 0 <= key < len(node) else None
@@ -172,8 +342,6 @@ def format_location(loc: tuple[str | int, ...], data: Any) -> str:
             continue
         if isinstance(node, Mapping) and key in node:
             node = node[key]
-        elif isinstance(node, Mapping) and key in (node.get("type"), node.get("action")):
-            continue  # the discriminated union's tag, not a key in the file
         elif not isinstance(node, Mapping | list) and node is not None:
             continue  # a union member's label under a scalar value
         else:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from horus.checks.base import CheckOptions
 from horus.checks.registry import CHECK_TYPES
-from horus.config.types import ExpandedPath, PositiveSeconds
+from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.heals.base import HealOptions
 from horus.heals.registry import HEAL_ACTIONS
 from horus.notify.config import NotifyList, NotifySettings
@@ -127,7 +127,7 @@ class MonitorConfig(BaseModel):
     # as soon as the upstream recovers.
     depends_on: list[str] = Field(default_factory=list)
     # The service's git work tree, so an incident can name the commits made since it was last healthy.
-    work_tree: ExpandedPath | None = None
+    work_tree: AbsolutePath | None = None
 
     @model_validator(mode="after")
     def _one_way_to_heal(self) -> MonitorConfig:
@@ -143,7 +143,7 @@ class HorusConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    state_dir: ExpandedPath | None = None
+    state_dir: AbsolutePath | None = None
     defaults: Defaults = Defaults()
     monitors: list[MonitorConfig] = Field(min_length=1)
     notify: NotifyList = Field(default_factory=list)

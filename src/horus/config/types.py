@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, Validati
 from horus.processes import validate_pattern
 
 __all__ = [
+    "AbsolutePath",
     "CommandLine",
     "ExpandedPath",
     "PositiveSeconds",
@@ -27,7 +28,33 @@ def _expand_user(path: Path) -> Path:
 
 
 ExpandedPath = Annotated[Path, AfterValidator(_expand_user)]
-"""A filesystem path; a leading ``~`` is expanded to the home directory."""
+"""A filesystem path; a leading ``~`` is expanded to the home directory. Prefer :data:`AbsolutePath`."""
+
+# Linux's limit on one name in a path (macOS has the same): a longer name cannot exist on any filesystem.
+NAME_MAX = 255
+
+
+def _absolute(path: Path) -> Path:
+    text = str(path)
+    if "\0" in text:
+        raise ValueError("must not contain a NUL character")
+    if not path.is_absolute():
+        if text.startswith("~"):
+            raise ValueError(f"{text.split('/')[0]}: no such user")
+        # A daemon under launchd or systemd runs in "/", so a relative path would silently name another file.
+        raise ValueError("must be an absolute path (or start with ~)")
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+    size = len(os.fsencode(longest))
+    if size > NAME_MAX:
+        # Shortened: the whole name would push the rest of the message off the screen.
+        shown = f"{longest[:20]}…{longest[-10:]}"
+        raise ValueError(f"a name in the path is {size} bytes, the system allows {NAME_MAX}: got {shown!r}")
+    return path
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_expand_user), AfterValidator(_absolute)]
+"""An absolute filesystem path, or one under ``~`` (expanded to the home directory); anything else is refused,
+because what a relative path names depends on the directory Horus was started in."""
 
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 """A duration in seconds, greater than zero."""
