@@ -132,8 +132,25 @@ def test_no_answer_in_time_counts_as_unhealthy():
         ({"command": ["true"], "timeout_seconds": 0}, "greater than 0"),
         ({"command": ["true"], "env": {"PORT": 8080}}, "Input should be a valid string"),
         ({"command": ["true"], "args": ["-x"]}, "Extra inputs are not permitted"),
+        ({"command": ["true"], "cwd": "scripts"}, r"must be an absolute path \(or start with ~\)"),
+        # Under launchd or systemd Horus runs in "/": a relative program path would name another file.
+        ({"command": ["scripts/health.sh"]}, "a relative program path 'scripts/health.sh': give an absolute path"),
+        ({"command": ["./health.sh", "--quick"]}, "relative program path './health.sh'"),
+        ({"command": ["~/bin/health.sh"]}, "'~/bin/health.sh': ~ is not expanded in a program path"),
     ],
 )
 def test_invalid_options_are_rejected_at_config_time(options, message):
     with pytest.raises(pydantic.ValidationError, match=message):
         CommandOptions.model_validate({"type": "command", **options})
+
+
+async def test_a_relative_program_path_runs_from_cwd_when_cwd_is_set(tmp_path, probe_ctx):
+    script = tmp_path / "health.sh"
+    script.write_text("#!/bin/sh\necho fine from $(basename $(pwd -P))\n")
+    script.chmod(0o755)
+    result = await make_check(["./health.sh"], cwd=str(tmp_path)).probe(probe_ctx)
+    assert result.reason == f"exit 0: fine from {tmp_path.resolve().name}"
+
+
+def test_a_program_found_on_path_needs_no_slash():
+    assert CommandOptions.model_validate({"type": "command", "command": ["true"]}).command == ["true"]

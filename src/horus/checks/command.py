@@ -29,7 +29,22 @@ class CommandOptions(CheckOptions):
     @model_validator(mode="after")
     def _shell_matches_command(self) -> Self:
         require_shell_for_strings(self.command, self.shell)
+        if isinstance(self.command, list) and self.cwd is None:
+            _require_locatable_program(self.command[0])
         return self
+
+
+def _require_locatable_program(program: str) -> None:
+    """A program named with a slash is found from the working directory, which for a daemon under launchd
+    or systemd is "/"; so unless ``cwd`` says where it is, it must be absolute. A bare name is looked up
+    on PATH, as in a shell."""
+    if program.startswith("~"):
+        raise ValueError(f"command[0] {program!r}: ~ is not expanded in a program path; write it in full")
+    if "/" in program and not program.startswith("/"):
+        raise ValueError(
+            f"command[0] is a relative program path {program!r}: give an absolute path, "
+            "or set cwd to the directory it is relative to"
+        )
 
 
 class CommandCheck(Check[CommandOptions]):
@@ -37,7 +52,8 @@ class CommandCheck(Check[CommandOptions]):
 
     ``command`` is an argv list (``["/usr/local/bin/healthcheck", "--quick"]``), or one string run by
     ``/bin/sh`` when ``shell: true``. Standard output and standard error are read together. ``env``
-    adds to Horus's own environment; ``cwd`` sets the working directory. A command still running at
+    adds to Horus's own environment; ``cwd`` sets the working directory (absolute, or under ``~``), and
+    a program named by a relative path (``./health.sh``) needs it. A command still running at
     the timeout is unhealthy, and it is killed together with every process it started. A program that
     is missing or not executable is an error in the check, not a reason to heal.
     """
