@@ -12,14 +12,17 @@ import json
 import signal
 import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
 
-from horus import __version__, cli_ops
-from horus.checks.base import ProbeContext, Status, new_probe_http_client
+from horus import __version__, cli_ops, humanize
+from horus.checks.base import CheckOptions, ProbeContext, Status, new_probe_http_client
+from horus.checks.heartbeat import HeartbeatOptions
+from horus.checks.process_alive import ProcessAliveOptions, wrappers_now
 from horus.checks.registry import CHECK_TYPES, build_check
 from horus.clock import SystemClock
 from horus.config.loader import load_config
@@ -27,17 +30,22 @@ from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.daemon import Daemon
 from horus.engine.incidents import IncidentTracker
 from horus.engine.runner import CheckRun, run_check
+from horus.engine.status import read_status
 from horus.errors import ConfigError, EngineCrashed, StoreError
+from horus.heals.kill_process import KillProcessOptions, refusal_now
 from horus.heals.registry import HEAL_ACTIONS
 from horus.log import configure, get_logger
 from horus.notify.channels import build_channel
 from horus.notify.events import Event, EventKind, Severity
 from horus.notify.notifier import Notifier
 from horus.notify.worker import deliver_now
+from horus.reports import daemon_state
 from horus.store import StateDirLock, StateStore, resolve_state_dir
 
 EXIT_UNHEALTHY = 1
 EXIT_CONFIG = 2
+# `horus check`'s status for a monitor one look cannot judge; not a failure.
+SKIPPED = "skipped"
 
 config_option = click.option(
     "-c",
@@ -63,12 +71,38 @@ def _load(path: Path) -> HorusConfig:
         sys.exit(EXIT_CONFIG)
 
 
+def _warn_about_patterns(config: HorusConfig) -> None:
+    """Warn, on stderr, about process patterns that would misfire on the processes running right now:
+    a kill_process heal that would be refused (more than max_matches match, often a restart loop and
+    its service), and a process_alive check that also counts a wrapper which outlives its service."""
+    for index, monitor in enumerate(config.monitors):
+        if not monitor.enabled:
+            continue
+        where = f"monitors[{index}] ({monitor.name})"
+        heals = [("heal", monitor.heal), *((f"escalation[{i}]", h) for i, h in enumerate(monitor.escalation or []))]
+        for field, heal in heals:
+            if isinstance(heal, KillProcessOptions):
+                refusal = refusal_now(heal)
+                if refusal is not None:
+                    click.echo(f"warning: {where}.{field}: this heal would be refused now: {refusal}", err=True)
+        for field, probe in (("check", monitor.check), ("verify", monitor.verify)):
+            if isinstance(probe, ProcessAliveOptions):
+                note = wrappers_now(probe)
+                if note is not None:
+                    click.echo(f"warning: {where}.{field}: {note}", err=True)
+
+
 @main.command()
 @config_option
 def validate(config_path: Path) -> None:
-    """Check a config file and report every error in it at once."""
+    """Check a config file and report every error in it at once.
+
+    Also warns (without changing the exit status) when a process pattern matches the processes running
+    now badly: a kill_process heal that would be refused, a process_alive check that counts a wrapper.
+    """
     config = _load(config_path)
     enabled = sum(m.enabled for m in config.monitors)
+    _warn_about_patterns(config)
     click.echo(f"{config_path}: ok ({len(config.monitors)} monitors, {enabled} enabled)")
 
 
@@ -127,16 +161,29 @@ def _schema_type(spec: dict[str, Any]) -> str:
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per monitor instead of a table.")
-def check(config_path: Path, as_json: bool) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where a running daemon keeps its state, read for what a one-shot check cannot judge. "
+    "Default: the config's state_dir, else $HORUS_STATE_DIR, else ~/.local/state/horus.",
+)
+def check(config_path: Path, as_json: bool, state_dir: Path | None) -> None:
     """Run every enabled monitor's check once and show the results; exit 1 if any is not healthy.
 
-    Nothing is healed and no state is written: this is safe to run beside a live daemon.
+    Nothing is healed and no state is written: this is safe to run beside a live daemon. A heartbeat
+    with ``listen:`` is not probed (the daemon holds its address, and one look cannot judge datagrams
+    that arrive over time): it shows the running daemon's last verdict, or ``skipped`` when none runs.
     """
     config = _load(config_path)
+    _warn_about_patterns(config)
     monitors = config.monitor_settings()
-    runs = asyncio.run(_check_once([m for m in monitors if m.enabled]))
+    listening = {m.name for m in monitors if m.enabled and _listens(m.check)}
+    runs = asyncio.run(_check_once([m for m in monitors if m.enabled and m.name not in listening]))
+    daemon_rows = _daemon_verdicts(listening, resolve_state_dir(state_dir, config.state_dir)) if listening else {}
     rows = [
-        {
+        daemon_rows[m.name]
+        if m.name in daemon_rows
+        else {
             "monitor": m.name,
             "check": m.check.type,
             "status": runs[m.name].result.status.value if m.enabled else "disabled",
@@ -152,6 +199,42 @@ def check(config_path: Path, as_json: bool) -> None:
         click.echo(_table(rows))
     if any(row["status"] in (Status.UNHEALTHY, Status.ERROR) for row in rows):
         sys.exit(EXIT_UNHEALTHY)
+
+
+def _listens(options: CheckOptions) -> bool:
+    return isinstance(options, HeartbeatOptions) and options.listen is not None
+
+
+def _daemon_verdicts(names: set[str], state_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rows for the ``listen:`` heartbeats: the running daemon's last verdict, else ``skipped``."""
+    now = time.time()
+    try:
+        snapshot = read_status(state_dir)
+    except (OSError, ValueError, StoreError):  # unreadable: the same as no daemon to ask
+        snapshot = None
+    state = daemon_state(snapshot, now)
+    running = state.startswith("running")
+    seen = {m.get("name"): m for m in (snapshot or {}).get("monitors") or [] if isinstance(m, dict)} if running else {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        verdict = seen.get(name)
+        row: dict[str, Any] = {"monitor": name, "check": "heartbeat", "latency_ms": None, "details": {}}
+        if verdict is not None and verdict.get("status") in {s.value for s in Status}:
+            when = verdict.get("last_check_at")
+            ago = f"{humanize.duration(max(0.0, now - when))} ago" if isinstance(when, int | float) else "lately"
+            row["status"] = verdict["status"]
+            pid = (snapshot or {}).get("pid")
+            row["reason"] = f"as the running daemon (pid {pid}) saw it {ago}: {verdict.get('reason') or ''}"
+            row["details"] = {"source": str(state_dir / "status.json")}
+        else:
+            row["status"] = SKIPPED
+            why = "the running daemon has not judged it yet" if running else f"no daemon is running with {state_dir}"
+            row["reason"] = (
+                "a one-shot check cannot judge a datagram heartbeat (listen:), which needs beats received over "
+                f"time, and {why}; not a failure"
+            )
+        rows[name] = row
+    return rows
 
 
 async def _check_once(monitors: list[MonitorSettings]) -> dict[str, CheckRun]:

@@ -29,6 +29,7 @@ __all__ = [
     "ProcessIdentity",
     "Wrapping",
     "anchored_pattern",
+    "describe_wrappings",
     "display_cmdline",
     "find_matching",
     "group_members",
@@ -174,6 +175,23 @@ def wrappings(matches: Sequence[ProcessIdentity]) -> list[Wrapping]:
         except psutil.Error:  # a process of the chain exited: what was found so far stands
             continue
     return found
+
+
+# Command lines inside the explanation of a wrapper are cut shorter than in a list of matches.
+SHORT_CMDLINE = 60
+WRAPPINGS_LISTED = 10
+
+
+def describe_wrappings(wrapped: Sequence[Wrapping]) -> str:
+    """``pid 100 (sh -c while true; do python ma…) is the parent of pid 101 (python main.py …)``; ..."""
+    pairs = "; ".join(f"{_short(w.outer)} is {w.relation} of {_short(w.inner)}" for w in wrapped[:WRAPPINGS_LISTED])
+    if len(wrapped) > WRAPPINGS_LISTED:
+        pairs += f"; and {len(wrapped) - WRAPPINGS_LISTED} more such pairs"
+    return pairs
+
+
+def _short(process: ProcessIdentity) -> str:
+    return f"pid {process.pid} ({display_cmdline(process.cmdline, SHORT_CMDLINE)})"
 
 
 def anchored_pattern(

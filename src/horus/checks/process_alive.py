@@ -11,7 +11,14 @@ from pydantic import Field
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import ProcessPatternOptions
 from horus.errors import ProbeError
-from horus.processes import ProcessIdentity, display_cmdline, find_matching
+from horus.processes import (
+    ProcessIdentity,
+    anchored_pattern,
+    describe_wrappings,
+    display_cmdline,
+    find_matching,
+    wrappings,
+)
 
 # A reason names at most this many pids; fifty gunicorn workers do not need fifty numbers.
 PIDS_IN_REASON = 10
@@ -33,6 +40,10 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
     command line Horus may not read are never counted.
 
     A process that is alive may still be hung: pair this with a heartbeat such as ``log_staleness``.
+
+    A restart loop (``sh -c 'while true; do python main.py; sleep 5; done'``) whose command line holds the
+    pattern is counted too, and it stays alive while the service it restarts is down: anchor the pattern
+    on the service's own command line. `horus check` and `horus validate` warn when a match runs another.
     """
 
     options_model = ProcessAliveOptions
@@ -66,3 +77,30 @@ def _pids(matches: list[ProcessIdentity]) -> str:
     more = len(matches) - PIDS_IN_REASON
     label = "pid" if len(matches) == 1 else "pids"
     return f"{label} {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def wrappers_now(options: ProcessAliveOptions) -> str | None:
+    """A warning when one process matching the pattern now runs another (a wrapper or restart loop),
+    so the check would count the wrapper while the service is down; None when there is no such pair."""
+    try:
+        matches = find_matching(options.process_pattern, regex=options.regex)
+        wrapped = wrappings(matches) if len(matches) > 1 else []
+    except (OSError, psutil.Error):
+        return None
+    if not wrapped:
+        return None
+    outers = {w.outer.pid for w in wrapped}
+    advice = "anchor the pattern on the service's own command line"
+    anchored = anchored_pattern(
+        options.process_pattern,
+        regex=options.regex,
+        services=[m for m in matches if m.pid not in outers],
+        wrappers=[m for m in matches if m.pid in outers],
+    )
+    if anchored is not None:
+        advice += ": regex: true, process_pattern: '" + anchored.replace("'", "''") + "'"
+    return (
+        f"process_pattern {options.process_pattern!r} matches a wrapper as well as the service: "
+        f"{describe_wrappings(wrapped)}. The wrapper stays alive while the service it runs is down, so this "
+        f"check would still count it; {advice}"
+    )

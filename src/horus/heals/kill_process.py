@@ -24,10 +24,12 @@ from horus.errors import HealError, HealRefused
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
 from horus.log import get_logger
 from horus.processes import (
+    SHORT_CMDLINE,
     Liveness,
     ProcessIdentity,
     Wrapping,
     anchored_pattern,
+    describe_wrappings,
     display_cmdline,
     find_matching,
     group_members,
@@ -49,8 +51,6 @@ MAX_POLL_SECONDS = 0.1
 # Room beyond the grace period for matching, the SIGKILL wait and a slow machine.
 TIMEOUT_MARGIN_SECONDS = 15.0
 LISTED_IN_REFUSAL = 10
-# Command lines inside the explanation of a wrapper are cut shorter than in the list of matches.
-SHORT_CMDLINE = 60
 
 
 class KillProcessOptions(HealOptions, ProcessPatternOptions):
@@ -166,9 +166,7 @@ def _too_many(options: KillProcessOptions, matches: list[ProcessIdentity], wrapp
     )
     if not wrapped:
         return message
-    pairs = "; ".join(f"{_short(w.outer)} is {w.relation} of {_short(w.inner)}" for w in wrapped[:LISTED_IN_REFUSAL])
-    if len(wrapped) > LISTED_IN_REFUSAL:
-        pairs += f"; and {len(wrapped) - LISTED_IN_REFUSAL} more such pairs"
+    pairs = describe_wrappings(wrapped)
     outers = {w.outer.pid for w in wrapped}
     services = [m for m in matches if m.pid not in outers]
     wrappers = [m for m in matches if m.pid in outers]
