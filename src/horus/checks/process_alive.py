@@ -28,6 +28,7 @@ PROCESSES_IN_DETAILS = 20
 class ProcessAliveOptions(CheckOptions, ProcessPatternOptions):
     type: Literal["process_alive"]
     min_count: int = Field(default=1, ge=1)
+    ignore_wrappers: bool = False
 
 
 class ProcessAliveCheck(Check[ProcessAliveOptions]):
@@ -44,9 +45,17 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
     A restart loop (``sh -c 'while true; do python main.py; sleep 5; done'``) whose command line holds the
     pattern is counted too, and it stays alive while the service it restarts is down: anchor the pattern
     on the service's own command line. `horus check` and `horus validate` warn when a match runs another.
+    With ``ignore_wrappers: true`` (off by default: a gunicorn master runs its workers and matches too)
+    a match seen running another match is not counted, and stays uncounted while its service is down;
+    a wrapper first seen while its service was already down cannot be told apart, and is counted.
     """
 
     options_model = ProcessAliveOptions
+
+    def __init__(self, options: ProcessAliveOptions) -> None:
+        super().__init__(options)
+        # Wrappers seen running the service, by pid and start time; pruned to those still matching.
+        self._wrappers: set[tuple[int, float]] = set()
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         pattern = self.options.process_pattern
@@ -55,6 +64,9 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
             matches = await asyncio.to_thread(find_matching, pattern, regex=self.options.regex)
         except (OSError, psutil.Error) as exc:
             raise ProbeError(f"cannot list processes: {exc}") from exc
+        ignored: list[ProcessIdentity] = []
+        if self.options.ignore_wrappers:
+            matches, ignored = await asyncio.to_thread(self._without_wrappers, matches)
         count = len(matches)
         details: dict[str, Any] = {
             "pattern": pattern,
@@ -64,12 +76,25 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
                 {"pid": m.pid, "cmdline": display_cmdline(m.cmdline)} for m in matches[:PROCESSES_IN_DETAILS]
             ],
         }
+        note = ""
+        if ignored:
+            details["wrappers"] = [m.pid for m in ignored]
+            note = "; not counting " + ", ".join(f"pid {m.pid}, a wrapper" for m in ignored[:PIDS_IN_REASON])
         if count == 0:
-            return CheckResult.unhealthy(f"no process matches {pattern!r}", **details)
-        reason = f"{count} {'process matches' if count == 1 else 'processes match'} {pattern!r} ({_pids(matches)})"
+            return CheckResult.unhealthy(f"no process matches {pattern!r}{note}", **details)
+        reason = (
+            f"{count} {'process matches' if count == 1 else 'processes match'} {pattern!r} ({_pids(matches)}){note}"
+        )
         if count < minimum:
             return CheckResult.unhealthy(f"{reason}, minimum {minimum}", **details)
         return CheckResult.healthy(reason, **details)
+
+    def _without_wrappers(self, matches: list[ProcessIdentity]) -> tuple[list[ProcessIdentity], list[ProcessIdentity]]:
+        keys = {(m.pid, m.create_time) for m in matches}
+        seen_now = {(w.outer.pid, w.outer.create_time) for w in wrappings(matches)} if len(matches) > 1 else set()
+        self._wrappers = {key for key in self._wrappers if key in keys} | seen_now
+        counted = [m for m in matches if (m.pid, m.create_time) not in self._wrappers]
+        return counted, [m for m in matches if (m.pid, m.create_time) in self._wrappers]
 
 
 def _pids(matches: list[ProcessIdentity]) -> str:
@@ -82,6 +107,8 @@ def _pids(matches: list[ProcessIdentity]) -> str:
 def wrappers_now(options: ProcessAliveOptions) -> str | None:
     """A warning when one process matching the pattern now runs another (a wrapper or restart loop),
     so the check would count the wrapper while the service is down; None when there is no such pair."""
+    if options.ignore_wrappers:
+        return None
     try:
         matches = find_matching(options.process_pattern, regex=options.regex)
         wrapped = wrappings(matches) if len(matches) > 1 else []
@@ -102,5 +129,5 @@ def wrappers_now(options: ProcessAliveOptions) -> str | None:
     return (
         f"process_pattern {options.process_pattern!r} matches a wrapper as well as the service: "
         f"{describe_wrappings(wrapped)}. The wrapper stays alive while the service it runs is down, so this "
-        f"check would still count it; {advice}"
+        f"check would still count it; {advice}, or set ignore_wrappers: true"
     )
