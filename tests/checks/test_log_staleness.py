@@ -9,6 +9,7 @@ import pytest
 
 from horus.checks.base import ProbeContext, Status
 from horus.checks.log_staleness import LogStalenessCheck, LogStalenessOptions
+from horus.engine.runner import run_check
 from horus.testing import ShiftedClock
 
 
@@ -107,3 +108,17 @@ async def test_a_wall_clock_jump_neither_makes_a_fresh_log_stale_nor_a_stale_log
     assert (await check.probe(ctx)).is_healthy, "a jump right after a look must not make the log stale"
     await asyncio.sleep(0.5)
     assert (await check.probe(ctx)).status is Status.UNHEALTHY, "the log really is stale now"
+
+
+async def test_a_directory_where_the_log_should_be_is_a_probe_error_not_a_fresh_log(tmp_path, probe_ctx):
+    # A directory's mtime moves whenever a file in it is created: it would pass for a log being written.
+    (tmp_path / "bot.log").mkdir()
+    run = await run_check(make_check(tmp_path / "bot.log"), probe_ctx, timeout=5)
+    assert run.result.status is Status.ERROR
+    assert run.result.reason == f"cannot observe {tmp_path / 'bot.log'}: a directory, not a log file"
+
+
+async def test_a_fifo_where_the_log_should_be_is_a_probe_error(tmp_path, probe_ctx):
+    os.mkfifo(tmp_path / "bot.log")
+    run = await run_check(make_check(tmp_path / "bot.log"), probe_ctx, timeout=5)
+    assert run.result.reason == f"cannot observe {tmp_path / 'bot.log'}: a named pipe, not a log file"

@@ -8,7 +8,13 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
-from horus.config.types import AbsolutePath, CommandLine, PositiveSeconds, require_shell_for_strings
+from horus.config.types import (
+    AbsolutePath,
+    CommandLine,
+    PositiveSeconds,
+    require_locatable_program,
+    require_shell_for_strings,
+)
 from horus.errors import ExecError, ProbeError
 from horus.execution import run_command
 
@@ -27,24 +33,10 @@ class CommandOptions(CheckOptions):
     timeout_seconds: PositiveSeconds | None = None
 
     @model_validator(mode="after")
-    def _shell_matches_command(self) -> Self:
+    def _command_means_one_thing(self) -> Self:
         require_shell_for_strings(self.command, self.shell)
-        if isinstance(self.command, list) and self.cwd is None:
-            _require_locatable_program(self.command[0])
+        require_locatable_program(self.command, self.cwd)
         return self
-
-
-def _require_locatable_program(program: str) -> None:
-    """A program named with a slash is found from the working directory, which for a daemon under launchd
-    or systemd is "/"; so unless ``cwd`` says where it is, it must be absolute. A bare name is looked up
-    on PATH, as in a shell."""
-    if program.startswith("~"):
-        raise ValueError(f"command[0] {program!r}: ~ is not expanded in a program path; write it in full")
-    if "/" in program and not program.startswith("/"):
-        raise ValueError(
-            f"command[0] is a relative program path {program!r}: give an absolute path, "
-            "or set cwd to the directory it is relative to"
-        )
 
 
 class CommandCheck(Check[CommandOptions]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,7 @@ from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
 from horus.config.types import AbsolutePath, PositiveSeconds
+from horus.errors import ProbeError
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -29,7 +31,7 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     the limit, whatever the monitor's interval. Rotation is not a false alarm: after a rename the
     writer's old file is followed until the new one is written, and copytruncate counts as a write.
     A missing log file is unhealthy; a path Horus cannot look at (through a regular file, a name too
-    long, a directory it may not enter) is a probe error that says why.
+    long, a directory it may not enter) or that is not a regular file is a probe error that says why.
     """
 
     options_model = LogStalenessOptions
@@ -51,6 +53,8 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         path: Path = self.options.log_file
         limit = self.options.max_age_seconds
         current = _stat(self._path_text)
+        if current is not None and not stat.S_ISREG(current.st_mode):
+            raise ProbeError(f"cannot observe {self._path_text}: {_kind(current.st_mode)}, not a log file")
         candidates = [current] if current is not None else []
         rotated_to: Path | None = None
         if self._writer_file is not None and (current is None or _identity(current) != self._writer_file):
@@ -98,6 +102,17 @@ def _stat(path: str) -> os.stat_result | None:
         return os.stat(path)
     except FileNotFoundError:
         return None
+
+
+def _kind(mode: int) -> str:
+    # A directory's mtime moves whenever a file is created in it, so it would pass for a log being written.
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:

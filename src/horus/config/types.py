@@ -18,6 +18,7 @@ __all__ = [
     "PositiveSeconds",
     "ProcessPatternOptions",
     "SignalName",
+    "require_locatable_program",
     "require_shell_for_strings",
     "resolve_signal",
 ]
@@ -114,6 +115,25 @@ def require_shell_for_strings(command: list[str] | str, shell: bool) -> None:
         )
     if isinstance(command, list) and shell:
         raise ValueError("shell: true runs one string with /bin/sh, so command must be a string, not a list")
+
+
+def require_locatable_program(command: list[str] | str, cwd: Path | None) -> None:
+    """The rule for an argv's program; raises ValueError when it depends on where Horus was started.
+
+    A program named with a slash is found from the working directory, which for a daemon under launchd
+    or systemd is "/"; so unless ``cwd`` says where it is, it must be absolute. A bare name is looked up
+    on PATH, as in a shell. A shell string is the shell's to interpret, so it is not checked.
+    """
+    if not isinstance(command, list) or not command or cwd is not None:
+        return
+    program = command[0]
+    if program.startswith("~"):
+        raise ValueError(f"command[0] {program!r}: ~ is not expanded in a program path; write it in full")
+    if "/" in program and not program.startswith("/"):
+        raise ValueError(
+            f"command[0] is a relative program path {program!r}: give an absolute path, "
+            "or set cwd to the directory it is relative to"
+        )
 
 
 class ProcessPatternOptions(BaseModel):
