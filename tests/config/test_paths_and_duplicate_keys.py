@@ -162,3 +162,13 @@ def test_a_key_set_twice_in_toml_is_located_by_line_and_named(tmp_path):
 def test_the_shipped_examples_have_no_duplicate_keys_and_no_relative_paths(suffix):
     example = Path(__file__).parents[2] / "examples" / "configs" / f"horus{suffix}"
     assert validate(example).returncode == 0
+
+
+def test_a_key_set_three_times_is_counted_and_every_place_named(tmp_path):
+    path = tmp_path / "horus.yaml"
+    path.write_text("monitors:\n  - name: bot\n    check: {type: port_open, port: 1, port: 2, port: 3}\n")
+    lines = error_lines(validate(path))
+    assert lines == [
+        "monitors[0] (bot).check.port: set 3 times, on line 3 (columns 30, 39 and 48): "
+        "only one value can count; keep one"
+    ]

@@ -12,7 +12,7 @@ import json.scanner
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,7 @@ def _repeated_keys(document: Any) -> list[ConfigIssue]:
         done.add(id(node))  # a YAML alias shares its mapping; say it once
         for key, places in node.repeated:
             location = format_location((*loc, str(key)), document)
-            issues.append(ConfigIssue(location, f"set twice, {_places(places)}: only one value can count; keep one"))
+            issues.append(ConfigIssue(location, f"{_places(places)}: only one value can count; keep one"))
         for key, value in node.items():
             walk(value, (*loc, str(key)))
 
@@ -223,14 +223,20 @@ def _repeated_keys(document: Any) -> list[ConfigIssue]:
 
 
 def _places(places: list[tuple[int, int] | None]) -> str:
+    """``set twice, on lines 8 and 10``, or ``set 3 times, on line 1 (columns 2, 18 and 30)``."""
+    times = "twice" if len(places) == 2 else f"{len(places)} times"
     known = [p for p in places if p is not None]
     if len(known) != len(places):
-        return "or more"
+        return f"set {times}"
     lines = [line for line, _ in known]
     if len(set(lines)) == 1:
-        columns = " and ".join(str(column) for _, column in known)
-        return f"on line {lines[0]} (columns {columns})"
-    return "on lines " + " and ".join(map(str, lines))
+        return f"set {times}, on line {lines[0]} (columns {_and(str(column) for _, column in known)})"
+    return f"set {times}, on lines {_and(map(str, lines))}"
+
+
+def _and(items: Iterable[str]) -> str:
+    *rest, last = items
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 _TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
