@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Literal
 
 import pytest
 import structlog
@@ -11,7 +12,9 @@ import structlog
 from horus.checks.base import Status
 from horus.checks.file_exists import FileExistsCheck, FileExistsOptions
 from horus.checks.log_staleness import LogStalenessCheck, LogStalenessOptions
-from horus.engine.runner import describe_os_error, run_check, run_inline
+from horus.clock import SystemClock
+from horus.engine.runner import describe_os_error, run_check, run_heal, run_inline
+from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
 
 LONG_NAME = "b" * 250  # each name is allowed (255 at most); twenty of them are not (4096)
 LONG_PATH = "/".join([LONG_NAME] * 20)
@@ -113,3 +116,26 @@ async def test_an_os_error_about_no_file_reads_as_a_sentence_too(probe_ctx):
 
     run = run_inline(OutOfDescriptors(log_check("/var/log/bot.log").options), probe_ctx)
     assert run.result.reason == "cannot observe: too many open files in Horus (EMFILE)"
+
+
+async def test_a_heal_that_meets_an_os_error_fails_with_the_reason_in_words_and_no_traceback(tmp_path):
+    (tmp_path / "file.txt").write_text("not a directory")
+    target = tmp_path / "file.txt" / "restart.flag"
+
+    class TouchFlagOptions(HealOptions):
+        action: Literal["touch_flag"] = "touch_flag"
+
+    class TouchFlag(Heal[TouchFlagOptions]):
+        options_model = TouchFlagOptions
+
+        async def run(self, ctx: HealContext) -> HealOutcome:
+            target.touch()
+            return HealOutcome(ok=True, summary="touched")
+
+    with structlog.testing.capture_logs() as logs:
+        outcome = await run_heal(
+            TouchFlag(TouchFlagOptions()), HealContext(clock=SystemClock(), monitor="bot"), timeout=5
+        )
+    assert not outcome.ok
+    assert outcome.summary == f"cannot heal: {target}: a path component is not a directory (ENOTDIR)"
+    assert not [e for e in logs if e["event"] == "heal.crashed" or "exc_info" in e]

@@ -164,6 +164,9 @@ async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutco
         return HealOutcome(ok=False, summary=str(exc), details=exc.details, permanent=exc.permanent)
     except ExecError as exc:
         return HealOutcome(ok=False, summary=str(exc), permanent=exc.permanent)
+    except OSError as exc:
+        # The world, not a bug (as for checks): said in words; whether a retry helps is not known.
+        return HealOutcome(ok=False, summary=f"cannot heal: {describe_os_error(exc)}")
     except Exception as exc:
         log.exception("heal.crashed", action=heal.action, monitor=ctx.monitor)
         return HealOutcome(ok=False, summary=f"heal crashed: {type(exc).__name__}: {exc}")
