@@ -136,6 +136,10 @@ class Usage:
     cpu_seconds: float
     wall_seconds: float
     rss_max_bytes: int
+    # From /proc/<pid>/io over the window (None where there is no /proc): bytes the process sent to the
+    # block layer (what wears a disk), and bytes it passed to write() (files, pipes, sockets alike).
+    write_bytes: int | None = None
+    wchar: int | None = None
 
     @property
     def cpu_share(self) -> float:
@@ -152,11 +156,30 @@ def measure(pid: int, seconds: float) -> Usage:
         return t.user + t.system + t.children_user + t.children_system
 
     rss_max = proc.memory_info().rss
+    start_io = proc_io(pid)
     start_cpu, start = cpu(), time.monotonic()
     while time.monotonic() - start < seconds:
         time.sleep(0.5)
         rss_max = max(rss_max, proc.memory_info().rss)
-    return Usage(cpu() - start_cpu, time.monotonic() - start, rss_max)
+    wall, end_io = time.monotonic() - start, proc_io(pid)
+    written = wchar = None
+    if start_io is not None and end_io is not None:
+        # A dirty page dropped before it reached the disk (a file deleted or truncated first) was never
+        # written: the kernel counts it in cancelled_write_bytes.
+        written = (end_io["write_bytes"] - end_io["cancelled_write_bytes"]) - (
+            start_io["write_bytes"] - start_io["cancelled_write_bytes"]
+        )
+        wchar = end_io["wchar"] - start_io["wchar"]
+    return Usage(cpu() - start_cpu, wall, rss_max, written, wchar)
+
+
+def proc_io(pid: int) -> dict[str, int] | None:
+    """``/proc/<pid>/io`` as numbers, or None (not Linux, or not ours to read)."""
+    try:
+        text = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return None
+    return {key: int(value) for key, value in (line.split(": ", 1) for line in text.splitlines())}
 
 
 def machine() -> dict:

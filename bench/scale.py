@@ -4,7 +4,9 @@ Three check types, each against something real on loopback: file staleness (file
 a TCP port (accept-then-close listeners) and HTTP (a keep-alive server), both served by
 bench/targets.py in its own process. Checks are counted where they land (requests and connections
 served), so CPU per check divides by checks really made. Horus runs the mixed set at 100, 1,000 and
-10,000 monitors; then each check type alone at 10,000 for Horus and for monit, for CPU per check.
+10,000 monitors (with the daemon's steady-state disk writes: write_bytes less cancelled_write_bytes
+from /proc/<pid>/io over the window); then each check type alone at 10,000 for Horus and for monit,
+for CPU per check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from harness import Usage, horus_daemon, horus_stats, load_targets, measure, mon
 INTERVAL_SECONDS = 10
 WARMUP_SECONDS = float(os.environ.get("HORUS_BENCH_WARMUP", 15))
 WINDOW_SECONDS = float(os.environ.get("HORUS_BENCH_WINDOW", 30))
+# Disk writes at 10,000 healthy monitors are measured over a window of their own once the start-up has settled
+# (every monitor's first look reaches the state database and status files in the first 15-30 s).
+WRITES_WINDOW_SECONDS = float(os.environ.get("HORUS_BENCH_WRITES_WINDOW", 60))
 MIXED_SIZES = (100, 1_000, 10_000)
 PER_TYPE_SIZE = 10_000
 KINDS = ("file", "port", "http")
@@ -82,7 +87,16 @@ def _measure_run(work: Path, pid: int, file_count: int) -> tuple[Usage, float]:
     return usage, _checks_made(before, after, file_count, usage.wall_seconds)
 
 
-def horus_run(spec: list[tuple[str, int]]) -> dict:
+def _steady_writes(pid: int) -> dict:
+    usage = measure(pid, WRITES_WINDOW_SECONDS)
+    return {
+        "window_seconds": round(usage.wall_seconds, 1),
+        "disk_write_kb_per_s": _kb_per_s(usage.write_bytes, usage.wall_seconds),
+        "wchar_kb_per_s": _kb_per_s(usage.wchar, usage.wall_seconds),
+    }
+
+
+def horus_run(spec: list[tuple[str, int]], *, steady_writes: bool = False) -> dict:
     with workdir("horus-scale-") as work, load_targets(work) as ports:
         files = work / "files"
         files.mkdir()
@@ -98,13 +112,18 @@ def horus_run(spec: list[tuple[str, int]]) -> dict:
         file_count = sum(count for kind, count in spec if kind == "file")
         with horus_daemon(work, config) as proc:
             usage, checks = _measure_run(work, proc.pid, file_count)
+            writes = _steady_writes(proc.pid) if steady_writes else None
         stats = horus_stats(work)
-        return _row(usage, checks, len(targets)) | {
-            "lateness_p50_ms": _ms(stats["lateness_seconds"]["p50"]),
-            "lateness_p99_ms": _ms(stats["lateness_seconds"]["p99"]),
-            "lateness_max_ms": _ms(stats["lateness_seconds"]["max"]),
-            "not_healthy": {k: v for k, v in stats["statuses"].items() if k != "healthy"},
-        }
+        return (
+            _row(usage, checks, len(targets))
+            | ({"steady_writes": writes} if writes else {})
+            | {
+                "lateness_p50_ms": _ms(stats["lateness_seconds"]["p50"]),
+                "lateness_p99_ms": _ms(stats["lateness_seconds"]["p99"]),
+                "lateness_max_ms": _ms(stats["lateness_seconds"]["max"]),
+                "not_healthy": {k: v for k, v in stats["statuses"].items() if k != "healthy"},
+            }
+        )
 
 
 def monit_run(spec: list[tuple[str, int]]) -> dict:
@@ -127,7 +146,14 @@ def _row(usage: Usage, checks: float, monitors: int) -> dict:
         "checks_per_second": round(checks / usage.wall_seconds, 1),
         "cpu_us_per_check": round(usage.cpu_seconds / checks * 1e6, 1) if checks else None,
         "expected_checks_per_second": monitors / INTERVAL_SECONDS,
+        # Steady state: the window starts after the warm-up, so the start-up writes are not in it.
+        "disk_write_kb_per_s": _kb_per_s(usage.write_bytes, usage.wall_seconds),
+        "wchar_kb_per_s": _kb_per_s(usage.wchar, usage.wall_seconds),
     }
+
+
+def _kb_per_s(count: int | None, seconds: float) -> float | None:
+    return None if count is None else round(count / 1000 / seconds, 2)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -139,7 +165,7 @@ def run(_repeats: int) -> dict:
     for size in MIXED_SIZES:
         third = size // 3
         spec = [("file", size - 2 * third), ("port", third), ("http", third)]
-        mixed.append({"monitors": size, "horus": horus_run(spec)})
+        mixed.append({"monitors": size, "horus": horus_run(spec, steady_writes=size == max(MIXED_SIZES))})
     per_type = []
     for kind in KINDS:
         row = {"check": kind, "monitors": PER_TYPE_SIZE, "horus": horus_run([(kind, PER_TYPE_SIZE)])}
@@ -152,6 +178,7 @@ def run(_repeats: int) -> dict:
         "scenario": "scale",
         "interval_seconds": INTERVAL_SECONDS,
         "window_seconds": WINDOW_SECONDS,
+        "writes_window_seconds": WRITES_WINDOW_SECONDS,
         "mixed": mixed,
         "per_type": per_type,
     }
@@ -160,14 +187,27 @@ def run(_repeats: int) -> dict:
 def table(result: dict) -> list[str]:
     lines = [
         "Horus, mixed file/port/HTTP monitors at a 10 s interval:",
-        f"{'monitors':>9}  {'CPU (1 core)':>12}  {'RSS':>8}  {'checks/s':>9}  {'late p50':>9}  {'late p99':>9}",
+        f"{'monitors':>9}  {'CPU (1 core)':>12}  {'RSS':>8}  {'checks/s':>9}  {'late p50':>9}  {'late p99':>9}"
+        f"  {'disk writes':>11}",
     ]
     for row in result["mixed"]:
         h = row["horus"]
+        writes = h.get("disk_write_kb_per_s")
         lines.append(
             f"{row['monitors']:>9}  {h['cpu_share_of_one_core'] * 100:>11.1f}%  {h['rss_mb']:>5.1f} MB  "
             f"{h['checks_per_second']:>9.0f}  {h['lateness_p50_ms']:>6.1f} ms  {h['lateness_p99_ms']:>6.1f} ms"
+            + (f"  {writes:>6.1f} KB/s" if writes is not None else f"  {'n/a':>11}")
         )
+    for row in result["mixed"]:
+        steady = row["horus"].get("steady_writes")
+        if steady and steady["disk_write_kb_per_s"] is not None:
+            unwell = row["horus"]["not_healthy"]
+            healthy = f"not healthy: {unwell}" if unwell else "all healthy"
+            lines.append(
+                f"Steady-state disk writes at {row['monitors']:,} monitors ({healthy}): "
+                f"{steady['disk_write_kb_per_s']:.1f} KB/s (write_bytes), {steady['wchar_kb_per_s']:.1f} KB/s "
+                f"passed to write(), over {steady['window_seconds']:.0f} s after the start-up"
+            )
     lines += [
         "",
         f"CPU per check, {PER_TYPE_SIZE:,} monitors of one type:",

@@ -58,14 +58,20 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
         notification outbox's health. Exit 1 when the daemon is not running, a monitor is failing or a
         channel has been given up on."""
         _config, directory = state_dir_of(config_path, state_dir)
-        snapshot = read_status(directory)
-        channels = channel_health(directory)
         now = time.time()
+        try:
+            snapshot = read_status(directory, now)
+        except StoreError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_PROBLEM)
+        channels = channel_health(directory)
         if as_json:
             click.echo(json.dumps({**(snapshot or {}), "channels": channels}, indent=2, default=str))
         else:
             click.echo(render_status(snapshot, channels, now))
         running = daemon_state(snapshot, now).startswith("running")
+        # A probe that keeps erroring watches nothing ("not watched"): a problem. "unknown" (not known yet) is
+        # neither healthy nor failing.
         failing = any(m.get("status") in ("unhealthy", "error") for m in (snapshot or {}).get("monitors", []))
         if not running or failing or any(c.get("given_up") for c in channels):
             sys.exit(EXIT_PROBLEM)

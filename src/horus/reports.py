@@ -55,7 +55,7 @@ def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, 
             [
                 m["name"],
                 _monitor_state(m, now),
-                _ago(m.get("last_check_at"), now),
+                _last_check(m, now),
                 f"{m.get('consecutive_failures', 0)}/{m.get('min_failures_to_heal', '?')}",
                 humanize.duration(m["cooldown_remaining_seconds"]) if m.get("cooldown_remaining_seconds") else "-",
                 _ago(m.get("last_heal_at"), now),
@@ -87,11 +87,28 @@ def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, 
     return "\n".join(lines)
 
 
+# Row statuses as a person reads them. "error": the probe itself keeps failing, so nothing is observed;
+# "unknown": the check cannot judge yet (a window not yet watched), neither healthy nor failing.
+_STATUS_WORDS = {"error": "not watched", "unknown": "not known yet"}
+
+
 def _monitor_state(monitor: dict[str, Any], now: float) -> str:
     until = monitor.get("quarantined_until")
     if isinstance(until, int | float):
         return f"quarantined ({humanize.duration(max(0.0, until - now))} left)"
-    return str(monitor.get("status") or "not checked yet")
+    status = monitor.get("status")
+    if not status:
+        return "not checked yet"
+    return _STATUS_WORDS.get(str(status), str(status))
+
+
+def _last_check(monitor: dict[str, Any], now: float) -> str:
+    # A healthy row is not rewritten on every look: the daemon vouches instead that it was checked within
+    # this long (see horus.engine.status).
+    within = monitor.get("checked_within_seconds")
+    if isinstance(within, int | float):
+        return f"within {humanize.duration(within)}"
+    return _ago(monitor.get("last_check_at"), now)
 
 
 def _channel_state(channel: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from horus.engine.policy import HealPolicy, MonitorState, Verdict
 from horus.engine.runner import CheckRun, run_heal
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
-from horus.engine.status import write_status
+from horus.engine.status import MAX_OVERDUE, StatusWriter
 from horus.errors import ConfigError, EngineCrashed, StoreError
 from horus.heals.base import HealContext, HealOutcome
 from horus.heals.registry import build_heal
@@ -53,6 +53,8 @@ EVIDENCE_LOOKBACK_SECONDS = 600.0
 CRASH_RESTART_SECONDS = 5.0
 # How often the daemon writes status.json for `horus status`.
 STATUS_SECONDS = 5.0
+# Beyond its interval and probe timeout, how late a monitor's next check may be before status calls it overdue.
+STATUS_DUE_MARGIN_SECONDS = 2.0
 # How often the daemon looks whether the daily digest is due.
 DIGEST_POLL_SECONDS = 30.0
 # How soon a running daemon acts on `horus resume NAME`.
@@ -375,18 +377,38 @@ class Daemon:
     # -- status ----------------------------------------------------------------------------------------
 
     async def _write_status_every(self, seconds: float) -> None:
-        # Every 5 s, and less often with thousands of monitors, where one snapshot is a few MB of JSON.
-        seconds = max(seconds, len(self.monitors) / 2000 * seconds)
+        # The header (a few hundred bytes that say "alive") right away and then every 5 s, so `horus status`
+        # never calls a starting daemon "not running". The rows are looked at as often, and less often with
+        # thousands of monitors, where building them all costs CPU; only the rows that changed are written.
+        rows_every = max(1, round(len(self.monitors) / 2000))
+        count = 0
         while True:
+            # Built and written on a worker thread: the loop keeps checking meanwhile. The first looks at a
+            # fresh daemon's monitors come in during its first seconds (the start jitter): shown as they do.
+            rows = count < 3 or count % rows_every == 0
+            await asyncio.to_thread(self.write_status, running=True, every_seconds=seconds, rows=rows)
+            count += 1
             await asyncio.sleep(seconds)
-            # Built and written on a worker thread: the loop keeps checking meanwhile.
-            await asyncio.to_thread(self.write_status, running=True, every_seconds=seconds)
 
-    def write_status(self, *, running: bool = False, every_seconds: float = STATUS_SECONDS) -> None:
-        """``status.json`` for ``horus status``; a failure is logged, never raised (status is for people)."""
-        header, rows = self._status(running, every_seconds)
+    def write_status(self, *, running: bool = False, every_seconds: float = STATUS_SECONDS, rows: bool = True) -> None:
+        """``status.json`` for ``horus status`` (see ``horus.engine.status``): the header, and with ``rows`` what
+        changed in the monitors' rows; once stopped, every row. A failure is logged, never raised (status is
+        for people)."""
+        writer = self.__dict__.setdefault("_status_writer", StatusWriter(self.store.path.parent))
+        header, monitors = self._status(running, every_seconds)
+        # The monitors not checked within their due time, with their last check: any other monitor was, which
+        # lets a reader say "checked within N s" without a write for every healthy look.
+        overdue: dict[str, float | None] = {}
+        for monitor in list(self.monitors.values()):
+            last = monitor.state.last_check_at
+            if last is None or header["written_at"] - last > self._due_within(monitor):
+                if len(overdue) == MAX_OVERDUE:
+                    header["overdue_more"] = True
+                    break
+                overdue[monitor.name] = last
+        header["overdue"] = overdue
         try:
-            write_status(self.store.path.parent, header, rows)
+            writer.write(header, monitors if rows or not running else None, full=not running)
         except Exception as exc:
             log.warning("status.write_failed", error=str(exc))
 
@@ -407,7 +429,16 @@ class Daemon:
             "disabled": self.disabled,
         }
         # Rows one at a time; the list of monitors is copied first, since a reload may change it meanwhile.
-        return header, (m.status(now, problems.get(m.name)) for m in list(self.monitors.values()))
+        return header, (
+            {**m.status(now, problems.get(m.name)), "due_within_seconds": self._due_within(m)}
+            for m in list(self.monitors.values())
+        )
+
+    @staticmethod
+    def _due_within(monitor: Monitor) -> float:
+        """How long after its last check a watched monitor is checked again at the latest: its interval, the
+        probe's timeout, and a margin for a busy loop (one healing or crashed may take longer: it is overdue)."""
+        return monitor.settings.interval_seconds + monitor.check_timeout + STATUS_DUE_MARGIN_SECONDS
 
 
 class Monitor:
