@@ -146,7 +146,7 @@ def _row(usage: Usage, checks: float, monitors: int) -> dict:
         "checks_per_second": round(checks / usage.wall_seconds, 1),
         "cpu_us_per_check": round(usage.cpu_seconds / checks * 1e6, 1) if checks else None,
         "expected_checks_per_second": monitors / INTERVAL_SECONDS,
-        # Steady state: the window starts after the warm-up, so the start-up writes are not in it.
+        # Over the CPU window, which may still hold the tail of the start-up: see steady_writes for the goal.
         "disk_write_kb_per_s": _kb_per_s(usage.write_bytes, usage.wall_seconds),
         "wchar_kb_per_s": _kb_per_s(usage.wchar, usage.wall_seconds),
     }
@@ -187,16 +187,13 @@ def run(_repeats: int) -> dict:
 def table(result: dict) -> list[str]:
     lines = [
         "Horus, mixed file/port/HTTP monitors at a 10 s interval:",
-        f"{'monitors':>9}  {'CPU (1 core)':>12}  {'RSS':>8}  {'checks/s':>9}  {'late p50':>9}  {'late p99':>9}"
-        f"  {'disk writes':>11}",
+        f"{'monitors':>9}  {'CPU (1 core)':>12}  {'RSS':>8}  {'checks/s':>9}  {'late p50':>9}  {'late p99':>9}",
     ]
     for row in result["mixed"]:
         h = row["horus"]
-        writes = h.get("disk_write_kb_per_s")
         lines.append(
             f"{row['monitors']:>9}  {h['cpu_share_of_one_core'] * 100:>11.1f}%  {h['rss_mb']:>5.1f} MB  "
             f"{h['checks_per_second']:>9.0f}  {h['lateness_p50_ms']:>6.1f} ms  {h['lateness_p99_ms']:>6.1f} ms"
-            + (f"  {writes:>6.1f} KB/s" if writes is not None else f"  {'n/a':>11}")
         )
     for row in result["mixed"]:
         steady = row["horus"].get("steady_writes")
@@ -205,7 +202,7 @@ def table(result: dict) -> list[str]:
             healthy = f"not healthy: {unwell}" if unwell else "all healthy"
             lines.append(
                 f"Steady-state disk writes at {row['monitors']:,} monitors ({healthy}): "
-                f"{steady['disk_write_kb_per_s']:.1f} KB/s (write_bytes), {steady['wchar_kb_per_s']:.1f} KB/s "
+                f"{steady['disk_write_kb_per_s']:.1f} KB/s (write_bytes), {steady['wchar_kb_per_s']:.2f} KB/s "
                 f"passed to write(), over {steady['window_seconds']:.0f} s after the start-up"
             )
     lines += [

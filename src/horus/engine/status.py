@@ -54,7 +54,10 @@ class StatusWriter:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self._lock = threading.Lock()
-        self._generation = 0  # of the rows file; the changes file names the one it applies to
+        # Of the rows file; the changes file names the one it applies to. Counted on from the clock, so a
+        # changes file left by an earlier daemon never names one of this daemon's rows files.
+        self._generation = time.time_ns()
+        self._rows_written = False
         self._written: dict[str, int] = {}  # name -> fingerprint of the row as last written
         self._changed: dict[str, dict[str, Any]] = {}  # rows changed since the rows file, newest
         self._rows_bytes = 0  # size of the rows file
@@ -71,7 +74,7 @@ class StatusWriter:
     def _take_rows(self, rows: Iterable[dict[str, Any]], written_at: float, *, full: bool) -> None:
         stored = [_stored_row(row, written_at) for row in rows]
         fingerprints = {row["name"]: _fingerprint(row) for row in stored}
-        if full or not self._generation or fingerprints.keys() != self._written.keys():
+        if full or not self._rows_written or fingerprints.keys() != self._written.keys():
             self._write_rows(stored, written_at, fingerprints)
             return
         newly = [row for row in stored if fingerprints[row["name"]] != self._written[row["name"]]]
@@ -94,8 +97,11 @@ class StatusWriter:
         chunks += [("," if index else "") + json.dumps(row, default=str) for index, row in enumerate(stored)]
         chunks.append("]}")
         _write_atomically(self.state_dir / ROWS_NAME, chunks)
-        # The changes file left behind names the previous rows file: readers ignore it from now on.
+        # The changes file left behind names an older rows file: readers ignore it, and it goes.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.state_dir / CHANGES_NAME)
         self._generation = generation
+        self._rows_written = True
         self._written = fingerprints
         self._changed = {}
         self._rows_bytes = sum(len(chunk) for chunk in chunks)
