@@ -12,17 +12,27 @@ A rule is one small function ``(evidence, found) -> Hypothesis | None``, registe
 stay quiet when a specific one already explained the same line. A rule that breaks is logged
 (``rootcause.rule_failed``) and skipped: one bad rule must not cost the post-mortem.
 
-Confidences: event loop blocked or stalled at a frame 0.9 (crash record without a frame 0.6); disk full
-0.9; out of memory 0.85 (a SIGKILL or exit 137 alone 0.6); address in use 0.85; import or config error
-after a change 0.85; connection refused by a failing upstream 0.85 (upstream failing alone 0.7, refused
-alone 0.6); rate limited 0.8; stuck in a frame seen by py-spy 0.75; upstream timeout 0.7; idle event loop
-(py-spy) 0.65; hung with the process running 0.45 (busy loop 0.5); unhandled traceback 0.5 (its end cut
-off 0.4); recent change
-0.3 (0.2 beside other signals); unknown 0.1.
+What the service said about itself outranks every guess from outside: its crash record, and the lines
+horus-sdk wrote to its log (LoopWatchdog's ``watchdog.loop_blocked`` warning, written while the loop is
+blocked and before the watchdog ends the process, so often before Horus heals; ``watchdog.stalled`` as
+it ends it; BlockingDetector's ``blocking.detected``). When they name a frame, the py-spy and "hung"
+guesses stay quiet, and the advice is about that call, never "add LoopWatchdog"; a service that shows
+any sign of running the SDK (a crash record, its log lines, a heartbeat) is never told to add it.
+
+Confidences: event loop blocked or stalled at a frame, by the crash record or the watchdog's warning in
+the log, 0.9 (the watchdog's line as it ended the process 0.85; the newest record in crash_dir, written
+before this failure, 0.8 unless the watchdog's warning now names the same frame; BlockingDetector's
+report 0.8; a crash record without a frame 0.6, 0.5 when older); disk full 0.9; out of memory 0.85 (a
+SIGKILL or exit 137 alone 0.6); address in use 0.85; import or config error after a change 0.85;
+connection refused by a failing upstream 0.85 (upstream failing alone 0.7, refused alone 0.6); rate
+limited 0.8; stuck in a frame seen by py-spy 0.75; upstream timeout 0.7; idle event loop (py-spy) 0.65;
+hung with the process running 0.45 (busy loop 0.5); unhandled traceback 0.5 (its end cut off 0.4);
+recent change 0.3 (0.2 beside other signals); unknown 0.1.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +101,46 @@ class Evidence:
             if isinstance(entry, dict) and isinstance(entry.get("status"), int)
         ]
 
+    def sdk_said(self) -> list[_Said]:
+        """What horus-sdk's own log lines in the tail say about where the loop was stuck, oldest first."""
+        return [said for line in self.lines if (said := _parse_sdk_line(line)) is not None]
+
+    def sdk_says_now(self) -> list[_Said]:
+        """The watchdog's warnings about a process it has not ended (since its last ``watchdog.stalled``):
+        the lines that speak of this failure rather than of an earlier instance's."""
+        said = self.sdk_said()
+        ended = max((i for i, s in enumerate(said) if s.ending), default=-1)
+        return [s for s in said[ended + 1 :] if s.kind != "blocked_briefly"]
+
+    def runs_the_sdk(self) -> bool:
+        """Whether the service shows signs of running horus-sdk: a crash record, the SDK's own log lines,
+        or an SDK heartbeat file. Such a service is never told to add the SDK or its LoopWatchdog."""
+        if self.crash or self.check_type == "heartbeat" or any(_SDK_EVENT.search(line) for line in self.lines):
+            return True  # the heartbeat check reads nothing but the SDK's beats
+        return any(
+            isinstance(beat, dict) and not beat.get("error") and (beat.get("channels") or beat.get("pid") is not None)
+            for beat in self.snapshot.get("heartbeats") or []
+        )
+
+    def crash_predates_failure(self) -> str | None:
+        """When the crash record was written before this failure began, how long ago (else None).
+
+        A record the snapshot found in the crash_dir itself (``source: crash_dir``) is older than the
+        engine's window, and one older than the last healthy moment belongs to an earlier failure.
+        """
+        crash = self.crash or {}
+        written = crash.get("wall_time")
+        written = float(written) if isinstance(written, int | float) else None
+        older = crash.get("source") == "crash_dir" or (
+            written is not None and self.last_healthy_at is not None and written < self.last_healthy_at
+        )
+        if not older:
+            return None
+        taken = self.snapshot.get("taken_at")
+        if written is None or not isinstance(taken, int | float):
+            return "some time"
+        return humanize.duration(max(0.0, float(taken) - written))
+
 
 Rule = Callable[[Evidence, Sequence[Hypothesis]], Hypothesis | None]
 
@@ -125,50 +175,227 @@ def _already_cited(line: str, found: Sequence[Hypothesis]) -> bool:
     return any(quoted in h.evidence for h in found)
 
 
+# --- what horus-sdk writes to the service's log -----------------------------------------------------------
+
+# The SDK's own words (logger ``horus_sdk``), whatever the service's log format puts around them.
+_REPR = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+_SDK_FRAME = r"at=(?P<file>\S.*?):(?P<line>\d+) function=(?P<function>[\w.<>-]+)(?: code=(?P<code>" + _REPR + "))?"
+# LoopWatchdog at warn_after of a blocked loop, while it is still blocked (watchdog._warn_blocked).
+_WATCHDOG_BLOCKED = re.compile(
+    r"\bwatchdog\.loop_blocked seconds=(?P<seconds>[\d.]+) (?:" + _SDK_FRAME + r"|at=unknown)"
+)
+# LoopWatchdog ending the process (or failing to write its record): the record's crash_summary.
+_WATCHDOG_ENDING = re.compile(
+    r"\bwatchdog\.(?:stalled action=\w+ record=\S+|record_failed path=\S+ error=.*?) reason=(?P<reason>[^;\"]+)"
+    r"(?:; stuck in (?P<function>[\w.<>-]+) at (?P<file>[^;\"]+?):(?P<line>\d+))?"
+)
+# BlockingDetector's default report, after a stall ended (blocking._log_report), and a BlockingReport as text.
+_BLOCKING_DETECTED = re.compile(r"\bblocking\.detected seconds=(?P<seconds>[\d.]+) " + _SDK_FRAME)
+_BLOCKING_REPORT = re.compile(
+    r"\bevent loop blocked for (?P<seconds>[\d.]+) s at (?P<file>\S.*?):(?P<line>\d+) in (?P<function>[\w.<>-]+)"
+    r"(?:: (?P<code>.+))?"
+)
+_CHANNEL = re.compile(r"channel '(?P<channel>[^']+)' made no progress")
+# Any of the SDK's own events: its watchdog or BlockingDetector is running in the service. (Not the bare
+# word horus_sdk: "No module named 'horus_sdk'" says the opposite.)
+_SDK_EVENT = re.compile(
+    r"\bwatchdog\.(?:loop_blocked|stalled|record_failed|crash_dir_missing|not_started|check_failed|hook_failed"
+    r"|on_kill_timeout|prune_failed|backstop_failed)\b|\bblocking\.(?:detected|watcher_not_started|on_report_failed)\b"
+)
+
+
+@dataclass(frozen=True)
+class _Said:
+    """What one of horus-sdk's own log lines says: where the loop was stuck, and how sure that is.
+
+    ``kind``: ``loop_blocked`` (LoopWatchdog, the loop is blocked now), ``channel_stalled`` (an await that
+    never returned), ``blocked_briefly`` (BlockingDetector: a stall that ended)."""
+
+    line: str
+    kind: str
+    ending: bool = False  # the watchdog ending the process: said of a process that is gone now
+    function: str | None = None
+    file: str | None = None
+    lineno: str | None = None
+    code: str | None = None
+    seconds: str | None = None
+    channel: str | None = None
+
+    @property
+    def where(self) -> str | None:
+        if not self.function:
+            return None
+        return f"{self.function} at {os.path.basename(self.file or '?')}:{self.lineno or '?'}"
+
+
+def _parse_sdk_line(line: str) -> _Said | None:
+    if match := _WATCHDOG_ENDING.search(line):
+        reason = match["reason"].strip()
+        channel = _CHANNEL.search(reason)
+        kind = "channel_stalled" if channel else "loop_blocked"
+        return _Said(
+            line,
+            kind,
+            True,
+            match["function"],
+            match["file"],
+            match["line"],
+            channel=channel["channel"] if channel else None,
+        )
+    for pattern, kind in ((_WATCHDOG_BLOCKED, "loop_blocked"), (_BLOCKING_DETECTED, "blocked_briefly")):
+        if match := pattern.search(line):
+            code = _unquote(match["code"]) if match["code"] else None
+            return _Said(line, kind, False, match["function"], match["file"], match["line"], code, match["seconds"])
+    if match := _BLOCKING_REPORT.search(line):
+        code = match["code"].strip() if match["code"] else None
+        return _Said(
+            line, "blocked_briefly", False, match["function"], match["file"], match["line"], code, match["seconds"]
+        )
+    return None
+
+
+def _unquote(text: str) -> str:
+    # The SDK writes the source line as repr(); a line cut off by redaction or the log format stays as is.
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text.strip("'\"")
+    return value if isinstance(value, str) else text
+
+
+def _said_by_the_service(found: Sequence[Hypothesis]) -> bool:
+    """Whether a hypothesis already rests on what the service said: its crash record or the SDK's lines."""
+    return any(
+        e.startswith("crash record") or (e.startswith("log: ") and _parse_sdk_line(e) is not None)
+        for h in found
+        for e in h.evidence
+    )
+
+
+def _unblock(function: str, where: str, code: str | None) -> str:
+    """Advice for a call that blocks the event loop: the call itself, never "add a watchdog"."""
+    call = f" ({_clip(code)})" if code else ""
+    return (
+        f"{where} blocks the event loop with a synchronous call{call}: run it off the loop "
+        f"(await asyncio.to_thread(...)) or use an asynchronous client, and give it a timeout (the client's own, "
+        f'and horus_sdk.deadline("{function}", ...) around the await) so that an upstream that never answers '
+        "becomes an error the service retries, not a frozen loop."
+    )
+
+
+def _await_deadline(where: str, operation: str) -> str:
+    return (
+        f"An await in {where} never returned: put a deadline on {operation} (asyncio.wait_for or "
+        "horus_sdk.deadline) so that a call that hangs becomes an error the service can retry."
+    )
+
+
 # --- the rules, most specific first ---------------------------------------------------------------------
 
 
 def event_loop_stuck(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    """The SDK's watchdog recorded where the service was stuck (``kind`` loop_blocked or channel_stalled)."""
+    """The SDK's watchdog recorded where the service was stuck (``kind`` loop_blocked or channel_stalled).
+
+    The record outranks every guess, even one written before this failure (the newest in its crash_dir:
+    an earlier hang, often at the same line, while this one was healed before the watchdog acted); that
+    one is said to be older, and ranks below the SDK's own lines about the failure now."""
     crash = ev.crash
     if not crash:
         return None
+    older = ev.crash_predates_failure()
     reason = str(crash.get("reason") or crash.get("crash_summary") or "ended by its watchdog")
     evidence = [f"crash record: {_clip(reason)}"]
     operations = [op for op in crash.get("operations") or [] if isinstance(op, dict) and op.get("name")]
     if operations:
         flight = ", ".join(f"{op['name']} ({float(op.get('age_seconds', 0)):.0f} s)" for op in operations[:3])
         evidence.append(f"crash record: in flight: {flight}")
+    if older is not None:
+        path = str(crash.get("crash_record") or "")
+        newest = (
+            f"the newest of {crash['records_in_dir']} in {os.path.dirname(path)}"
+            if crash.get("records_in_dir")
+            else "the newest"
+        )
+        evidence.append(f"crash record: {newest}, written {older} ago, before this failure (none since it began)")
+    since = f" (its newest crash record, written {older} ago, before this failure)" if older is not None else ""
     stuck = crash.get("stuck") if isinstance(crash.get("stuck"), dict) else None
     if not stuck or not stuck.get("function"):
         return _probable(
-            f"ended by its own watchdog ({_clip(reason)})",
-            0.6,
+            f"ended by its own watchdog ({_clip(reason)}){since}",
+            0.5 if older is not None else 0.6,
             evidence,
             "Put a deadline on every external call (asyncio.wait_for or horus_sdk.deadline) so that the next "
             "crash record names the operation that hung.",
         )
-    where = f"{stuck['function']} at {os.path.basename(str(stuck.get('file', '?')))}:{stuck.get('line', '?')}"
+    function = str(stuck["function"])
+    where = f"{function} at {os.path.basename(str(stuck.get('file', '?')))}:{stuck.get('line', '?')}"
     frame = f"crash record: stuck in {where}"
-    if stuck.get("code"):
-        frame += f": {_clip(redact_line(str(stuck['code'])))}"
+    code = redact_line(str(stuck["code"])) if stuck.get("code") else None
+    if code:
+        frame += f": {_clip(code)}"
     evidence.insert(1, frame)
+    # The service's own log saying the same is the same fact seen twice: quote it here, not as a rival.
+    # Its watchdog saying so now makes even an older record the account of this failure.
+    agreeing = [said for said in ev.sdk_said() if said.where == where]
+    if agreeing:
+        evidence.append(_log(agreeing[-1].line))
+        if any(said.where == where for said in ev.sdk_says_now()):
+            older = None
+            since = ""
+    confidence = 0.8 if older is not None else 0.9
     if crash.get("kind") == "loop_blocked":
-        return _probable(
-            f"event loop blocked in {where}",
-            0.9,
-            evidence,
-            f"The call in {where} blocks the event loop: make it asynchronous or run it in a thread "
-            "(asyncio.to_thread), and keep horus-sdk's BlockingDetector on to catch the next one.",
-        )
-    operation = str(operations[0]["name"]) if operations else str(stuck["function"])
+        return _probable(f"event loop blocked in {where}{since}", confidence, evidence, _unblock(function, where, code))
+    operation = str(operations[0]["name"]) if operations else function
     channel = f" (channel {crash['channel']!r} made no progress)" if crash.get("channel") else ""
+    return _probable(f"stuck in {where}{channel}{since}", confidence, evidence, _await_deadline(where, operation))
+
+
+def blocked_in_its_log(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+    """horus-sdk's own lines in the service's log say where its loop was blocked: LoopWatchdog's warning
+    (``watchdog.loop_blocked``, written while the loop is still blocked, before it ends the process),
+    its ``watchdog.stalled`` as it ends it, or BlockingDetector's ``blocking.detected`` after a stall."""
+    said = ev.sdk_said()
+    if not said:
+        return None
+    # The watchdog's lines say the loop is stuck now; BlockingDetector's that it was, for a while.
+    newest = next((s for s in reversed(said) if s.kind != "blocked_briefly"), said[-1])
+    where = newest.where
+    if _already_cited(newest.line, found) or (where and any(where in h.title for h in found)):
+        return None  # the crash record says the same
+    evidence = [_log(newest.line)]
+    if where is None and newest.kind == "channel_stalled":
+        return _probable(
+            f"an await that never returned (channel {newest.channel!r} made no progress, said its own watchdog)",
+            0.8,
+            evidence,
+            f"Put a deadline on every await in the {newest.channel} channel's path (horus_sdk.deadline), so that "
+            "a call that hangs becomes an error and the next crash record names the operation in flight.",
+        )
+    if where is None:
+        seconds = f" for {newest.seconds} s" if newest.seconds else ""
+        return _probable(
+            f"event loop blocked{seconds}, said its own watchdog (it saw no frame of the service's code)",
+            0.8,
+            evidence,
+            "A synchronous call or a long computation blocks the event loop: horus-sdk's BlockingDetector names "
+            "the line; run that call off the loop (asyncio.to_thread) and give it a timeout.",
+        )
+    same = sum(1 for s in said if s.where == where)
+    if same > 1:
+        evidence.append(f"log: {same} of the last {len(ev.lines)} lines say so")
+    function = str(newest.function)
+    # A warning speaks of the process now; a line ending a process may be about an earlier instance.
+    ended, confidence = (" (its watchdog ended it)", 0.85) if newest.ending else ("", 0.9)
+    if newest.kind == "channel_stalled":
+        channel = f" (channel {newest.channel!r} made no progress)" if newest.channel else ""
+        return _probable(f"stuck in {where}{channel}{ended}", confidence, evidence, _await_deadline(where, function))
+    if newest.kind == "blocked_briefly":
+        seconds = f" for {newest.seconds} s" if newest.seconds else ""
+        return _probable(
+            f"event loop blocked{seconds} in {where}", 0.8, evidence, _unblock(function, where, newest.code)
+        )
     return _probable(
-        f"stuck in {where}{channel}",
-        0.9,
-        evidence,
-        f"An await in {where} never returned: put a deadline on {operation} (asyncio.wait_for or "
-        "horus_sdk.deadline) so that a call that hangs becomes an error the service can retry.",
+        f"event loop blocked in {where}{ended}", confidence, evidence, _unblock(function, where, newest.code)
     )
 
 
@@ -364,6 +591,13 @@ def upstream_timeout(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
 
 
 # Where an idle event loop waits for I/O; py-spy names methods with their class (EpollSelector.select).
+_ADD_THE_WATCHDOG = "add horus-sdk's LoopWatchdog so that the next hang records the function and line it was stuck in."
+# For a service that runs the SDK already: what it writes did not reach Horus, so say how it would.
+_LET_HORUS_READ = (
+    "let Horus read what horus-sdk (already in this service) writes: give this monitor's heartbeat check the "
+    "crash_dir its LoopWatchdog writes to, and send the horus_sdk logger to a log Horus reads, so that the next "
+    "post-mortem names the line it was stuck in."
+)
 _IDLE_FRAMES = frozenset({"select", "poll", "epoll", "kqueue", "_run_once", "run_forever"})
 _PY_SPY_THREAD = re.compile(r'^Thread \S+ \((?P<state>\w+)\)(?::\s*"(?P<name>[^"]*)")?')
 _PY_SPY_FRAME = re.compile(r"^\s+(?P<function>\S+) \((?P<file>[^()]+):(?P<line>\d+)\)")
@@ -372,8 +606,8 @@ _QUIET_CHECKS = frozenset({"log_staleness", "heartbeat", "file_exists", "artifac
 
 def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     """The process runs but its output stopped: where py-spy saw it, else what its CPU says."""
-    if ev.check_type not in _QUIET_CHECKS or (ev.crash and ev.crash.get("stuck")):
-        return None
+    if ev.check_type not in _QUIET_CHECKS or _said_by_the_service(found):
+        return None  # what the service said about itself outranks a guess from outside
     matches = [
         m
         for section in ev.snapshot.get("processes") or []
@@ -386,9 +620,8 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     evidence = [f"snapshot: {describe_process_state(ev.snapshot)}", f"check: {_clip(ev.reason)}"]
     if ev.lines:
         evidence.append(f"log (last line): {_clip(ev.lines[-1])}")
-    deadline_advice = (
-        "Put a deadline on every external call (asyncio.wait_for or horus_sdk.deadline), and add horus-sdk's "
-        "LoopWatchdog so that the next hang records the function and line it was stuck in."
+    deadline_advice = "Put a deadline on every external call (asyncio.wait_for or horus_sdk.deadline), and " + (
+        _LET_HORUS_READ if ev.runs_the_sdk() else _ADD_THE_WATCHDOG
     )
     top = _py_spy_main_frame(ev.snapshot)
     if top is not None:
@@ -506,6 +739,7 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
 
 RULES: tuple[Rule, ...] = (
     event_loop_stuck,
+    blocked_in_its_log,
     disk_full,
     out_of_memory,
     address_in_use,
@@ -579,13 +813,14 @@ def _unknown(ev: Evidence) -> Hypothesis:
     ]
     if ev.snapshot.get("processes"):
         looked_at.append(f"snapshot: {describe_process_state(ev.snapshot)}")
-    return Hypothesis(
-        UNKNOWN_TITLE,
-        0.1,
-        looked_at,
-        "Instrument the service with horus-sdk (Heartbeat channels, deadline on external calls, LoopWatchdog) "
-        "so that the next failure records what it was waiting for and where.",
-    )
+    if ev.runs_the_sdk():
+        advice = "Put a deadline on every external call (horus_sdk.deadline), and " + _LET_HORUS_READ
+    else:
+        advice = (
+            "Instrument the service with horus-sdk (Heartbeat channels, deadline on external calls, LoopWatchdog) "
+            "so that the next failure records what it was waiting for and where."
+        )
+    return Hypothesis(UNKNOWN_TITLE, 0.1, looked_at, advice)
 
 
 def summarise(hypotheses: Sequence[Hypothesis], summariser: Callable[[str], str] | None) -> str | None:

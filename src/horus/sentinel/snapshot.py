@@ -13,7 +13,9 @@ from its check, verify and heal options:
 - ``http``: each ``http_health`` URL, status and latency (redirects are never followed).
 - ``logs``: each ``log_file``: age, size and its last lines, each line redacted of secrets.
 - ``heartbeats``: each heartbeat file: pid, age and the age of each channel.
-- ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck.
+- ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck; when
+  it passes none, the newest record in a heartbeat check's ``crash_dir`` that the service wrote, even
+  one older than this failure (``"source": "crash_dir"``, with ``records_in_dir``).
 
 Sample (abridged)::
 
@@ -52,6 +54,7 @@ import re
 import shutil
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -91,6 +94,10 @@ CMDLINE_LIMIT = 1000
 PROCESSES_PER_PATTERN = 10
 PY_SPY_PROCESSES = 3
 HTTP_BODY_HEAD_BYTES = 256
+# The SDK keeps 20 records of a few KB each; these bound a crash_dir that another process fills.
+MAX_CRASH_DIR_ENTRIES = 1000
+CRASH_RECORDS_TRIED = 5
+CRASH_RECORD_MAX_BYTES = 4 * 1024 * 1024
 # Time granted beyond ``timeout`` for probes that are already finishing, before they are reported late.
 _LATE_GRACE_SECONDS = 0.5
 _PYTHON_NAME = re.compile(r"^(?:python|pypy)(?:\d+(?:\.\d+)*)?[dmu]?(?:\.exe)?$", re.IGNORECASE)
@@ -245,7 +252,14 @@ def _plan(
         probes["logs"] = lambda: _each(logs, lambda path: _probe_log(path, log_lines))
     if beats:
         probes["heartbeats"] = lambda: _each(beats, _probe_heartbeat)
-    if crash_evidence:
+    crash_dirs = _unique(o.crash_dir for o in beats if o.crash_dir is not None)
+    if crash_evidence and crash_evidence.get("crash_record"):
+        probes["crash"] = lambda: _probe_crash(crash_evidence)
+    elif crash_dirs:
+        # None since this episode began: the newest record the service left is still what it last said
+        # about itself (an earlier hang, often at the same line), and outranks any guess.
+        probes["crash"] = lambda: _newest_in_crash_dirs(crash_dirs, beats)
+    elif crash_evidence:
         probes["crash"] = lambda: _probe_crash(crash_evidence)
     return probes
 
@@ -305,6 +319,8 @@ def _run_all(probes: dict[str, Probe], deadline: float) -> dict[str, Any]:
                 value = future.result()
             except Exception as exc:
                 value = _failed(key, f"probe failed: {exc!r}")
+            if value is None:
+                continue  # the probe found nothing to report (an empty crash_dir)
             if key == "processes" and isinstance(value, tuple):
                 results["processes"], results["py_spy"] = value
             else:
@@ -624,10 +640,89 @@ def _probe_crash(evidence: dict[str, Any]) -> dict[str, Any]:
     if not path:
         return entry
     try:
-        record = read_json(path, FORMAT_CRASH)
+        record = _read_crash_record(Path(path))
     except (OSError, ValueError) as exc:
         entry["error"] = f"unreadable: {exc}"
         return entry
+    return _describe_crash(entry, record)
+
+
+def _newest_in_crash_dirs(crash_dirs: list[Path], beats: list[HeartbeatOptions]) -> dict[str, Any] | None:
+    """The newest crash record in the monitor's crash_dir(s) that this service wrote, or None.
+
+    "This service" is checked, not assumed: a crash_dir may be shared (``/tmp``), so a record counts only
+    when it is a regular file named for the pid it holds, owned by whoever owns the service's heartbeat
+    file (else the crash_dir). The record may predate the failure: ``"source": "crash_dir"`` says so.
+    """
+    owner = _service_owner(crash_dirs, beats)
+    candidates: list[tuple[float, Path]] = []
+    for crash_dir in crash_dirs:
+        try:
+            with os.scandir(crash_dir) as entries:
+                for count, item in enumerate(entries):
+                    if count >= MAX_CRASH_DIR_ENTRIES:
+                        break  # a directory another process fills must not make the snapshot late
+                    pid = _crash_record_pid(item.name)
+                    if pid is None or not item.is_file(follow_symlinks=False):
+                        continue
+                    st = item.stat(follow_symlinks=False)
+                    if owner is None or st.st_uid == owner:
+                        candidates.append((st.st_mtime, Path(item.path)))
+        except OSError:
+            continue
+    # Newest first; one that turns out unreadable or not this service's gives way to the next.
+    for _mtime, path in sorted(candidates, reverse=True)[:CRASH_RECORDS_TRIED]:
+        try:
+            record = _read_crash_record(path, follow=False)
+        except (OSError, ValueError):
+            continue
+        if record.get("pid") != _crash_record_pid(path.name):
+            continue
+        entry = {"crash_record": str(path), "source": "crash_dir", "records_in_dir": len(candidates)}
+        return _describe_crash(entry, record)
+    return None
+
+
+def _service_owner(crash_dirs: list[Path], beats: list[HeartbeatOptions]) -> int | None:
+    for path in [o.path for o in beats if o.path is not None] + crash_dirs:
+        try:
+            return os.stat(path).st_uid
+        except OSError:
+            continue
+    return None
+
+
+_CRASH_RECORD_NAME = re.compile(r"^horus-crash-(\d{1,10})\.json$")
+
+
+def _crash_record_pid(name: str) -> int | None:
+    match = _CRASH_RECORD_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _read_crash_record(path: Path, *, follow: bool = True) -> dict[str, Any]:
+    """A crash record: a regular file, read without blocking on a pipe and bounded; with ``follow=False``
+    a symbolic link is refused too (for records found by listing a directory that others may write)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        if st.st_size > CRASH_RECORD_MAX_BYTES:
+            raise ValueError(f"{path}: {st.st_size} bytes, more than a crash record's {CRASH_RECORD_MAX_BYTES}")
+        data = f.read(CRASH_RECORD_MAX_BYTES + 1)
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(record, dict) or record.get("format") != FORMAT_CRASH:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path}: not a {FORMAT_CRASH} file (format {found!r})")
+    return record
+
+
+def _describe_crash(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     entry.setdefault("crash_summary", crash_summary(record))
     for key in ("pid", "wall_time", "kind", "reason", "channel", "stalled_seconds"):
         if record.get(key) is not None:
