@@ -399,16 +399,34 @@ class Daemon:
         # The monitors not checked within their due time, with their last check: any other monitor was, which
         # lets a reader say "checked within N s" without a write for every healthy look.
         overdue: dict[str, float | None] = {}
+        # And what a person reads first, cheap to look at every time: when a status, a heal, a quarantine or a
+        # probe error moved since the rows were last taken, they are taken now, not up to 25 s later.
+        moved = []
         for monitor in list(self.monitors.values()):
-            last = monitor.state.last_check_at
+            state = monitor.state
+            last = state.last_check_at
             if last is None or header["written_at"] - last > self._due_within(monitor):
-                if len(overdue) == MAX_OVERDUE:
+                if len(overdue) < MAX_OVERDUE:
+                    overdue[monitor.name] = last
+                else:
                     header["overdue_more"] = True
-                    break
-                overdue[monitor.name] = last
+            moved.append(
+                (
+                    state.last_status,
+                    state.failing_since,
+                    state.last_heal,
+                    state.heals_in_streak,
+                    state.quarantined_until,
+                    bool(monitor.consecutive_errors),
+                )
+            )
         header["overdue"] = overdue
+        fleet = hash(tuple(moved))
+        take_rows = rows or not running or writer.fleet != fleet
         try:
-            writer.write(header, monitors if rows or not running else None, full=not running)
+            writer.write(header, monitors if take_rows else None, full=not running)
+            if take_rows:
+                writer.fleet = fleet
         except Exception as exc:
             log.warning("status.write_failed", error=str(exc))
 

@@ -61,6 +61,7 @@ class StatusWriter:
         self._written: dict[str, int] = {}  # name -> fingerprint of the row as last written
         self._changed: dict[str, dict[str, Any]] = {}  # rows changed since the rows file, newest
         self._rows_bytes = 0  # size of the rows file
+        self.fleet: int | None = None  # the caller's digest of its monitors when the rows were last taken
         self._changes_bytes = 0  # bytes of changes files written since the rows file
 
     def write(self, header: dict[str, Any], rows: Iterable[dict[str, Any]] | None, *, full: bool = False) -> None:
