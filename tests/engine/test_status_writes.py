@@ -246,6 +246,11 @@ def test_a_broken_status_file_is_a_located_error_not_a_traceback(tmp_path):
     shown = status_cli(config, state)
     assert shown.returncode == 1
     assert str(state / STATUS_NAME) in shown.stderr and "Traceback" not in shown.stderr
+    (state / STATUS_NAME).write_text('{"pid": 1, "running": true, "written_at": "soon"}')
+    (state / ROWS_NAME).write_text('{"generation": 1, "monitors": [{"name": "x", "due_within_seconds": 3}]}')
+    shown = status_cli(config, state)
+    assert shown.returncode == 1
+    assert "not as Horus writes them" in shown.stderr and "Traceback" not in shown.stderr
 
 
 @pytest.mark.slow

@@ -61,8 +61,8 @@ class StatusWriter:
         self._written: dict[str, int] = {}  # name -> fingerprint of the row as last written
         self._changed: dict[str, dict[str, Any]] = {}  # rows changed since the rows file, newest
         self._rows_bytes = 0  # size of the rows file
-        self.fleet: int | None = None  # the caller's digest of its monitors when the rows were last taken
         self._changes_bytes = 0  # bytes of changes files written since the rows file
+        self.fleet: int | None = None  # the caller's digest of its monitors when the rows were last taken
 
     def write(self, header: dict[str, Any], rows: Iterable[dict[str, Any]] | None, *, full: bool = False) -> None:
         """Write the header; with ``rows`` (every monitor's row), also what changed in them. ``full`` rewrites
@@ -119,6 +119,13 @@ def read_status(state_dir: Path, now: float | None = None) -> dict[str, Any] | N
         return None
     if "monitors" in header:
         return header  # one whole file, as Horus wrote it before the rows had files of their own
+    try:
+        return _merged(state_dir, header, now)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise StoreError(f"{state_dir}: the daemon's status files are not as Horus writes them ({exc!r})") from exc
+
+
+def _merged(state_dir: Path, header: dict[str, Any], now: float) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for _attempt in range(3):
         base = _read_json(state_dir / ROWS_NAME) or {}
