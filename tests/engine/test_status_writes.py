@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,17 +84,22 @@ def file_monitor(name: str, path: Path, interval: float = 0.2) -> dict:
 # -- the files, written and read in this process ---------------------------------------------------------
 
 
+def given(rows: list[dict]) -> Callable[[], list[dict]]:
+    """Rows as the writer takes them: a call that gives them (again, when it rewrites the rows file)."""
+    return lambda: rows
+
+
 def fleet(count: int = 20, **changes: dict) -> list[dict]:
     return [row(f"m{i}", **changes.get(f"m{i}", {})) for i in range(count)]
 
 
 def test_healthy_looks_write_no_rows(tmp_path):
     writer = StatusWriter(tmp_path)
-    writer.write(header(), fleet())
+    writer.write(header(), fleet)
     rows_file = generation(tmp_path)
     # Later healthy looks: a new check time, a new latency in the reason. Nothing a person needs rewritten.
     for latency in range(5):
-        writer.write(header(), [row(f"m{i}", reason=f"HTTP 200 in {latency} ms") for i in range(20)])
+        writer.write(header(), given([row(f"m{i}", reason=f"HTTP 200 in {latency} ms") for i in range(20)]))
     assert generation(tmp_path) == rows_file
     assert not (tmp_path / CHANGES_NAME).exists()
     assert "monitors" not in json.loads((tmp_path / STATUS_NAME).read_text()), "the header stays small"
@@ -101,14 +107,14 @@ def test_healthy_looks_write_no_rows(tmp_path):
 
 def test_a_changed_row_is_written_alone_and_read_back_in_place(tmp_path):
     writer = StatusWriter(tmp_path)
-    writer.write(header(), fleet())
+    writer.write(header(), fleet)
     rows_file = generation(tmp_path)
     failing = {"status": "unhealthy", "reason": "m3 is missing", "consecutive_failures": 1}
-    writer.write(header(), fleet(m3=failing))
+    writer.write(header(), lambda: fleet(m3=failing))
     assert generation(tmp_path) == rows_file, "one changed row does not rewrite every row"
     assert [m["name"] for m in json.loads((tmp_path / CHANGES_NAME).read_text())["monitors"]] == ["m3"]
     changes_file = (tmp_path / CHANGES_NAME).stat().st_mtime_ns
-    writer.write(header(), fleet(m3=failing))  # the same again: nothing to write
+    writer.write(header(), lambda: fleet(m3=failing))  # the same again: nothing to write
     assert (tmp_path / CHANGES_NAME).stat().st_mtime_ns == changes_file
     snapshot = read_status(tmp_path)
     assert snapshot is not None
@@ -123,10 +129,11 @@ def test_a_changed_row_is_written_alone_and_read_back_in_place(tmp_path):
 
 def test_changes_that_cost_as_much_as_the_rows_file_are_folded_into_it(tmp_path):
     writer = StatusWriter(tmp_path)
-    writer.write(header(), fleet())
+    writer.write(header(), fleet)
     rows_file = generation(tmp_path)
     for failures in range(1, 60):
-        writer.write(header(), fleet(m3={"status": "unhealthy", "reason": "x", "consecutive_failures": failures}))
+        failing = {"status": "unhealthy", "reason": "x", "consecutive_failures": failures}
+        writer.write(header(), given(fleet(m3=failing)))
     assert generation(tmp_path) > rows_file
     snapshot = read_status(tmp_path)
     assert snapshot is not None
@@ -135,26 +142,26 @@ def test_changes_that_cost_as_much_as_the_rows_file_are_folded_into_it(tmp_path)
 
 def test_changes_left_by_an_earlier_daemon_are_not_applied_to_a_new_ones_rows(tmp_path):
     earlier = StatusWriter(tmp_path)
-    earlier.write(header(), fleet())
-    earlier.write(header(), fleet(m3={"status": "unhealthy", "reason": "long ago"}))
-    StatusWriter(tmp_path).write(header(), fleet())  # the next daemon starts
+    earlier.write(header(), fleet)
+    earlier.write(header(), lambda: fleet(m3={"status": "unhealthy", "reason": "long ago"}))
+    StatusWriter(tmp_path).write(header(), fleet)  # the next daemon starts
     assert read_status(tmp_path)["monitors"][3]["status"] == "healthy"
     assert not (tmp_path / CHANGES_NAME).exists()
 
 
 def test_many_rows_changed_at_once_rewrite_the_rows_file(tmp_path):
     writer = StatusWriter(tmp_path)
-    writer.write(header(), fleet())
+    writer.write(header(), fleet)
     rows_file = generation(tmp_path)
-    writer.write(header(), [row(f"m{i}", "unhealthy", "down") for i in range(20)])
+    writer.write(header(), lambda: [row(f"m{i}", "unhealthy", "down") for i in range(20)])
     assert generation(tmp_path) > rows_file
     assert all(m["status"] == "unhealthy" for m in read_status(tmp_path)["monitors"])
 
 
 def test_a_monitor_added_or_removed_rewrites_the_rows(tmp_path):
     writer = StatusWriter(tmp_path)
-    writer.write(header(), [row("a"), row("b")])
-    writer.write(header(), [row("a"), row("c")])
+    writer.write(header(), lambda: [row("a"), row("b")])
+    writer.write(header(), lambda: [row("a"), row("c")])
     snapshot = read_status(tmp_path)
     assert snapshot is not None
     assert [m["name"] for m in snapshot["monitors"]] == ["a", "c"]
@@ -166,7 +173,11 @@ def test_a_running_daemon_vouches_for_checks_newer_than_a_row_except_the_overdue
     writer = StatusWriter(tmp_path)
     writer.write(
         header(written_at=now - 1, overdue={"late": old - 30}),
-        [row("fine", last_check_at=old), row("late", last_check_at=old - 30), row("fresh", last_check_at=now - 1)],
+        lambda: [
+            row("fine", last_check_at=old),
+            row("late", last_check_at=old - 30),
+            row("fresh", last_check_at=now - 1),
+        ],
     )
     monitors = {m["name"]: m for m in read_status(tmp_path, now)["monitors"]}
     assert monitors["fine"]["checked_within_seconds"] == pytest.approx(4.0, abs=0.11)
@@ -175,7 +186,7 @@ def test_a_running_daemon_vouches_for_checks_newer_than_a_row_except_the_overdue
     # Its own last check is more recent than the bound: shown as it is.
     assert monitors["fresh"]["checked_within_seconds"] is None
     # Once the daemon has stopped it vouches for nothing.
-    writer.write(header(running=False, written_at=now - 1), [row("fine", last_check_at=old)], full=True)
+    writer.write(header(running=False, written_at=now - 1), lambda: [row("fine", last_check_at=old)], full=True)
     [fine] = read_status(tmp_path, now)["monitors"]
     assert fine["checked_within_seconds"] is None and fine["last_check_at"] == pytest.approx(old)
 
@@ -183,7 +194,7 @@ def test_a_running_daemon_vouches_for_checks_newer_than_a_row_except_the_overdue
 def test_a_cooldown_counts_down_in_the_reader_without_a_rewrite(tmp_path):
     writer = StatusWriter(tmp_path)
     now = time.time()
-    writer.write(header(written_at=now), [row("a", cooldown_remaining_seconds=60.0)])
+    writer.write(header(written_at=now), lambda: [row("a", cooldown_remaining_seconds=60.0)])
     [a] = read_status(tmp_path, now + 15)["monitors"]
     assert a["cooldown_remaining_seconds"] == pytest.approx(45.0, abs=0.11)
 
@@ -191,7 +202,7 @@ def test_a_cooldown_counts_down_in_the_reader_without_a_rewrite(tmp_path):
 def test_a_reader_never_sees_half_a_file(tmp_path):
     writer = StatusWriter(tmp_path)
     rows = [row(f"m{i}") for i in range(300)]
-    writer.write(header(), rows)
+    writer.write(header(), lambda: rows)
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -209,7 +220,7 @@ def test_a_reader_never_sees_half_a_file(tmp_path):
     try:
         for failures in range(200):
             rows[failures % 300] = row(f"m{failures % 300}", "unhealthy", f"x{failures}")
-            writer.write(header(), rows, full=failures % 7 == 0)
+            writer.write(header(), lambda: rows, full=failures % 7 == 0)
     finally:
         done.set()
         reader.join()
@@ -224,13 +235,15 @@ def test_status_says_not_watched_for_a_probe_error_and_not_known_yet_without_fai
     write_config(config, [file_monitor("x", tmp_path)])
     state = tmp_path / "state"
     state.mkdir()
-    StatusWriter(state).write(header(), [row("fine"), row("judging", "unknown", "watched 0 s of a 60 s window")])
+    StatusWriter(state).write(
+        header(), lambda: [row("fine"), row("judging", "unknown", "watched 0 s of a 60 s window")]
+    )
     shown = status_cli(config, state)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     [judging] = [line for line in shown.stdout.splitlines() if line.startswith("judging ")]
     assert "not known yet" in judging and "watched 0 s" in judging
 
-    StatusWriter(state).write(header(), [row("fine"), row("blind", "error", "probe timed out after 0.3 s")])
+    StatusWriter(state).write(header(), lambda: [row("fine"), row("blind", "error", "probe timed out after 0.3 s")])
     shown = status_cli(config, state)
     assert shown.returncode == 1, "a monitor that watches nothing is a problem"
     [blind] = [line for line in shown.stdout.splitlines() if line.startswith("blind ")]

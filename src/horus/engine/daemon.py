@@ -433,9 +433,11 @@ class Daemon:
     def status_snapshot(self) -> dict[str, Any]:
         """The same content as ``status.json``, in memory (for the digest)."""
         header, rows = self._status(running=True, every_seconds=STATUS_SECONDS)
-        return {**header, "monitors": list(rows)}
+        return {**header, "monitors": list(rows())}
 
-    def _status(self, running: bool, every_seconds: float) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    def _status(
+        self, running: bool, every_seconds: float
+    ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, Any]]]]:
         now = self.now()
         problems = self.notifier.open_problems() if self.notifier is not None else {}
         header = {
@@ -446,8 +448,9 @@ class Daemon:
             "every_seconds": every_seconds,
             "disabled": self.disabled,
         }
-        # Rows one at a time; the list of monitors is copied first, since a reload may change it meanwhile.
-        return header, (
+        # Rows one at a time, afresh on each call; the list of monitors is copied first, since a reload may
+        # change it meanwhile.
+        return header, lambda: (
             {**m.status(now, problems.get(m.name)), "due_within_seconds": self._due_within(m)}
             for m in list(self.monitors.values())
         )

@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,40 +64,64 @@ class StatusWriter:
         self._changes_bytes = 0  # bytes of changes files written since the rows file
         self.fleet: int | None = None  # the caller's digest of its monitors when the rows were last taken
 
-    def write(self, header: dict[str, Any], rows: Iterable[dict[str, Any]] | None, *, full: bool = False) -> None:
-        """Write the header; with ``rows`` (every monitor's row), also what changed in them. ``full`` rewrites
-        the rows file whatever changed (at stop, so what is left behind is one plain snapshot)."""
+    def write(
+        self, header: dict[str, Any], rows: Callable[[], Iterable[dict[str, Any]]] | None, *, full: bool = False
+    ) -> None:
+        """Write the header; with ``rows`` (every monitor's row, afresh on each call), also what changed in them.
+        ``full`` rewrites the rows file whatever changed (at stop, so what is left behind is one plain snapshot).
+        Rows are taken one at a time: 10,000 of them are never all held in memory at once."""
         with self._lock:
             if rows is not None:
                 self._take_rows(rows, float(header.get("written_at") or time.time()), full=full)
             _write_atomically(self.state_dir / STATUS_NAME, [json.dumps(header, default=str)])
 
-    def _take_rows(self, rows: Iterable[dict[str, Any]], written_at: float, *, full: bool) -> None:
-        stored = [_stored_row(row, written_at) for row in rows]
-        fingerprints = {row["name"]: _fingerprint(row) for row in stored}
-        if full or not self._rows_written or fingerprints.keys() != self._written.keys():
-            self._write_rows(stored, written_at, fingerprints)
+    def _take_rows(self, rows: Callable[[], Iterable[dict[str, Any]]], written_at: float, *, full: bool) -> None:
+        if full or not self._rows_written:
+            self._write_rows(rows(), written_at)
             return
-        newly = [row for row in stored if fingerprints[row["name"]] != self._written[row["name"]]]
+        fingerprints: dict[str, int] = {}
+        newly = []
+        for row in rows():
+            stored = _stored_row(row, written_at)
+            name = stored["name"]
+            fingerprints[name] = _fingerprint(stored)
+            if fingerprints[name] != self._written.get(name):
+                newly.append(stored)
+        if fingerprints.keys() != self._written.keys():
+            self._write_rows(rows(), written_at)
+            return
         if not newly:
             return
         self._written = fingerprints
         self._changed.update((row["name"], row) for row in newly)
         # The changes written since the rows file cost as much as rewriting it, or soon would (many rows
         # changed at once, as when a fresh daemon's first looks come in): fold them in.
-        if self._changes_bytes >= self._rows_bytes or 8 * len(self._changed) > len(stored):
-            self._write_rows(stored, written_at, fingerprints)
+        if self._changes_bytes >= self._rows_bytes or 8 * len(self._changed) > len(fingerprints):
+            self._write_rows(rows(), written_at)
             return
         text = json.dumps({"base": self._generation, "monitors": list(self._changed.values())}, default=str)
         _write_atomically(self.state_dir / CHANGES_NAME, [text])
         self._changes_bytes += len(text)
 
-    def _write_rows(self, stored: list[dict[str, Any]], written_at: float, fingerprints: dict[str, int]) -> None:
+    def _write_rows(self, rows: Iterable[dict[str, Any]], written_at: float) -> None:
         generation = self._generation + 1
-        chunks = [json.dumps({"generation": generation, "written_at": written_at, "monitors": []})[:-2]]
-        chunks += [("," if index else "") + json.dumps(row, default=str) for index, row in enumerate(stored)]
-        chunks.append("]}")
-        _write_atomically(self.state_dir / ROWS_NAME, chunks)
+        fingerprints: dict[str, int] = {}
+        size = 0
+
+        def chunks() -> Iterator[str]:
+            nonlocal size
+            head = json.dumps({"generation": generation, "written_at": written_at, "monitors": []})[:-2]
+            yield head
+            size += len(head)
+            for index, row in enumerate(rows):
+                stored = _stored_row(row, written_at)
+                fingerprints[stored["name"]] = _fingerprint(stored)
+                chunk = ("," if index else "") + json.dumps(stored, default=str)
+                size += len(chunk)
+                yield chunk
+            yield "]}"
+
+        _write_atomically(self.state_dir / ROWS_NAME, chunks())
         # The changes file left behind names an older rows file: readers ignore it, and it goes.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.state_dir / CHANGES_NAME)
@@ -105,7 +129,7 @@ class StatusWriter:
         self._rows_written = True
         self._written = fingerprints
         self._changed = {}
-        self._rows_bytes = sum(len(chunk) for chunk in chunks)
+        self._rows_bytes = size
         self._changes_bytes = 0
 
 
@@ -164,10 +188,11 @@ def _merged(state_dir: Path, header: dict[str, Any], now: float) -> dict[str, An
 
 
 def _stored_row(row: dict[str, Any], written_at: float) -> dict[str, Any]:
-    """``row`` as the files keep it (changed in place: the daemon builds a fresh dict for every write)."""
-    remaining = row.pop("cooldown_remaining_seconds", None)
-    row["cooldown_until"] = round(written_at + remaining, 1) if remaining else None
-    return row
+    """``row`` as the files keep it."""
+    out = dict(row)
+    remaining = out.pop("cooldown_remaining_seconds", None)
+    out["cooldown_until"] = round(written_at + remaining, 1) if remaining else None
+    return out
 
 
 def _fingerprint(row: dict[str, Any]) -> int:
