@@ -277,7 +277,13 @@ def test_status_says_running_from_the_daemons_first_checks(tmp_path):
     daemon = spawn_daemon(config, state, log.path, "--log-level", "debug")
     try:
         wait_until_sync(lambda: log.named("check.ok"), timeout=20)
-        shown = status_cli(config, state)
+        # The first status is written beside the first checks, not before them: allow it a moment, far less
+        # than the 5 s between two writes.
+        deadline = time.monotonic() + 2.0
+        while True:
+            shown = status_cli(config, state)
+            if shown.stdout.startswith(f"Horus: running (pid {daemon.pid}") or time.monotonic() > deadline:
+                break
         assert shown.stdout.startswith(f"Horus: running (pid {daemon.pid}"), shown.stdout
     finally:
         assert stop_daemon(daemon, timeout=15) == 0
