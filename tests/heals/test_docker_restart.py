@@ -77,9 +77,9 @@ async def test_a_missing_docker_is_a_permanent_heal_error(tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"container": "mc-backend", "compose_file": "c.yaml", "service": "backend"}, "not both"),
+        ({"container": "mc-backend", "compose_file": "/srv/mc/c.yaml", "service": "backend"}, "not both"),
         ({}, "say what to restart"),
-        ({"compose_file": "c.yaml"}, "compose_file needs service"),
+        ({"compose_file": "/srv/mc/c.yaml"}, "compose_file needs service"),
         ({"service": "backend"}, "service needs compose_file"),
         ({"container": "mc-backend", "project_name": "mc"}, "project_name applies only with compose_file"),
     ],

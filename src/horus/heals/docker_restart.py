@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from horus.config.types import ExpandedPath
+from horus.config.types import AbsolutePath
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
 from horus.service_managers import ToolArgument, run_heal_tool
 
@@ -14,7 +14,7 @@ from horus.service_managers import ToolArgument, run_heal_tool
 class DockerRestartOptions(HealOptions):
     action: Literal["docker_restart"]
     container: ToolArgument | None = None
-    compose_file: ExpandedPath | None = None
+    compose_file: AbsolutePath | None = None
     service: ToolArgument | None = None
     project_name: ToolArgument | None = None
     stop_timeout_seconds: int | None = Field(default=None, ge=0)

@@ -7,7 +7,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from horus import humanize
-from horus.config.types import CommandLine, ExpandedPath, PositiveSeconds, require_shell_for_strings
+from horus.config.types import (
+    AbsolutePath,
+    CommandLine,
+    PositiveSeconds,
+    require_locatable_program,
+    require_shell_for_strings,
+)
 from horus.errors import ExecError, HealError
 from horus.execution import run_command
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
@@ -24,13 +30,14 @@ class RunScriptOptions(HealOptions):
     action: Literal["run_script"]
     command: CommandLine
     shell: bool = False
-    cwd: ExpandedPath | None = None
+    cwd: AbsolutePath | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: PositiveSeconds = 60.0
 
     @model_validator(mode="after")
     def _command_matches_shell(self) -> RunScriptOptions:
         require_shell_for_strings(self.command, self.shell)
+        require_locatable_program(self.command, self.cwd)
         return self
 
 
