@@ -99,7 +99,12 @@ def test_a_service_whose_upstream_fails_is_a_symptom_not_restarted_and_rechecked
     config.write_text(
         json.dumps(
             {
-                "defaults": {"start_jitter_seconds": 0, "startup_grace_seconds": 0, "min_failures_to_heal": 1},
+                "defaults": {
+                    "start_jitter_seconds": 0,
+                    "startup_grace_seconds": 0,
+                    "min_failures_to_heal": 1,
+                    "confirm_recovery_seconds": 0.5,
+                },
                 "monitors": [
                     {
                         "name": "exchange",
@@ -172,7 +177,7 @@ def test_the_ladder_steps_up_and_the_next_incident_of_the_pattern_starts_at_the_
     config.write_text(
         json.dumps(
             {
-                "defaults": {"start_jitter_seconds": 0},
+                "defaults": {"start_jitter_seconds": 0, "confirm_recovery_seconds": 0.5},
                 "sentinel": {"reopen_within_seconds": 0.5},
                 "monitors": [
                     {

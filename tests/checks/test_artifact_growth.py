@@ -53,7 +53,7 @@ def insert(path, *rows) -> None:
 async def test_files_appearing_within_the_window_are_healthy_and_say_how_many_are_new(tmp_path, probe_ctx):
     check = make_check(window=60, glob={"directory": str(tmp_path), "pattern": "*.json"})
     first = await check.probe(probe_ctx)
-    assert first.status is Status.HEALTHY
+    assert first.status is Status.UNKNOWN, "not known yet: neither healthy nor a failure"
     assert first.reason.startswith(f"0 files matching *.json in {tmp_path}, watching for ")
     assert first.reason.endswith(" of 60 s window")
     assert first.details["watching"] is True
@@ -76,7 +76,7 @@ async def test_no_new_files_over_a_whole_window_is_unhealthy_and_gives_the_count
         (tmp_path / name).write_text("{}")
     check = make_check(glob={"directory": str(tmp_path), "pattern": "*.json"})
     first = await check.probe(probe_ctx)
-    assert first.status is Status.HEALTHY, "too early to say: it has not watched a whole window yet"
+    assert first.status is Status.UNKNOWN, "too early to say: it has not watched a whole window yet"
     assert first.recheck_in is not None
     assert WINDOW <= first.recheck_in <= WINDOW + 0.1
 
@@ -197,7 +197,7 @@ async def test_a_truncated_file_starts_a_new_baseline_neither_growth_nor_failure
     first = await check.probe(probe_ctx)
     out.write_bytes(b"z" * 10)  # truncated and written again: logrotate's copytruncate
     truncated = await check.probe(probe_ctx)
-    assert truncated.status is Status.HEALTHY
+    assert truncated.status is Status.UNKNOWN
     assert truncated.details["growth"] == 0, "a shrink is not growth"
     assert truncated.details["watching"] is True
 
@@ -324,7 +324,9 @@ async def test_a_wal_database_written_by_the_service_is_read_without_blocking_th
         stop.set()
         thread.join()
     assert writer_errors == []
-    assert all(r.status is Status.HEALTHY for r in results), [r.reason for r in results if not r.is_healthy]
+    assert all(r.status in (Status.HEALTHY, Status.UNKNOWN) for r in results), [
+        r.reason for r in results if r.status is Status.UNHEALTHY or r.status is Status.ERROR
+    ]
     assert results[-1].details["growth"] > 0
 
 
@@ -350,7 +352,7 @@ async def test_the_database_is_only_read(tmp_path, probe_ctx):
     insert(db, 1)
     before = (db.read_bytes(), sorted(p.name for p in tmp_path.iterdir()))
     check = make_check(sqlite={"database": str(db), "query": "WITH t AS (SELECT * FROM trades) SELECT count(*) FROM t"})
-    assert (await check.probe(probe_ctx)).is_healthy
+    assert (await check.probe(probe_ctx)).status is Status.UNKNOWN, "read, and too early to judge"
     assert (db.read_bytes(), sorted(p.name for p in tmp_path.iterdir())) == before
 
 

@@ -122,3 +122,27 @@ async def test_a_fifo_where_the_log_should_be_is_a_probe_error(tmp_path, probe_c
     os.mkfifo(tmp_path / "bot.log")
     run = await run_check(make_check(tmp_path / "bot.log"), probe_ctx, timeout=5)
     assert run.result.reason == f"cannot observe {tmp_path / 'bot.log'}: a named pipe, not a log file"
+
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/bot/main.py", line 3, in <module>\n'
+    "    connect()\n"
+    "ConnectionRefusedError: [Errno 111] Connection refused\n"
+)
+
+
+async def test_a_traceback_written_since_the_last_look_is_reported_as_crash_output(tmp_path, probe_ctx):
+    log = tmp_path / "bot.log"
+    log.write_text(TRACEBACK)  # already there at the first look: not news
+    check = make_check(log)
+    first = await check.probe(probe_ctx)
+    assert "crash_output" not in first.details
+    with log.open("a") as f:
+        f.write("bot starting\n" + TRACEBACK)
+    crashed = await check.probe(probe_ctx)
+    assert crashed.status is Status.HEALTHY, "fresh is fresh; what the crash means is the lifecycle's to judge"
+    assert crashed.details["crash_output"] == 1
+    with log.open("a") as f:
+        f.write("scan ok\n")
+    assert "crash_output" not in (await check.probe(probe_ctx)).details

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 import structlog
 
 from horus.clock import SystemClock
@@ -21,7 +22,9 @@ from tests.support import wait_until
 @contextlib.asynccontextmanager
 async def running(tmp_path, monitors: list[dict], clock=None) -> AsyncIterator[tuple[Daemon, list[dict]]]:
     """A real daemon on a real state database, its events captured as dicts."""
-    config = HorusConfig.model_validate({"defaults": {"start_jitter_seconds": 0}, "monitors": monitors})
+    config = HorusConfig.model_validate(
+        {"defaults": {"start_jitter_seconds": 0, "confirm_recovery_seconds": 0.3}, "monitors": monitors}
+    )
     store = StateStore.open(tmp_path / "state")
     daemon = Daemon(config.monitor_settings(), store, clock=clock)
     stop = asyncio.Event()
@@ -153,6 +156,34 @@ async def test_failures_during_the_startup_grace_after_a_heal_are_not_counted(tm
     assert len(named(events, "check.failed_in_grace", "svc")) >= 3, "looks inside the grace are reported, not counted"
 
 
+async def test_the_startup_grace_starts_when_a_long_heal_has_finished(tmp_path):
+    stamps = tmp_path / "heal-ends.txt"
+    monitor = {
+        "name": "svc",
+        "interval_seconds": 0.1,
+        "min_failures_to_heal": 1,
+        "heal_cooldown_seconds": 0,
+        "startup_grace_seconds": 1.0,
+        "heal_timeout_seconds": 10,
+        "check": {"type": "file_exists", "path": str(tmp_path / "missing")},
+        # A heal that takes longer than the grace (a kill waiting out its SIGTERM grace, say).
+        "heal": {"action": "run_script", "command": f"sleep 1.5; date +%s.%N >> {stamps}", "shell": True},
+    }
+    async with running(tmp_path, [monitor]) as (_, events):
+        await wait_until(lambda: named(events, "heal.finished", "svc"), timeout=10)
+        ended = time.monotonic()
+        after = len(events)
+
+        def counted_failure() -> bool:
+            return any(e["event"] == "check.failed" for e in events[after:])
+
+        await wait_until(counted_failure, timeout=10, interval=0.01)
+        first_counted = time.monotonic() - ended
+    in_grace = [e for e in events[after:] if e["event"] == "check.failed_in_grace"]
+    assert len(in_grace) >= 3, "looks right after the heal are inside the grace"
+    assert first_counted >= 0.9, f"a failure counted {first_counted:.2f} s after the heal ended, inside its 1 s grace"
+
+
 async def test_a_wall_clock_jump_neither_triggers_nor_suppresses_a_heal(tmp_path):
     clock = ShiftedClock()
     log = tmp_path / "bot.log"
@@ -220,7 +251,8 @@ async def test_recovery_is_announced_once_the_failing_monitor_passes_again(tmp_p
         target.write_text("ok")
         await wait_until(lambda: named(events, "monitor.recovered", "svc"), timeout=10)
     [recovered] = named(events, "monitor.recovered", "svc")
-    assert recovered["reason"].startswith("ready")
+    assert recovered["reason"].startswith("healthy for ") and "ready exists" in recovered["reason"]
+    assert recovered["outcome"] == "recovered without a heal"
 
 
 async def test_a_heal_names_where_the_service_was_stuck_when_it_left_a_crash_record(tmp_path):
@@ -318,3 +350,31 @@ async def test_a_state_database_that_stops_answering_delays_a_heal_only_by_its_b
             stuck.set()
     finally:
         stuck.set()
+
+
+@pytest.mark.parametrize(
+    ("interval", "max_age", "threshold", "recheck"),
+    [(30, 3, 2, 1.0), (60, 1.5, 3, 0.5), (5, 2, 2, 5.0), (0.5, 1, 4, 5.0)],
+)
+async def test_the_heal_comes_within_the_deadline_plus_the_short_rechecks_whatever_the_interval(
+    tmp_path, interval, max_age, threshold, recheck
+):
+    log = tmp_path / "bot.log"
+    log.write_text("scan\n")
+    written = time.time()
+    monitor = {
+        "name": "bot",
+        "interval_seconds": interval,
+        "min_failures_to_heal": threshold,
+        "recheck_failing_seconds": recheck,
+        "check": {"type": "log_staleness", "log_file": str(log), "max_age_seconds": max_age},
+        "heal": counting_heal(tmp_path),
+    }
+    async with running(tmp_path, [monitor]) as (_, events):
+        await wait_until(lambda: named(events, "heal.started", "bot"), timeout=max_age + threshold * recheck + 10)
+        healed_at = time.time()
+    bound = max_age + (threshold - 1) * min(interval, recheck)
+    assert healed_at - written <= bound + 1.0, (
+        f"healed {healed_at - written:.1f} s after the last write, bound {bound} s"
+    )
+    assert healed_at - written >= max_age, "never before the deadline"

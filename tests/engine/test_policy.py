@@ -30,8 +30,7 @@ def test_a_heal_runs_only_when_consecutive_failures_reach_the_threshold():
 def test_a_success_resets_the_count_so_failures_must_be_consecutive():
     p, state = policy(), MonitorState("bot")
     p.observe(state, Status.UNHEALTHY, "stale", at(0))
-    verdict = p.observe(state, Status.HEALTHY, "fresh", at(1))
-    assert verdict.recovered
+    p.observe(state, Status.HEALTHY, "fresh", at(1))
     assert state.consecutive_failures == 0
     assert not p.observe(state, Status.UNHEALTHY, "stale", at(2)).heal
 
@@ -88,12 +87,31 @@ def test_after_a_reboot_the_cooldown_is_measured_on_the_wall_clock():
     assert verdict.cooldown_remaining == pytest.approx(80)
 
 
-def test_recovery_reports_how_long_the_monitor_was_down():
-    p, state = policy(), MonitorState("bot")
-    p.observe(state, Status.UNHEALTHY, "stale", at(0, wall=100))
-    verdict = p.observe(state, Status.HEALTHY, "fresh", at(42, wall=142))
-    assert verdict.recovered
-    assert verdict.unhealthy_for == pytest.approx(42)
+def test_not_known_yet_changes_nothing_like_a_probe_error():
+    p, state = policy(min_failures_to_heal=1), MonitorState("bot")
+    p.observe(state, Status.UNHEALTHY, "stale", at(0))
+    verdict = p.observe(state, Status.UNKNOWN, "watching for 0 ms of a 60 s window", at(1))
+    assert not verdict.heal and not verdict.counted
+    assert state.last_status is Status.UNHEALTHY and state.failing_since is not None
+
+
+def test_the_startup_grace_runs_from_when_the_heal_finished():
+    p, state = policy(min_failures_to_heal=1, startup_grace_seconds=30, heal_cooldown_seconds=0), MonitorState("bot")
+    p.heal_started(state, at(0))
+    # A kill that took 25 s of its grace: the service gets its whole 30 s from the end of the heal.
+    verdict = p.observe(state, Status.UNHEALTHY, "stale", at(40), grace_from=at(25))
+    assert verdict.in_grace
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(56), grace_from=at(25)).heal
+
+
+def test_a_refused_heal_is_undone_no_cooldown_and_no_budget_spent():
+    p, state = policy(min_failures_to_heal=1, startup_grace_seconds=0), MonitorState("bot")
+    p.observe(state, Status.UNHEALTHY, "stale", at(0))
+    before = p.before_heal(state)
+    p.heal_started(state, at(0))
+    p.undo_heal(state, before)
+    assert state.last_heal is None and state.heals_in_streak == 0
+    assert p.observe(state, Status.UNHEALTHY, "stale", at(1)).heal, "no cooldown after a heal that did nothing"
 
 
 def heal_now(p: HealPolicy, state: MonitorState, moment: Instant):

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
-from horus.config.types import ExpandedPath, PositiveSeconds
+from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.errors import ProbeError
 
 __all__ = ["ArtifactGrowthCheck", "ArtifactGrowthOptions"]
@@ -66,7 +66,7 @@ def _single_select(query: str) -> str:
 class GlobSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    directory: ExpandedPath
+    directory: AbsolutePath
     pattern: Annotated[str, AfterValidator(_file_pattern)] = "*"
     recursive: bool = False
 
@@ -74,7 +74,7 @@ class GlobSource(BaseModel):
 class SqliteSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    database: ExpandedPath
+    database: AbsolutePath
     query: Annotated[str, AfterValidator(_single_select)]
     measure: Literal["count", "latest"] = "count"
 
@@ -82,7 +82,7 @@ class SqliteSource(BaseModel):
 class ArtifactGrowthOptions(CheckOptions):
     type: Literal["artifact_growth"]
     glob: GlobSource | None = None
-    file_size: ExpandedPath | None = None
+    file_size: AbsolutePath | None = None
     sqlite: SqliteSource | None = None
     min_growth: int = Field(1, ge=1)
     window_seconds: PositiveSeconds
@@ -209,8 +209,9 @@ class ArtifactGrowthCheck(Check[ArtifactGrowthOptions]):
                 **details,
             )
         if start_at > now - window:
-            # Not watched a whole window yet: too early to call it "no growth".
-            return CheckResult.healthy(
+            # Not watched a whole window yet: too early to call it "no growth", and too early to call it
+            # working (after a restart of Horus the window starts from nothing).
+            return CheckResult.unknown(
                 f"{self._source.watching(value)}, watching for {humanize.duration(span)} of {self._window_text} window",
                 recheck_in=start_at + window - now + DEADLINE_MARGIN_SECONDS,
                 watching=True,

@@ -28,6 +28,9 @@ class Status(enum.StrEnum):
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
     ERROR = "error"  # the probe could not observe; says nothing about the service
+    # The probe observed, but cannot judge yet (a growth window not yet watched, a first datagram not yet
+    # due): neither healthy nor unhealthy, so it can neither start a heal nor confirm a recovery.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class CheckResult:
     @classmethod
     def error(cls, reason: str, **details: Any) -> CheckResult:
         return cls(Status.ERROR, reason, details)
+
+    @classmethod
+    def unknown(cls, reason: str, *, recheck_in: float | None = None, **details: Any) -> CheckResult:
+        return cls(Status.UNKNOWN, reason, details, recheck_in)
 
     @property
     def is_healthy(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -14,10 +15,13 @@ from pydantic import AfterValidator, Field, model_validator
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.heartbeat_listener import HeartbeatListener, parse_listen_address
-from horus.config.types import ExpandedPath, PositiveSeconds
+from horus.config.types import AbsolutePath, PositiveSeconds
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
 DEADLINE_MARGIN_SECONDS = 0.05
+# A crash_dir is read at most this many entries deep: the SDK keeps 20 records, and a directory that
+# another process fills must not make every look slower.
+MAX_CRASH_DIR_ENTRIES = 1000
 # On its first look after Horus starts, a listening check waits this long for a datagram to arrive.
 FIRST_BEAT_WAIT_SECONDS = 2.0
 
@@ -29,11 +33,11 @@ def _listen_address(text: str) -> str:
 
 class HeartbeatOptions(CheckOptions):
     type: Literal["heartbeat"]
-    path: ExpandedPath | None = None
+    path: AbsolutePath | None = None
     listen: Annotated[str, AfterValidator(_listen_address)] | None = None
     max_age_seconds: PositiveSeconds
     channels: dict[str, PositiveSeconds] = Field(default_factory=dict)
-    crash_dir: ExpandedPath | None = None
+    crash_dir: AbsolutePath | None = None
 
     @model_validator(mode="after")
     def _a_source(self) -> HeartbeatOptions:
@@ -67,6 +71,7 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
     def __init__(self, options: HeartbeatOptions) -> None:
         super().__init__(options)
         self._boot = boot_id()
+        self._crash_records_seen: dict[str, int] | None = None  # name -> mtime (ns), from the last look
         self._listener: HeartbeatListener | None = None
         self._listen_error: str | None = None
         if options.listen is not None:
@@ -91,7 +96,12 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         if self._listener is None:
             return await asyncio.to_thread(self.probe_inline, ctx)
+        result = await self._probe_listening(ctx)
+        return await asyncio.to_thread(self._with_crash_records, result)
+
+    async def _probe_listening(self, ctx: ProbeContext) -> CheckResult:
         listener = self._listener
+        assert listener is not None
         await self.open()
         if self._listen_error is not None:
             return CheckResult.error(self._listen_error)
@@ -101,14 +111,15 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         if listener.latest is None and listening_for < limit:
             # Just began listening (Horus started): give the service one beat's time before judging.
             await listener.wait_for_beat(min(limit - listening_for, FIRST_BEAT_WAIT_SECONDS))
-        from_file = await asyncio.to_thread(self.probe_inline, ctx) if self.options.path is not None else None
+        from_file = await asyncio.to_thread(self._probe_file, ctx) if self.options.path is not None else None
         received = listener.latest
         if received is None:
             if from_file is not None and from_file.is_healthy:
                 return from_file
             listening_for = time.monotonic() - listener.listening_since
             if listening_for < limit:
-                return CheckResult.error(
+                # Not a probe error and not a verdict: the service has not been listened to for one beat's time.
+                return CheckResult.unknown(
                     f"no heartbeat on {self.options.listen} yet (listening for {humanize.seconds(listening_for)})"
                 )
             return CheckResult.unhealthy(
@@ -135,6 +146,35 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         return f"; {listener.rejected} datagram(s) ignored, last: {listener.last_rejection}"
 
     def probe_inline(self, ctx: ProbeContext) -> CheckResult:
+        return self._with_crash_records(self._probe_file(ctx))
+
+    def _with_crash_records(self, result: CheckResult) -> CheckResult:
+        """The result, with how many crash records appeared since the last look: restarts to count."""
+        new = self._new_crash_records()
+        if not new:
+            return result
+        return dataclasses.replace(result, details={**result.details, "new_crashes": new})
+
+    def _new_crash_records(self) -> int:
+        crash_dir = self.options.crash_dir
+        if crash_dir is None:
+            return 0
+        seen: dict[str, int] = {}
+        try:
+            with os.scandir(crash_dir) as entries:
+                for count, entry in enumerate(entries):
+                    if count >= MAX_CRASH_DIR_ENTRIES:
+                        break
+                    if _is_crash_record(entry.name) and entry.is_file(follow_symlinks=False):
+                        seen[entry.name] = entry.stat(follow_symlinks=False).st_mtime_ns
+        except OSError:
+            return 0
+        before, self._crash_records_seen = self._crash_records_seen, seen
+        if before is None:
+            return 0  # the first look learns what is there already
+        return sum(1 for name, mtime in seen.items() if before.get(name) != mtime)
+
+    def _probe_file(self, ctx: ProbeContext) -> CheckResult:
         path = self.options.path
         assert path is not None
         try:
@@ -157,9 +197,14 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         """The verdict on one beat that is ``age`` seconds old, with ``channel_age`` for its channels."""
         limit = self.options.max_age_seconds
         pid = beat.get("pid")
+        # Which run of the service sent this beat: a new pid or start means it restarted.
+        instance = f"{pid}:{beat.get('started_monotonic')}" if pid is not None else None
         if age > limit:
             return CheckResult.unhealthy(
-                f"heartbeat {humanize.seconds(age)} old, limit {humanize.seconds(limit)}", pid=pid, age_seconds=age
+                f"heartbeat {humanize.seconds(age)} old, limit {humanize.seconds(limit)}",
+                pid=pid,
+                instance=instance,
+                age_seconds=age,
             )
         remaining = [limit - age]
         channels = beat.get("channels") or {}
@@ -173,7 +218,7 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
                 # Not progressed yet: judged from when the heartbeat began, if the service says.
                 since = beating_for
                 if since is None or since > channel_limit:
-                    return CheckResult.unhealthy(f"channel {name}: no progress recorded", pid=pid)
+                    return CheckResult.unhealthy(f"channel {name}: no progress recorded", pid=pid, instance=instance)
                 remaining.append(channel_limit - since)
                 continue
             age_of_channel = channel_age(entry)
@@ -182,6 +227,7 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
                     f"channel {name}: last progress {humanize.seconds(age_of_channel)} ago, "
                     f"limit {humanize.seconds(channel_limit)}",
                     pid=pid,
+                    instance=instance,
                     channel=name,
                 )
             remaining.append(channel_limit - age_of_channel)
@@ -189,6 +235,7 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
             f"heartbeat {humanize.seconds(age)} old (pid {pid}, beat {beat.get('sequence')})",
             recheck_in=min(remaining) + DEADLINE_MARGIN_SECONDS,
             pid=pid,
+            instance=instance,
             age_seconds=age,
         )
 
@@ -199,7 +246,7 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         newest: tuple[float, Path] | None = None
         try:
             for entry in os.scandir(self.options.crash_dir):
-                if entry.name.startswith("horus-crash-") and entry.name.endswith(".json"):
+                if _is_crash_record(entry.name):
                     mtime = entry.stat().st_mtime
                     if (since_wall is None or mtime >= since_wall) and (newest is None or mtime > newest[0]):
                         newest = (mtime, Path(entry.path))
@@ -212,6 +259,10 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         except (OSError, ValueError):
             return {"crash_record": str(newest[1])}
         return {"crash_record": str(newest[1]), "crash_summary": crash_summary(record)}
+
+
+def _is_crash_record(name: str) -> bool:
+    return name.startswith("horus-crash-") and name.endswith(".json")
 
 
 def _fresher(first: CheckResult, second: CheckResult) -> CheckResult:

@@ -16,6 +16,16 @@ from horus.errors import ProbeError
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
+# Of what was written since the last look, at most this much (the newest) is read for crash output.
+CRASH_SCAN_BYTES = 16 * 1024
+# How an uncaught error starts, in the runtimes services are written in (Python, Go, Java, Node).
+CRASH_MARKERS = (
+    b"Traceback (most recent call last):",
+    b"\npanic: ",
+    b'Exception in thread "',
+    b"Uncaught Exception",
+    b"UnhandledPromiseRejection",
+)
 
 
 class LogStalenessOptions(CheckOptions):
@@ -32,6 +42,11 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     writer's old file is followed until the new one is written, and copytruncate counts as a write.
     A missing log file is unhealthy; a path Horus cannot look at (through a regular file, a name too
     long, a directory it may not enter) or that is not a regular file is a probe error that says why.
+
+    A log freshened by a crash proves nothing: what was written since the last look is scanned (its
+    newest 16 KiB) for the start of an uncaught error (a Python traceback, a Go panic...). While a failing
+    service is proving its recovery, such output breaks the proof, so a crash loop writing tracebacks to
+    its own log is never "recovered".
     """
 
     options_model = LogStalenessOptions
@@ -41,6 +56,7 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         super().__init__(options)
         self._freshness = FreshnessTracker()
         self._writer_file: tuple[int, int] | None = None  # (device, inode) the service is writing
+        self._scanned: tuple[int, int, int] | None = None  # (device, inode, size) read for crash output
         # Computed once: this check runs every few seconds for years, on thousands of monitors.
         self._path_text = os.fspath(options.log_file)
         self._limit_text = humanize.seconds(options.max_age_seconds)
@@ -88,12 +104,35 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         reason = f"{where} last written {humanize.seconds(age)} ago, limit {self._limit_text}"
         if age > limit:
             return CheckResult.unhealthy(reason, path=self._path_text, age_seconds=round(age, 3))
+        crashes = self._crash_output(current) if current is not None else 0
         return CheckResult.healthy(
             reason,
             recheck_in=limit - age + DEADLINE_MARGIN_SECONDS,
             path=self._path_text,
             age_seconds=round(age, 3),
+            **({"crash_output": crashes} if crashes else {}),
         )
+
+    def _crash_output(self, current: os.stat_result) -> int:
+        """How many uncaught errors begin in what was written since the last look (0 on the first look)."""
+        before, self._scanned = self._scanned, (current.st_dev, current.st_ino, current.st_size)
+        if before is None or before[:2] != self._scanned[:2] or current.st_size <= before[2]:
+            return 0
+        start = max(before[2], current.st_size - CRASH_SCAN_BYTES)
+        try:
+            # Non-blocking, and checked again once open: a FIFO swapped in after the stat must not block.
+            fd = os.open(self._path_text, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return 0
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return 0
+            data = os.pread(fd, current.st_size - start, start)
+        except OSError:
+            return 0
+        finally:
+            os.close(fd)
+        return sum(data.count(marker) for marker in CRASH_MARKERS)
 
 
 def _stat(path: str) -> os.stat_result | None:

@@ -20,7 +20,15 @@ from horus.heals.base import HealOptions
 from horus.heals.registry import HEAL_ACTIONS
 from horus.notify.config import NotifyList, NotifySettings
 
-__all__ = ["Defaults", "HealBudget", "HorusConfig", "MonitorConfig", "MonitorSettings", "SentinelSettings"]
+__all__ = [
+    "Defaults",
+    "HealBudget",
+    "HorusConfig",
+    "MonitorConfig",
+    "MonitorSettings",
+    "RestartLimit",
+    "SentinelSettings",
+]
 
 NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _MONITOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
@@ -60,6 +68,16 @@ class HealBudget(BaseModel):
     retry_in_seconds: PositiveSeconds = 3600.0
 
 
+class RestartLimit(BaseModel):
+    """Restarts Horus did not cause (a new pid or start time, new crash records), counted in a window:
+    this many make a restart storm, like systemd's StartLimitBurst within StartLimitIntervalSec."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(5, ge=1, le=10_000)
+    within_seconds: PositiveSeconds = 300.0
+
+
 class Defaults(BaseModel):
     """Values every monitor inherits unless it sets its own."""
 
@@ -76,6 +94,12 @@ class Defaults(BaseModel):
     start_jitter_seconds: NonNegativeSeconds = 5.0
     # After a heal, recovery counts as confirmed only if the verify condition holds within this time.
     verify_within_seconds: PositiveSeconds = 300.0
+    # A failing monitor must look healthy this long in a row (and at least twice) to count as recovered.
+    confirm_recovery_seconds: NonNegativeSeconds = 10.0
+    # A failing monitor is looked at again this soon (or at its interval, if shorter), so the threshold is
+    # reached in a bounded time whatever the interval.
+    recheck_failing_seconds: PositiveSeconds = 5.0
+    restart_limit: RestartLimit = RestartLimit()
     budget: HealBudget = HealBudget()
 
 
@@ -114,6 +138,9 @@ class MonitorConfig(BaseModel):
     startup_grace_seconds: NonNegativeSeconds | None = None
     start_jitter_seconds: NonNegativeSeconds | None = None
     verify_within_seconds: PositiveSeconds | None = None
+    confirm_recovery_seconds: NonNegativeSeconds | None = None
+    recheck_failing_seconds: PositiveSeconds | None = None
+    restart_limit: RestartLimit | None = None
     budget: HealBudget | None = None
     check: AnyCheckOptions
     heal: AnyHealOptions | None = None
@@ -214,6 +241,9 @@ class MonitorSettings:
     startup_grace_seconds: float
     start_jitter_seconds: float
     verify_within_seconds: float
+    confirm_recovery_seconds: float
+    recheck_failing_seconds: float
+    restart_limit: RestartLimit
     budget: HealBudget
     check: CheckOptions
     heal: HealOptions | None  # the first step of the ladder

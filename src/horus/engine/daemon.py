@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 import structlog
 
 from horus import humanize
-from horus.checks.base import CheckResult, ProbeContext, Status, new_probe_http_client
+from horus.checks.base import Check, CheckResult, ProbeContext, Status, new_probe_http_client
 from horus.checks.registry import build_check
 from horus.clock import Clock, SystemClock, boot_id
 from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.incidents import Detection, IncidentTracker
-from horus.engine.policy import HealPolicy, MonitorState, Verdict
-from horus.engine.runner import CheckRun, run_heal
+from horus.engine.lifecycle import Lifecycle, LifeState, Phase, Step, Transition, TransitionKind
+from horus.engine.policy import HealPolicy, MonitorState
+from horus.engine.runner import CheckRun, run_check, run_heal
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
 from horus.engine.status import MAX_OVERDUE, StatusWriter
@@ -46,6 +47,10 @@ T = TypeVar("T")
 # A probe that asks to be re-run sooner than this is re-run after this, so a file dated in the future
 # cannot spin a monitor in a tight loop.
 MIN_RECHECK_SECONDS = 0.05
+# A look this close to its slot is the slot's own look (the scheduler wakes in steps of 20 ms).
+SLOT_TOLERANCE_SECONDS = 0.05
+# A heal held back by its cooldown is looked at again just after the cooldown ends.
+COOLDOWN_MARGIN_SECONDS = 0.05
 # A crash record written this long before the first failed check still explains the failure (the
 # service ended itself, then the check noticed).
 EVIDENCE_LOOKBACK_SECONDS = 600.0
@@ -53,7 +58,7 @@ EVIDENCE_LOOKBACK_SECONDS = 600.0
 CRASH_RESTART_SECONDS = 5.0
 # How often the daemon writes status.json for `horus status`.
 STATUS_SECONDS = 5.0
-# Beyond its interval and probe timeout, how late a monitor's next check may be before status calls it overdue.
+# Beyond its interval, how late a monitor's next check may be before status lists it as overdue.
 STATUS_DUE_MARGIN_SECONDS = 2.0
 # How often the daemon looks whether the daily digest is due.
 DIGEST_POLL_SECONDS = 30.0
@@ -87,12 +92,11 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.notifier = notifier
         self.incidents = incidents
-        if incidents is not None:
-            incidents.on_not_recovered = self._not_recovered
         self._reload_config = reload_config
         self._boot = boot_id()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-store")
         self.states: dict[str, MonitorState] = {}
+        self.lives: dict[str, LifeState] = {}
         self.monitors: dict[str, Monitor] = {}
         self.stats = EngineStats()
         self.started_at = self.clock.wall()
@@ -134,6 +138,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         if self.incidents is not None:
             await self.incidents.start()
+            self._carry_on_incidents(now)
         async with new_probe_http_client() as http:
             ctx = ProbeContext(clock=self.clock, http=http)
             self._scheduler = scheduler = Scheduler(clock=self.clock, ctx=ctx, on_check=self.stats.record_check)
@@ -164,7 +169,7 @@ class Daemon:
                     task.cancel()
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, *background, return_exceptions=True)
-                await asyncio.gather(*(m.check.aclose() for m in self.monitors.values()), return_exceptions=True)
+                await asyncio.gather(*(m.aclose() for m in self.monitors.values()), return_exceptions=True)
                 await asyncio.to_thread(self.write_status, running=False)
                 if self.incidents is not None:
                     await self.incidents.stop()
@@ -183,12 +188,28 @@ class Daemon:
         if name in self.states:
             return
         previous = stored.get(name)
-        self.states[name] = MonitorState.restore(previous, now) if previous else MonitorState(name=name)
+        state = MonitorState.restore(previous, now) if previous else MonitorState(name=name)
+        self.states[name] = state
+        self.lives[name] = LifeState.restored(state)
 
-    async def _start_monitors(self, settings: Iterable[MonitorSettings], *, jitter: bool) -> None:
+    def _carry_on_incidents(self, now: Instant) -> None:
+        """A monitor whose incident an earlier Horus left open was failing then: it must prove its recovery
+        again, never be taken as healthy on a first look."""
+        assert self.incidents is not None
+        for name, life in self.lives.items():
+            if self.incidents.incident_of(name) is not None and life.phase is Phase.UNKNOWN:
+                life.phase = Phase.FAILING
+                state = self.states[name]
+                if state.failing_since is None:
+                    state.failing_since = now.wall
+
+    async def _start_monitors(
+        self, settings: Iterable[MonitorSettings], *, jitter: bool, keep: dict[str, Check] | None = None
+    ) -> None:
         assert self._scheduler is not None
-        monitors = [Monitor(self, s) for s in settings]
-        await asyncio.gather(*(monitor.check.open() for monitor in monitors))
+        keep = keep or {}
+        monitors = [Monitor(self, s, keep.get(s.name)) for s in settings]
+        await asyncio.gather(*(monitor.check.open() for monitor in monitors if monitor.name not in keep))
         for monitor in monitors:
             self.monitors[monitor.name] = monitor
             window = min(monitor.settings.interval_seconds, monitor.settings.start_jitter_seconds) if jitter else 0.0
@@ -197,26 +218,16 @@ class Daemon:
     # -- dependencies and resume -------------------------------------------------------------------------
 
     def failing_upstream(self, settings: MonitorSettings) -> str | None:
-        """The first declared dependency that is failing now, or None."""
+        """The first declared dependency that is failing now (not yet confirmed recovered), or None."""
         for name in settings.depends_on:
-            state = self.states.get(name)
-            if state is not None and (state.last_status is Status.UNHEALTHY or state.quarantined_until is not None):
+            state, life = self.states.get(name), self.lives.get(name)
+            if state is None or life is None:
+                continue
+            if state.last_status is Status.UNHEALTHY or state.quarantined_until is not None:
+                return name
+            if life.phase not in (Phase.HEALTHY, Phase.UNKNOWN):
                 return name
         return None
-
-    def _not_recovered(self, name: str, incident_id: int, within: str) -> None:
-        monitor = self.monitors.get(name)
-        if self.notifier is None or monitor is None:
-            return
-        reason = monitor.state.last_reason or "no passing check since the heal"
-        self.notifier.problem(
-            EventKind.NOT_RECOVERED,
-            name,
-            f"{name} not recovered after its heal",
-            f"{name} was healed but has not recovered within {within}: {reason} (incident {incident_id}).",
-            reason=reason,
-            incident=incident_id,
-        )
 
     def upstream_states(self, settings: MonitorSettings) -> dict[str, str]:
         """Each declared dependency's state in words, for the root-cause analysis."""
@@ -228,14 +239,28 @@ class Daemon:
         return out
 
     async def _incidents_every(self, seconds: float, ctx: ProbeContext) -> None:
-        if self.incidents is None:
-            return
+        """Between looks: verify checks and verification deadlines (each monitor's lifecycle), then the
+        incidents that may close (only those whose monitor the lifecycle calls healthy)."""
         while True:
             await asyncio.sleep(seconds)
+            for monitor in list(self.monitors.values()):
+                if monitor.life.verify_deadline is None and monitor.verify_check is None:
+                    continue
+                try:
+                    await monitor.tick(ctx)
+                except Exception:
+                    log.exception("monitor.tick_failed", monitor=monitor.name)
+            if self.incidents is None:
+                continue
             try:
-                await self.incidents.tick(ctx, {name: m.settings for name, m in self.monitors.items()})
+                await self.incidents.tick(self._may_close_incident)
             except Exception:
                 log.exception("incident.tick_failed")
+
+    def _may_close_incident(self, name: str) -> bool:
+        life = self.lives.get(name)
+        # A monitor that is no longer configured cannot get better or worse: its incident closes as it is.
+        return life is None or Lifecycle.may_close_incident(life)
 
     def upstream_recovered(self, name: str) -> None:
         """Look again at once at every monitor that depends on ``name``: its failure may have been a symptom."""
@@ -254,21 +279,24 @@ class Daemon:
                 log.warning("store.error", error=str(exc))
                 continue
             for name in names:
-                self.resume(name)
-                if name in self.monitors:
+                if self.resume(name):
                     await self.monitors[name].note("resumed", "quarantine lifted by the operator (horus resume)")
 
-    def resume(self, name: str) -> None:
+    def resume(self, name: str) -> bool:
+        """``horus resume NAME``; False when the monitor is unknown or had nothing to resume."""
         monitor = self.monitors.get(name)
-        state = self.states.get(name)
-        if monitor is None or state is None:
+        if monitor is None:
             log.warning("monitor.resume_unknown", monitor=name)
-            return
-        HealPolicy.resume(state)
+            return False
+        resumed = monitor.lifecycle.resume(monitor.state, monitor.life, self.now())
+        if resumed is None:
+            monitor.log.info("monitor.resume_ignored", note="not quarantined and no heal refused: nothing to resume")
+            return False
         monitor.persist()
         monitor.log.warning("monitor.resumed", note="quarantine lifted and heal budget reset by the operator")
         if self._scheduler is not None:
             self._scheduler.check_soon(monitor)
+        return True
 
     # -- reload ----------------------------------------------------------------------------------------
 
@@ -310,18 +338,28 @@ class Daemon:
         removed = [name for name in self.monitors if name not in enabled]
         changed = [name for name, m in enabled.items() if name in self.monitors and self.monitors[name].settings != m]
         added = [name for name in enabled if name not in self.monitors]
+        # A monitor whose check did not change keeps its running check: its windows and history (an
+        # artifact_growth window already watched) and so its verdicts carry over.
+        keep = {
+            name: self.monitors[name].check
+            for name in changed
+            if self.monitors[name].settings.check == enabled[name].check
+        }
         for name in removed + changed:
             monitor = self.monitors.pop(name)
             monitor.retire()
-            await monitor.check.aclose()
+            await monitor.aclose(keep_check=name in keep)
         for name in removed:
             self.states.pop(name, None)
+            self.lives.pop(name, None)
+        for life in self.lives.values():
+            life.heal_blocked = None  # a refused heal may be tried again with the new config
         if added or changed:
             stored = {s.monitor: s for s in await self.db(self.store.all_states)}
             now = self.now()
             for name in added:
                 self._restore_state(name, stored, now)
-            await self._start_monitors([enabled[name] for name in added + changed], jitter=False)
+            await self._start_monitors([enabled[name] for name in added + changed], jitter=False, keep=keep)
         self.settings = list(enabled.values())
         self.disabled = [name for name, m in new.items() if not m.enabled]
         if self.notifier is not None:
@@ -457,19 +495,19 @@ class Daemon:
 
     @staticmethod
     def _due_within(monitor: Monitor) -> float:
-        """How long after its last check a watched monitor is checked again at the latest: its interval, the
-        probe's timeout, and a margin for a busy loop (one healing or crashed may take longer: it is overdue)."""
-        return monitor.settings.interval_seconds + monitor.check_timeout + STATUS_DUE_MARGIN_SECONDS
+        """How long after its last check a watched monitor is normally checked again: its interval and a margin
+        for the probe and a busy loop. One that takes longer (a slow probe, a heal, a crash) is listed overdue
+        with its exact last check, so the bound a reader is given is never wrong, only sometimes absent."""
+        return monitor.settings.interval_seconds + STATUS_DUE_MARGIN_SECONDS
 
 
 class Monitor:
-    """One watched service at run time: its check, heal, policy and state."""
+    """One watched service at run time: its check, heal, lifecycle and state. It follows the transitions
+    of its :class:`~horus.engine.lifecycle.Lifecycle`: the log, the notifier and the incident tracker are
+    told what the lifecycle decided, and decide nothing of their own."""
 
     # Slots: at 10,000 monitors, a per-instance __dict__ is several MB of the daemon's memory.
     __slots__ = (
-        "_announced_cooldown_for",
-        "_announced_symptom",
-        "_announced_unhealed",
         "_slot",
         "check",
         "check_timeout",
@@ -478,20 +516,25 @@ class Monitor:
         "heal",
         "ladder",
         "last_error",
+        "life",
+        "lifecycle",
         "log",
         "name",
         "notifier",
         "policy",
+        "recheck_in",
         "retired",
         "settings",
         "state",
+        "verify_check",
     )
 
-    def __init__(self, daemon: Daemon, settings: MonitorSettings) -> None:
+    def __init__(self, daemon: Daemon, settings: MonitorSettings, check: Check | None = None) -> None:
         self.daemon = daemon
         self.settings = settings
         self.name = settings.name
-        self.check = build_check(settings.check)
+        # A reload that left the check unchanged hands over the running one, with its windows and history.
+        self.check = check if check is not None else build_check(settings.check)
         self.check_timeout = self.check.timeout_seconds(settings.check_timeout_seconds)
         self.ladder = [build_heal(options) for options in settings.escalation]
         self.heal = self.ladder[0] if self.ladder else None
@@ -506,12 +549,19 @@ class Monitor:
             stable_after_seconds=budget.stable_after_seconds,
             retry_in_seconds=budget.retry_in_seconds,
         )
-        self._announced_symptom = False
+        self.lifecycle = Lifecycle.shared(
+            policy=self.policy,
+            confirm_seconds=settings.confirm_recovery_seconds,
+            verify_within_seconds=settings.verify_within_seconds,
+            restart_limit=settings.restart_limit,
+            has_verify=settings.verify is not None,
+        )
+        self.verify_check: Check | None = None
         self.state = daemon.states[settings.name]
+        self.life = daemon.lives[settings.name]
         self.log = log.bind(monitor=settings.name)
         self._slot: float | None = None
-        self._announced_cooldown_for: Instant | None = None
-        self._announced_unhealed = False
+        self.recheck_in: float | None = None
         self.retired = False  # replaced or removed by a config reload: its results are dropped
         self.consecutive_errors = 0
         self.last_error: str | None = None
@@ -520,18 +570,31 @@ class Monitor:
     def retire(self) -> None:
         self.retired = True
 
+    async def aclose(self, *, keep_check: bool = False) -> None:
+        if not keep_check:
+            await self.check.aclose()
+        if self.verify_check is not None:
+            await self.verify_check.aclose()
+            self.verify_check = None
+
     def status(self, now: Instant, problem_since: float | None) -> dict[str, Any]:
         """This monitor as `horus status` shows it."""
-        state = self.state
+        state, life = self.state, self.life
         cooldown = 0.0
         if state.last_heal is not None:
             wait = self.policy.wait_after_heal(state.heals_in_streak)
             cooldown = max(0.0, wait - state.last_heal.seconds_until(now))
+        status: str | None = state.last_status.value if state.last_status else None
+        if self.consecutive_errors:
+            status = "error"
+        elif life.phase is Phase.UNKNOWN:
+            status = "unknown"
         return {
             "name": self.name,
             "check": self.check.type,
             "heal": self.heal.action if self.heal is not None else None,
-            "status": "error" if self.consecutive_errors else (state.last_status.value if state.last_status else None),
+            "status": status,
+            "phase": life.phase.value,
             "reason": self.last_error if self.consecutive_errors else state.last_reason,
             "last_check_at": state.last_check_at,
             "consecutive_failures": state.consecutive_failures,
@@ -541,50 +604,213 @@ class Monitor:
             "cooldown_remaining_seconds": round(cooldown, 1),
             "heals_in_streak": state.heals_in_streak,
             "quarantined_until": state.quarantined_until.wall if state.quarantined_until is not None else None,
+            "heal_blocked": life.heal_blocked,
+            "restarts_in_window": len(life.restarts),
+            "restart_storm": life.storm,
             "announced_problem_since": problem_since,
         }
 
     # -- what the scheduler calls ------------------------------------------------------------------
 
     def complete(self, run: CheckRun) -> Coroutine[Any, Any, None] | None:
-        """Fold one check's result in; returns the heal to run when one is due."""
+        """Fold one check's result in; returns the follow-up (incident bookkeeping, a heal) when there is one."""
         if self.retired:
             return None
-        state = self.state
+        state, life = self.state, self.life
         result = run.result
         before = state.durable_fields()
         now = self.daemon.now()
-        verdict = self.policy.observe(state, result.status, result.reason, now)
-        self._log_observation(result.status, result.reason, run.duration_seconds, verdict)
-        if verdict.recovered:
-            self.daemon.upstream_recovered(self.name)
-        tracker = self.daemon.incidents
-        has_incident = tracker is not None and tracker.incident_of(self.name) is not None
-        if verdict.heal:
-            upstream = self.daemon.failing_upstream(self.settings)
-            if upstream is None:
-                self._announced_symptom = False
-                return self._heal(result.reason, step=verdict.step, retrying=verdict.retrying)
-            # A symptom: restarting this service cannot fix what its dependency broke. Nothing of the
-            # budget is spent, and the failure count stays at the threshold for when the upstream is back.
-            if not self._announced_symptom:
-                self._announced_symptom = True
-                self.log.warning("heal.suppressed", why="upstream_failing", upstream=upstream)
-            if state.durable_fields() != before:
-                self._persist()
-            return self._detect(result.reason, upstream_failing=upstream) if not has_incident else None
+        restarts = self._restarts_seen(result)
+        upstream = self.daemon.failing_upstream(self.settings) if result.status is Status.UNHEALTHY else None
+        step = self.lifecycle.observe(
+            state,
+            life,
+            result.status,
+            result.reason,
+            now,
+            restarts=restarts,
+            crashed=bool(result.details.get("crash_output")),
+            upstream_failing=upstream,
+        )
+        self.recheck_in = self._recheck_hint(step)
+        self._log_look(result, run.duration_seconds, step)
         if state.durable_fields() != before:
             self._persist()
-        if verdict.quarantine_now:
-            self._quarantined(result.reason)
-            return self.note("quarantined", f"heal budget spent after {state.heals_in_streak} heal(s): {result.reason}")
-        if tracker is None:
+        work = self._follow(step.transitions)
+        if step.heal:
+            work.append(self._heal(result.reason, step=step.verdict.step, retrying=step.verdict.retrying))
+        elif step.detect and self._needs_detection():
+            work.append(self._detect(result.reason, upstream_failing=step.upstream, with_evidence=life.storm))
+        elif (
+            self._has_incident() and result.status is Status.UNHEALTHY and step.has(TransitionKind.CONFIRMATION_BROKEN)
+        ):
+            work.append(self.note("observation_failed", f"failed again before recovery was confirmed: {result.reason}"))
+        if not work:
             return None
-        if verdict.threshold_reached and not has_incident and (self.heal is None or verdict.cooldown_remaining > 0):
-            return self._detect(result.reason)
-        if has_incident:
-            return tracker.observed(self.settings, result)
-        return None
+        return _in_order(work)
+
+    def _needs_detection(self) -> bool:
+        """No incident yet, or one whose recovery was confirmed: failing again opens or reopens it."""
+        tracker = self.daemon.incidents
+        return tracker is not None and (tracker.incident_of(self.name) is None or tracker.recovering(self.name))
+
+    def _has_incident(self) -> bool:
+        tracker = self.daemon.incidents
+        return tracker is not None and tracker.incident_of(self.name) is not None
+
+    def _restarts_seen(self, result: CheckResult) -> int:
+        """Restarts this look revealed: new crash records, or a new instance (pid and start time) of the
+        service. The first look only learns the instance."""
+        if result.status is Status.ERROR:
+            return 0
+        details = result.details
+        crashes = details.get("new_crashes")
+        crashes = crashes if isinstance(crashes, int) else 0
+        instance = details.get("instance")
+        if instance is None and isinstance(details.get("pids"), list) and details["pids"]:
+            instance = ",".join(str(pid) for pid in sorted(details["pids"]))
+        changed = 0
+        if isinstance(instance, str):
+            if self.life.instance is not None and instance != self.life.instance:
+                changed = 1
+            self.life.instance = instance
+        return max(changed, crashes)
+
+    def _recheck_hint(self, step: Step) -> float | None:
+        """How soon to look again, whatever the interval: the end of a confirmation period, a failure
+        below the threshold (so the threshold is reached in bounded time), the end of a cooldown."""
+        hints = [step.recheck_in]
+        verdict = step.verdict
+        if verdict.in_grace or (verdict.counted and not verdict.threshold_reached):
+            hints.append(self.settings.recheck_failing_seconds)
+        if verdict.cooldown_remaining > 0:
+            hints.append(verdict.cooldown_remaining + COOLDOWN_MARGIN_SECONDS)
+        present = [h for h in hints if h is not None]
+        return min(present) if present else None
+
+    # -- following the lifecycle's transitions ----------------------------------------------------------
+
+    def _follow(self, transitions: Iterable[Transition]) -> list[Coroutine[Any, Any, None]]:
+        """Log and notify each transition; return the incident bookkeeping it needs, to run in order."""
+        work: list[Coroutine[Any, Any, None]] = []
+        notifier = self.notifier
+        for t in transitions:
+            kind = t.kind
+            if kind is TransitionKind.RECOVERED:
+                self.log.info(
+                    "monitor.recovered",
+                    outcome=t.details["outcome"],
+                    reason=t.reason,
+                    unhealthy_for=humanize.seconds(t.details["unhealthy_for"]),
+                )
+                self.daemon.upstream_recovered(self.name)
+                if self.daemon.incidents is not None:
+                    work.append(self._incident_step(self.daemon.incidents.recovered(self.name, t)))
+            elif kind is TransitionKind.CONFIRMING:
+                self.log.info(
+                    "monitor.confirming",
+                    reason=t.reason,
+                    confirm_within=humanize.seconds(self.settings.confirm_recovery_seconds),
+                )
+            elif kind is TransitionKind.CONFIRMATION_BROKEN:
+                self.log.warning("monitor.confirmation_broken", reason=t.reason)
+            elif kind is TransitionKind.SYMPTOM:
+                self.log.warning("heal.suppressed", why="upstream_failing", upstream=t.details["upstream"])
+            elif kind is TransitionKind.QUARANTINED:
+                self._quarantined(t.reason)
+                work.append(
+                    self.note("quarantined", f"heal budget spent after {t.details['heals']} heal(s): {t.reason}")
+                )
+            elif kind is TransitionKind.THRESHOLD:
+                self._announce_waiting(t)
+            elif kind is TransitionKind.RESTARTED:
+                self.log.warning("monitor.restarted", note=t.reason, restarts=t.details["restarts"])
+            elif kind is TransitionKind.RESTART_STORM:
+                self.log.error("monitor.restart_storm", reason=t.reason)
+                if notifier is not None:
+                    notifier.problem(
+                        EventKind.RESTART_STORM,
+                        self.name,
+                        f"{self.name} is in a restart storm",
+                        f"{t.reason}. Horus does not heal a service that keeps restarting itself: its supervisor "
+                        "already restarts it, and one more restart cannot help. It needs a person.",
+                        reason=t.reason,
+                        restarts=t.details["restarts"],
+                    )
+            elif kind is TransitionKind.NOT_RECOVERED:
+                self.log.error("monitor.not_recovered", within=t.details["within"], reason=t.reason)
+                work.append(self._not_recovered(t))
+        return work
+
+    def _announce_waiting(self, t: Transition) -> None:
+        """Past the threshold, and no heal runs now: say why, once per reason."""
+        why = t.details["why_not_healed"]
+        if t.details.get("storm"):
+            return  # announced with the storm itself
+        notifier = self.notifier
+        if t.details.get("cooldown_remaining", 0) > 0:
+            self.log.warning(
+                "heal.suppressed", why="cooldown", remaining=humanize.seconds(t.details["cooldown_remaining"])
+            )
+            message = f"{self.name}: {t.reason}. Healed recently; the next heal waits " + (
+                f"{humanize.seconds(t.details['cooldown_remaining'])} (cooldown)."
+            )
+        elif self.life.heal_blocked is not None:
+            self.log.warning("heal.suppressed", why="refused", note=why)
+            message = (
+                f"{self.name}: {t.reason}. Horus will not heal it: {why}. It tries again after a config reload "
+                f"or `horus resume {self.name}`."
+            )
+        else:
+            self.log.warning("monitor.unhealthy", note="no heal configured; watching only")
+            message = f"{self.name}: {t.reason}. No heal is configured: Horus is only watching."
+        if notifier is not None:
+            notifier.problem(EventKind.FAILING, self.name, f"{self.name} is failing", message, reason=t.reason)
+
+    async def _not_recovered(self, t: Transition) -> None:
+        tracker = self.daemon.incidents
+        incident = tracker.incident_of(self.name) if tracker is not None else None
+        if tracker is not None:
+            await self._incident_step(tracker.not_recovered(self.name, t))
+        if self.notifier is not None:
+            within = t.details["within"]
+            where = f" (incident {incident})" if incident is not None else ""
+            self.notifier.problem(
+                EventKind.NOT_RECOVERED,
+                self.name,
+                f"{self.name} not recovered after its heal",
+                f"{self.name} was healed but has not recovered within {within}: {t.reason}{where}.",
+                reason=t.reason,
+                incident=incident,
+            )
+
+    # -- verification between looks ----------------------------------------------------------------------
+
+    async def tick(self, ctx: ProbeContext) -> None:
+        """Between looks: the verify check after a heal, and the verification deadline."""
+        if self.retired:
+            return
+        life, state = self.life, self.state
+        if self.verify_check is not None and self.lifecycle.has_verify_pending(life):
+            run = await run_check(self.verify_check, ctx, timeout=self.settings.check_timeout_seconds)
+            growth = run.result.details.get("growth")
+            if run.result.is_healthy and (growth is None or (isinstance(growth, int | float) and growth > 0)):
+                since = life.heal_finished
+                took = humanize.duration(since.seconds_until(self.daemon.now())) if since is not None else "soon"
+                done = self.lifecycle.verify_passed(
+                    state, life, f"output resumed {took} after the heal: {run.result.reason}", self.daemon.now()
+                )
+                if done is not None:
+                    await self.verify_check.aclose()
+                    self.verify_check = None
+                    self._persist()
+                    await _in_order(self._follow([done]))
+                    if self.notifier is not None:
+                        self.notifier.healthy(self.name, done.reason)
+                    return
+        missed = self.lifecycle.tick(state, life, self.daemon.now())
+        if missed is not None:
+            await _in_order(self._follow([missed]))
 
     # -- incidents ---------------------------------------------------------------------------------------
 
@@ -595,11 +821,14 @@ class Monitor:
         upstream_failing: str | None = None,
         evidence: dict[str, Any] | None = None,
         failures: int | None = None,
+        with_evidence: bool = False,
     ) -> None:
         tracker = self.daemon.incidents
         if tracker is None:
             return
         state = self.state
+        if evidence is None and with_evidence:
+            evidence = await self._evidence()
         await self._incident_step(
             tracker.detected(
                 Detection(
@@ -615,6 +844,15 @@ class Monitor:
             ),
             timeout=DETECT_TIMEOUT_SECONDS,
         )
+
+    async def _evidence(self) -> dict[str, Any]:
+        """What the service left behind (crash records) since shortly before this episode began."""
+        since = self.state.failing_since - EVIDENCE_LOOKBACK_SECONDS if self.state.failing_since else None
+        try:
+            return await asyncio.to_thread(self.check.evidence, since)
+        except Exception:
+            self.log.exception("check.evidence_failed")
+            return {}
 
     async def note(self, kind: str, message: str) -> None:
         """A line for this monitor's incident timeline, if it has an incident."""
@@ -636,11 +874,16 @@ class Monitor:
         interval = self.settings.interval_seconds
         if self._slot is None:
             self._slot = now  # the first check anchors the monitor's fixed-rate schedule
-        # Fixed rate on slots; a monitor that fell behind (a long probe or heal) skips, never bursts.
-        self._slot = max(self._slot + interval, now)
+        if now >= self._slot - SLOT_TOLERANCE_SECONDS:
+            # This look was the slot's own (not an early recheck, which must not push the schedule back).
+            # A monitor that fell behind (a long probe or heal) skips, never bursts.
+            self._slot += interval
+            if self._slot <= now:
+                self._slot = now + interval
         due = self._slot
-        if result.recheck_in is not None:
-            due = min(due, now + max(MIN_RECHECK_SECONDS, result.recheck_in))
+        for hint in (result.recheck_in, self.recheck_in):
+            if hint is not None:
+                due = min(due, now + max(MIN_RECHECK_SECONDS, hint))
         return due
 
     def crashed(self, now: float) -> float:
@@ -649,7 +892,8 @@ class Monitor:
 
     # -- what follows from a result ------------------------------------------------------------------
 
-    def _log_observation(self, status: Status, reason: str, duration: float, verdict: Verdict) -> None:
+    def _log_look(self, result: CheckResult, duration: float, step: Step) -> None:
+        status, reason = result.status, result.reason
         notifier = self.notifier
         if status is Status.ERROR:
             self.log.warning("check.error", reason=reason, latency_ms=round(duration * 1000, 1))
@@ -669,48 +913,27 @@ class Monitor:
                     notifier.still_failing(self.name, reason)
             return
         self.consecutive_errors = 0
-        if status is Status.HEALTHY:
-            if verdict.recovered:
-                self.log.info("monitor.recovered", reason=reason, unhealthy_for=humanize.seconds(verdict.unhealthy_for))
-                self._announced_unhealed = False
-            else:
-                self.log.debug("check.ok", reason=reason, latency_ms=round(duration * 1000, 1))
-            if notifier is not None:
-                notifier.healthy(self.name, reason)
-        elif verdict.in_grace:
-            self.log.info("check.failed_in_grace", reason=reason, note="not counted: service is starting up")
-        else:
-            self.log.warning(
-                "check.failed",
-                reason=reason,
-                failures=self.state.consecutive_failures,
-                threshold=self.settings.min_failures_to_heal,
-            )
-            if verdict.cooldown_remaining > 0 and self._announced_cooldown_for != self.state.last_heal:
-                self._announced_cooldown_for = self.state.last_heal
-                remaining = humanize.seconds(verdict.cooldown_remaining)
-                self.log.warning("heal.suppressed", why="cooldown", remaining=remaining)
-                if notifier is not None:
-                    notifier.problem(
-                        EventKind.FAILING,
-                        self.name,
-                        f"{self.name} is failing",
-                        f"{self.name}: {reason}. Healed recently; the next heal waits {remaining} (cooldown).",
-                        reason=reason,
-                    )
-            elif verdict.threshold_reached and self.heal is None and not self._announced_unhealed:
-                self._announced_unhealed = True
-                self.log.warning("monitor.unhealthy", note="no heal configured; watching only")
-                if notifier is not None:
-                    notifier.problem(
-                        EventKind.FAILING,
-                        self.name,
-                        f"{self.name} is failing",
-                        f"{self.name}: {reason}. No heal is configured: Horus is only watching.",
-                        reason=reason,
-                    )
-            elif notifier is not None:
-                notifier.still_failing(self.name, reason)
+        if status is Status.UNKNOWN:
+            self.log.debug("check.not_known_yet", reason=reason)
+            return
+        if status is Status.HEALTHY and not self.life.storm:
+            self.log.debug("check.ok", reason=reason, latency_ms=round(duration * 1000, 1))
+            if notifier is not None and self.life.phase is Phase.HEALTHY:
+                notifier.healthy(
+                    self.name, step.transitions[-1].reason if step.has(TransitionKind.RECOVERED) else reason
+                )
+            return
+        if step.verdict.in_grace:
+            self.log.info("check.failed_in_grace", reason=reason, note="not counted: the service was just healed")
+            return
+        self.log.warning(
+            "check.failed",
+            reason=self.state.last_reason,
+            failures=self.state.consecutive_failures,
+            threshold=self.settings.min_failures_to_heal,
+        )
+        if notifier is not None:
+            notifier.still_failing(self.name, self.state.last_reason)
 
     def _quarantined(self, reason: str) -> None:
         state = self.state
@@ -731,19 +954,15 @@ class Monitor:
     async def _heal(self, reason: str, *, step: int = 0, retrying: bool = False) -> None:
         assert self.ladder
         daemon = self.daemon
-        failures = self.state.consecutive_failures  # before heal_started resets the count
+        state, life = self.state, self.life
+        failures = state.consecutive_failures  # before heal_started resets the count
         if retrying:
             self.log.warning("monitor.quarantine_retry", note="the quarantine ran out: one more try")
         # Plugins log through structlog too (kill_process.signal_sent): their events carry the monitor.
         structlog.contextvars.bind_contextvars(monitor=self.name)
-        self.policy.heal_started(self.state, daemon.now())
+        undo = self.policy.before_heal(state)
         # Looked at before the heal acts: a restart may clear what the service left behind.
-        since = self.state.failing_since - EVIDENCE_LOOKBACK_SECONDS if self.state.failing_since else None
-        try:
-            evidence = await asyncio.to_thread(self.check.evidence, since)
-        except Exception:
-            self.log.exception("check.evidence_failed")
-            evidence = {}
+        evidence = await self._evidence()
         # The incident and its snapshot come first: once the heal acts, the evidence is gone.
         await self._detect(reason, evidence=evidence, failures=failures)
         rung = min(step, len(self.ladder) - 1)
@@ -753,14 +972,15 @@ class Monitor:
                 # The last time this failure pattern happened, only a later step of the ladder ended it:
                 # start there instead of repeating what did not work.
                 rung = min(learned, len(self.ladder) - 1)
-                self.state.heals_in_streak = max(self.state.heals_in_streak, rung + 1)
+                state.heals_in_streak = max(state.heals_in_streak, rung)
                 self.log.warning("heal.adapted", step=rung + 1, learned_from_incident=source)
                 await self.note("note", f"starting at step {rung + 1}: incident {source} of this pattern needed it")
         heal = self.ladder[rung]
+        self.lifecycle.heal_started(state, life, heal.action, rung, daemon.now())
         heal_id: int | None = None
         try:
             heal_id = await asyncio.wait_for(
-                daemon.db(daemon.store.begin_heal, self.state.to_stored(), action=heal.action, reason=reason),
+                daemon.db(daemon.store.begin_heal, state.to_stored(), action=heal.action, reason=reason),
                 BEGIN_HEAL_TIMEOUT_SECONDS,
             )
         except (StoreError, TimeoutError) as exc:
@@ -780,19 +1000,41 @@ class Monitor:
         finally:
             if outcome is None:  # cancelled by shutdown while acting
                 outcome = HealOutcome(ok=False, summary="interrupted: Horus was stopped during the heal")
+            finished = self.lifecycle.heal_finished(
+                state,
+                life,
+                ok=outcome.ok,
+                refused=outcome.refused,
+                permanent=outcome.permanent,
+                summary=outcome.summary,
+                undo=undo,
+                now=daemon.now(),
+            )
             if outcome.ok:
                 self.log.warning("heal.finished", action=heal.action, outcome="ok", summary=outcome.summary)
+            elif outcome.refused:
+                self.log.error("heal.refused", action=heal.action, summary=outcome.summary, permanent=outcome.permanent)
             else:
                 self.log.error("heal.failed", action=heal.action, summary=outcome.summary, permanent=outcome.permanent)
             if heal_id is not None:
                 self._finish_heal(heal_id, outcome)
+            self._persist()
+            if not outcome.refused and self.settings.verify is not None:
+                await self._fresh_verify_check()
             channels = self._notify_heal(heal.action, reason, outcome, evidence)
             if channels:
-                await self.note(
-                    "notified", f"{'healed' if outcome.ok else 'heal failed'}: queued for {', '.join(channels)}"
-                )
+                said = "healed" if outcome.ok else ("heal refused" if outcome.refused else "heal failed")
+                await self.note("notified", f"{said}: queued for {', '.join(channels)}")
             if daemon.incidents is not None:
-                await self._incident_step(daemon.incidents.heal_finished(self.settings, outcome))
+                await self._incident_step(daemon.incidents.heal_finished(self.settings, outcome, finished))
+
+    async def _fresh_verify_check(self) -> None:
+        """The verify check's window starts at the heal: output must grow *after* it."""
+        assert self.settings.verify is not None
+        if self.verify_check is not None:
+            await self.verify_check.aclose()
+        self.verify_check = build_check(self.settings.verify)
+        await self.verify_check.open()
 
     def _notify_heal(self, action: str, reason: str, outcome: HealOutcome, evidence: dict[str, Any]) -> list[str]:
         if self.notifier is None:
@@ -804,7 +1046,21 @@ class Monitor:
                 EventKind.HEALED,
                 self.name,
                 f"{self.name} healed ({action})",
-                f"Why: {reason}. Done: {outcome.summary}.{stuck}",
+                f"Why: {reason}. Done: {outcome.summary}.{stuck} Recovery is confirmed only once the service "
+                "shows it works.",
+                **facts,
+            )
+        if outcome.refused:
+            again = (
+                f" Horus will not try again until the config is reloaded or `horus resume {self.name}`."
+                if outcome.permanent
+                else ""
+            )
+            return self.notifier.problem(
+                EventKind.HEAL_REFUSED,
+                self.name,
+                f"{self.name}: heal refused ({action})",
+                f"Why it was due: {reason}. Nothing was done: {outcome.summary}.{again}{stuck}",
                 **facts,
             )
         return self.notifier.problem(
@@ -843,3 +1099,8 @@ class Monitor:
                 self.log.error("store.error", error=str(exc))
 
         write.add_done_callback(report)
+
+
+async def _in_order(work: list[Coroutine[Any, Any, None]]) -> None:
+    for item in work:
+        await item

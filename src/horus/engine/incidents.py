@@ -4,10 +4,13 @@ Lifecycle, per monitor (at most one incident that is not closed):
 
     detected  -> snapshot of the service taken before any heal acts -> probable root cause
     heal attempts (each step of the escalation ladder), each with its outcome
-    verifying -> recovery confirmed (the monitor's check passes again, or its ``verify`` check passes:
-                 output resumed) within ``verify_within_seconds``, or "not recovered"
-    recovering-> a failure within ``reopen_within_seconds`` reopens the incident
-    closed    -> the post-mortem is written and indexed; a closed incident never absorbs new events
+    recovering-> the monitor's lifecycle confirmed its recovery (``horus.engine.lifecycle`` decides, and
+                 says whether a working heal is credited); a failure within ``reopen_within_seconds``
+                 reopens the incident
+    closed    -> after ``reopen_within_seconds`` of recovery, and only while the lifecycle calls the monitor
+                 healthy: the post-mortem is written and indexed; a closed incident never absorbs new events
+
+The tracker records; it decides nothing about the service's health.
 
 The incident store is used from one thread of its own, so the event loop never waits on its disk; the
 snapshot and the analysis run in a worker thread *before* the heal acts (a restart would erase what they
@@ -25,11 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from horus import humanize
-from horus.checks.base import Check, CheckResult, ProbeContext
-from horus.checks.registry import build_check
 from horus.clock import Clock
 from horus.config.models import MonitorSettings, SentinelSettings
-from horus.engine.runner import run_check
 from horus.log import get_logger
 from horus.sentinel.changes import config_changed_since, recent_commits
 from horus.sentinel.fingerprint import FINGERPRINT_VERSION, failure_kind, fingerprint, signature
@@ -41,6 +41,7 @@ from horus.sentinel.store import SqliteIncidentStore
 from horus_sdk.formats import FORMAT_CRASH, read_json
 
 if TYPE_CHECKING:
+    from horus.engine.lifecycle import Transition
     from horus.heals.base import HealOutcome
 
 __all__ = ["Detection", "IncidentTracker"]
@@ -76,9 +77,6 @@ class _Live:
     detected_at: float
     failing_since: float | None
     hypotheses: list[Hypothesis] = field(default_factory=list)
-    verify_deadline: float | None = None  # wall time; set while a heal's effect is being verified
-    verify_check: Check | None = None
-    verify_started: float | None = None
     recovered_at: float | None = None  # wall time recovery was confirmed; the incident is "recovering"
     first_heal_finished_at: float | None = None
     attempt_id: int | None = None
@@ -104,9 +102,6 @@ class IncidentTracker:
         # the meantime can still point at its upstream's incident.
         self._opening: dict[str, asyncio.Future[int]] = {}
         self._last_prune = 0.0
-        # Told (monitor, incident id, the limit in words) when a heal's effect was not confirmed in time:
-        # the daemon turns it into a notification, since "healed" alone would let the operator sleep.
-        self.on_not_recovered: Callable[[str, int, str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -125,9 +120,6 @@ class IncidentTracker:
             self._live[incident.monitor] = live
 
     async def stop(self) -> None:
-        for live in self._live.values():
-            if live.verify_check is not None:
-                await live.verify_check.aclose()
         await self._run(self._close_store)
         self._thread.shutdown(wait=True)
 
@@ -143,6 +135,10 @@ class IncidentTracker:
     def store(self) -> SqliteIncidentStore:
         assert self._store is not None
         return self._store
+
+    def recovering(self, monitor: str) -> bool:
+        live = self._live.get(monitor)
+        return live is not None and live.recovered_at is not None
 
     def incident_of(self, monitor: str) -> int | None:
         live = self._live.get(monitor)
@@ -327,23 +323,16 @@ class IncidentTracker:
         attempt = await self._run(self.store.add_heal_attempt, live.id, action=action, step=step, at=now)
         live.attempt_id = attempt.id
 
-    async def heal_finished(self, settings: MonitorSettings, outcome: HealOutcome) -> None:
+    async def heal_finished(self, settings: MonitorSettings, outcome: HealOutcome, transition: Transition) -> None:
         live = self._live.get(settings.name)
         if live is None:
             return
         now = self.clock.wall()
         if live.attempt_id is not None:
-            await self._run(
-                self.store.finish_heal_attempt, live.attempt_id, ok=outcome.ok, summary=outcome.summary, at=now
-            )
-        if live.first_heal_finished_at is None:
+            summary = f"refused: {outcome.summary}" if outcome.refused else outcome.summary
+            await self._run(self.store.finish_heal_attempt, live.attempt_id, ok=outcome.ok, summary=summary, at=now)
+        if live.first_heal_finished_at is None and not outcome.refused:
             live.first_heal_finished_at = now
-        # Whatever the heal said, only the service's own behaviour confirms recovery.
-        live.verify_deadline = now + settings.verify_within_seconds
-        live.verify_started = now
-        if settings.verify is not None and live.verify_check is None:
-            live.verify_check = build_check(settings.verify)
-            await live.verify_check.open()
 
     async def note(self, monitor: str, kind: str, message: str) -> None:
         """An event for the monitor's incident timeline (quarantined, resumed, notified...)."""
@@ -351,64 +340,44 @@ class IncidentTracker:
         if live is not None:
             await self._run(self.store.append, live.id, kind, message, at=self.clock.wall())
 
-    # -- recovery ---------------------------------------------------------------------------------------
+    # -- what the lifecycle decided -------------------------------------------------------------------
 
-    async def observed(self, settings: MonitorSettings, result: CheckResult) -> None:
-        """Every look at a monitor with an incident; a passing look may confirm its recovery."""
-        live = self._live.get(settings.name)
-        if live is None or live.recovered_at is not None or not result.is_healthy:
+    async def recovered(self, monitor: str, transition: Transition) -> None:
+        """The lifecycle confirmed the recovery: the incident is recovering (it closes later, or reopens)."""
+        live = self._live.get(monitor)
+        if live is None or live.recovered_at is not None:
             return
-        if live.verify_check is not None:
-            return  # recovery needs the verify check: output, not liveness
-        if live.verify_started is None:
-            note = f"recovered without a heal: {result.reason}"
-        else:
-            took = humanize.duration(self.clock.wall() - live.verify_started)
-            note = f"check passes again {took} after the heal: {result.reason}"
-        await self._confirm(settings.name, live, note)
+        now = self.clock.wall()
+        note = f"{transition.details['outcome']}: {transition.reason}"
+        await self._run(self.store.mark_recovering, live.id, at=now, message=note)
+        live.recovered_at = now
+        log.info("incident.recovery_confirmed", monitor=monitor, incident=live.id, note=note)
 
-    async def tick(self, ctx: ProbeContext, monitors: dict[str, MonitorSettings]) -> None:
-        """Verify checks, verification deadlines, incidents to close, retention. Called every second or so."""
+    async def not_recovered(self, monitor: str, transition: Transition) -> None:
+        live = self._live.get(monitor)
+        if live is None:
+            return
+        within = transition.details.get("within", "its limit")
+        await self._run(
+            self.store.append, live.id, "not_recovered", f"not recovered within {within}", at=self.clock.wall()
+        )
+        log.error("incident.not_recovered", monitor=monitor, incident=live.id)
+
+    async def tick(self, may_close: Callable[[str], bool]) -> None:
+        """Incidents to close and retention; called every second or so. An incident closes only after
+        ``reopen_within_seconds`` of confirmed recovery and while ``may_close(monitor)`` (the lifecycle's
+        word that the monitor is healthy now)."""
         now = self.clock.wall()
         for name, live in list(self._live.items()):
-            settings = monitors.get(name)
-            if live.recovered_at is not None:
-                if now - live.recovered_at >= self.settings.reopen_within_seconds:
-                    await self._close(name, live, recovered=True)
+            if live.recovered_at is None or now - live.recovered_at < self.settings.reopen_within_seconds:
                 continue
-            if live.verify_deadline is None:
-                continue
-            if live.verify_check is not None and settings is not None:
-                run = await run_check(live.verify_check, ctx, timeout=settings.check_timeout_seconds)
-                if run.result.is_healthy and _grew(run.result):
-                    took = humanize.duration(now - (live.verify_started or now))
-                    await self._confirm(name, live, f"output resumed {took} after the heal: {run.result.reason}")
-                    continue
-            if now > live.verify_deadline:
-                within = humanize.duration(settings.verify_within_seconds) if settings else "its limit"
-                await self._run(self.store.append, live.id, "not_recovered", f"not recovered within {within}", at=now)
-                log.error("incident.not_recovered", monitor=name, incident=live.id)
-                if self.on_not_recovered is not None:
-                    self.on_not_recovered(name, live.id, within)
-                live.verify_deadline = None
-                if live.verify_check is not None:
-                    await live.verify_check.aclose()
-                    live.verify_check = None
+            if may_close(name):
+                await self._close(name, live, recovered=True)
         if now - self._last_prune >= PRUNE_EVERY_SECONDS:
             self._last_prune = now
             await self._run(
                 self.store.prune, now=now, keep_days=self.settings.keep_days, keep_max=self.settings.keep_max
             )
-
-    async def _confirm(self, name: str, live: _Live, note: str) -> None:
-        now = self.clock.wall()
-        await self._run(self.store.mark_recovering, live.id, at=now, message=note)
-        live.recovered_at = now
-        live.verify_deadline = None
-        if live.verify_check is not None:
-            await live.verify_check.aclose()
-            live.verify_check = None
-        log.info("incident.recovery_confirmed", monitor=name, incident=live.id, note=note)
 
     async def _close(self, name: str, live: _Live, *, recovered: bool) -> None:
         del self._live[name]
@@ -478,15 +447,6 @@ def _describe(snapshot: dict[str, Any]) -> str:
         return describe_process_state(snapshot)
     except Exception:
         return "snapshot taken"
-
-
-def _grew(result: CheckResult) -> bool:
-    """Whether a passing verify check proves output resumed. An artifact_growth check that has grown since
-    the heal proves it even while its first window is still filling; any other check type passing is enough."""
-    growth = result.details.get("growth")
-    if growth is None:
-        return not result.details.get("watching")
-    return isinstance(growth, int | float) and growth > 0
 
 
 def _utc(when: float) -> str:

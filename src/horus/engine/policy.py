@@ -1,10 +1,10 @@
 """When to heal: consecutive failures, startup grace, cooldown and the heal budget. Pure logic, no I/O,
 no clock reads.
 
-healthy    -> the failure count resets; "recovered" if the monitor had been failing. Healthy for
-              ``stable_after_seconds`` in a row resets the heal budget.
+healthy    -> the failure count resets. Healthy for ``stable_after_seconds`` in a row resets the heal budget.
+              (Whether that is a *recovery* is the lifecycle's decision: ``horus.engine.lifecycle``.)
 error      -> nothing changes: a broken probe says nothing about the service
-unhealthy  -> inside the startup grace after a heal: not counted
+unhealthy  -> inside the startup grace after a heal (from when it finished): not counted
               otherwise counted; at ``min_failures_to_heal`` a heal runs unless it must wait:
               - the n-th heal of a streak waits ``cooldown * 2^(n-2)`` after the previous one (capped
                 exponential backoff: a service that keeps failing is healed less and less often);
@@ -94,8 +94,6 @@ class Verdict:
     threshold_reached: bool = False
     heal: bool = False  # run the heal now
     cooldown_remaining: float = 0.0  # > 0 when a heal was due but the cooldown holds it back
-    recovered: bool = False  # healthy again after an unhealthy episode
-    unhealthy_for: float = 0.0  # with recovered: seconds since the first unhealthy look of the episode
     step: int = 0  # with heal: the escalation ladder's step (heals already spent in this streak)
     retrying: bool = False  # with heal: the quarantine ran out and this is its one more try
     quarantined: bool = False  # a heal was due but the monitor is in quarantine
@@ -140,29 +138,31 @@ class HealPolicy:
             return self.cooldown
         return max(self.cooldown, min(self.cooldown * 2 ** (heals_in_streak - 1), self.backoff_max))
 
-    def observe(self, state: MonitorState, status: Status, reason: str, now: Instant) -> Verdict:
-        """Fold one observation into ``state`` and say what follows from it."""
+    def observe(
+        self, state: MonitorState, status: Status, reason: str, now: Instant, *, grace_from: Instant | None = None
+    ) -> Verdict:
+        """Fold one observation into ``state`` and say what follows from it. The startup grace runs from
+        ``grace_from`` (when the last heal finished), else from when it started."""
         state.last_check_at = now.wall
-        if status is Status.ERROR:
+        if status is Status.ERROR or status is Status.UNKNOWN:
             return Verdict()
         state.last_status = status
         state.last_reason = reason
         if status is Status.HEALTHY:
-            was_failing = state.failing_since is not None
-            unhealthy_for = max(0.0, now.wall - state.failing_since) if state.failing_since is not None else 0.0
             state.consecutive_failures = 0
             state.failing_since = None
             if state.healthy_since is None:
                 state.healthy_since = now
             if state.heals_in_streak and state.healthy_since.seconds_until(now) >= self.stable_after:
                 state.heals_in_streak = 0  # stable again: the heal budget is whole
-            return Verdict(recovered=was_failing, unhealthy_for=unhealthy_for)
+            return Verdict()
         state.healthy_since = None
 
         if state.failing_since is None:
             state.failing_since = now.wall
         since_heal = state.last_heal.seconds_until(now) if state.last_heal is not None else None
-        if since_heal is not None and since_heal < self.grace:
+        grace_start = grace_from if grace_from is not None else state.last_heal
+        if grace_start is not None and grace_start.seconds_until(now) < self.grace:
             return Verdict(in_grace=True)
         state.consecutive_failures += 1
         if state.consecutive_failures < self.min_failures:
@@ -193,6 +193,16 @@ class HealPolicy:
         state.last_heal = now
         state.consecutive_failures = 0
         state.heals_in_streak += 1
+
+    @staticmethod
+    def before_heal(state: MonitorState) -> tuple[Any, ...]:
+        """What :meth:`heal_started` changes, so that a heal that was refused can be undone."""
+        return (state.last_heal, state.consecutive_failures, state.heals_in_streak)
+
+    @staticmethod
+    def undo_heal(state: MonitorState, before: tuple[Any, ...]) -> None:
+        """A refused heal touched nothing: no cooldown, no grace and no budget spent."""
+        state.last_heal, state.consecutive_failures, state.heals_in_streak = before
 
     @staticmethod
     def resume(state: MonitorState) -> None:

@@ -27,6 +27,7 @@ class HealOutcome:
     summary: str
     details: Mapping[str, Any] = field(default_factory=dict)
     permanent: bool = False  # for failures: true when repeating the heal cannot help
+    refused: bool = False  # a safety rule stopped it before it touched anything: not a heal at all
 
 
 class HealOptions(BaseModel):

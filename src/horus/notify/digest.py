@@ -58,7 +58,14 @@ def render_digest(
 ) -> tuple[str, str]:
     """The digest's title and markdown body: open problems first, then heals, then delivery trouble."""
     monitors = (snapshot or {}).get("monitors") or []
-    problems = [m for m in monitors if m.get("status") in ("unhealthy", "error")]
+    # A quarantined monitor is a problem even when its last look passed: Horus has stopped healing it.
+    problems = [
+        m
+        for m in monitors
+        if m.get("status") in ("unhealthy", "error")
+        or m.get("quarantined_until") is not None
+        or m.get("phase") in ("failing", "symptom", "healing", "verifying", "confirming", "quarantined")
+    ]
     healthy = sum(1 for m in monitors if m.get("status") == "healthy")
     ok = sum(1 for h in heals if h.ok)
     failed = sum(1 for h in heals if h.ok is False)
@@ -75,7 +82,13 @@ def render_digest(
     for m in problems:
         since = m.get("failing_since") or m.get("announced_problem_since")
         lasting = f" for {humanize.duration(now - since)}" if isinstance(since, int | float) else ""
-        lines.append(f"- {m['name']}: {m.get('status')}{lasting}: {m.get('reason') or 'no reason recorded'}")
+        if m.get("quarantined_until") is not None:
+            state = "quarantined"
+        elif m.get("status") in ("unhealthy", "error"):
+            state = m["status"]
+        else:
+            state = f"{m.get('phase')}, not yet confirmed recovered"
+        lines.append(f"- {m['name']}: {state}{lasting}: {m.get('reason') or 'no reason recorded'}")
     if not problems:
         lines.append("- none")
     lines += ["", f"## Heals ({len(heals)}: {ok} ok, {failed} failed)"]

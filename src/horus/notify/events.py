@@ -36,6 +36,8 @@ class Severity(enum.IntEnum):
 class EventKind(enum.StrEnum):
     HEALED = "healed"  # a heal ran and succeeded: why, and what was done
     HEAL_FAILED = "heal_failed"
+    HEAL_REFUSED = "heal_refused"  # a safety rule stopped the heal before it touched anything
+    RESTART_STORM = "restart_storm"  # the service restarted itself too often without Horus
     NOT_RECOVERED = "not_recovered"  # a heal ran, but recovery was not confirmed within verify_within_seconds
     QUARANTINED = "quarantined"  # Horus stopped healing a monitor whose heals do not help
     FAILING = "failing"  # unhealthy past its threshold, and Horus cannot heal it now (no heal, cooldown)
@@ -55,6 +57,8 @@ PROBLEM_KINDS = frozenset(
     {
         EventKind.HEALED,
         EventKind.HEAL_FAILED,
+        EventKind.HEAL_REFUSED,
+        EventKind.RESTART_STORM,
         EventKind.NOT_RECOVERED,
         EventKind.QUARANTINED,
         EventKind.FAILING,

@@ -141,7 +141,8 @@ class Notifier:
         self._remind_if_due(monitor, problem, self.clock.wall())
 
     def healthy(self, monitor: str, reason: str) -> None:
-        """Called on every healthy look; closes an open problem with ``recovered``."""
+        """Called when the monitor's lifecycle says it is healthy (a confirmed recovery, or a healthy look
+        at a monitor that was not failing); closes an open problem with ``recovered``."""
         problem = self._problems.pop(monitor, None)
         if problem is None:
             return
@@ -219,6 +220,8 @@ class Notifier:
 _SEVERITY = {
     EventKind.HEALED: Severity.WARNING,
     EventKind.HEAL_FAILED: Severity.CRITICAL,
+    EventKind.HEAL_REFUSED: Severity.CRITICAL,
+    EventKind.RESTART_STORM: Severity.CRITICAL,
     EventKind.NOT_RECOVERED: Severity.CRITICAL,
     EventKind.QUARANTINED: Severity.CRITICAL,
     EventKind.FAILING: Severity.WARNING,
