@@ -117,24 +117,33 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
         if name not in {m.name for m in config.monitors}:
             click.echo(f"{config_path}: no monitor named {name!r}", err=True)
             sys.exit(EXIT_USAGE)
-        # Only a quarantine in the store is lifted: saying "lifted" of a monitor that was never
-        # quarantined would tell the operator that Horus had given up on it.
+        # Only a quarantine in the store, or a heal the running daemon refused for good, is lifted: saying
+        # "lifted" of a monitor that was never stopped would tell the operator that Horus had given up on it.
         if not (directory / DB_NAME).exists():
             click.echo(f"{name} is not quarantined; nothing to resume")
             return
+        try:
+            snapshot = read_status(directory)
+        except StoreError:
+            snapshot = None
+        running = daemon_state(snapshot, time.time()).startswith("running")
+        row: dict[str, Any] = next((m for m in (snapshot or {}).get("monitors", []) if m.get("name") == name), {})
+        blocked = row.get("heal_blocked") if running else None
         store = _open_store(directory)
         try:
             stored = store.load(name)
-            if stored is None or stored.quarantined_until is None:
+            quarantined = stored is not None and stored.quarantined_until is not None
+            if not quarantined and not blocked:
                 click.echo(f"{name} is not quarantined; nothing to resume")
                 return
             store.request_resume(name, now=time.time())
         finally:
             store.close()
-        snapshot = read_status(directory)
-        running = daemon_state(snapshot, time.time()).startswith("running")
         where = "the running daemon acts on it within a second" if running else "no daemon is running; it starts fresh"
-        click.echo(f"resumed {name}: quarantine lifted, heal budget reset ({where})")
+        if quarantined:
+            click.echo(f"resumed {name}: quarantine lifted, heal budget reset ({where})")
+        else:
+            click.echo(f"resumed {name}: its refused heal will be tried again ({where}); it was refused: {blocked}")
 
 
 def register_sentinel(
