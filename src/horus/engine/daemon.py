@@ -836,7 +836,9 @@ class Monitor:
                     reason,
                     failures=state.consecutive_failures if failures is None else failures,
                     failing_since=state.failing_since,
-                    last_healthy_at=state.failing_since,
+                    # The last healthy look, not the first failed one: what the service did (a deploy, a
+                    # crash record) between the two belongs to this failure.
+                    last_healthy_at=state.last_healthy_at,
                     evidence=evidence or {},
                     upstreams=self.daemon.upstream_states(self.settings),
                     upstream_failing=upstream_failing,

@@ -38,6 +38,7 @@ class MonitorState:
     heals_in_streak: int = 0  # heals since the service was last stable: the budget spent, the ladder's step
     quarantined_until: Instant | None = None
     healthy_since: Instant | None = None  # not persisted: after a restart, stability is measured afresh
+    last_healthy_at: float | None = None  # wall time of the last healthy look (not persisted)
 
     @classmethod
     def restore(cls, stored: StoredMonitorState, now: Instant) -> MonitorState:
@@ -149,6 +150,7 @@ class HealPolicy:
         state.last_status = status
         state.last_reason = reason
         if status is Status.HEALTHY:
+            state.last_healthy_at = now.wall
             state.consecutive_failures = 0
             state.failing_since = None
             if state.healthy_since is None:
