@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,8 +62,8 @@ async def run_command(
     if not argv:
         raise ExecError("empty command", permanent=True)
     # Checked first: a missing working directory would otherwise be reported as a missing program.
-    if cwd is not None and not os.path.isdir(cwd):  # noqa: ASYNC240 - one stat, before spawning
-        raise ExecError(f"working directory {cwd} does not exist", permanent=True)
+    if cwd is not None:
+        _check_working_directory(cwd)
     full_env = None if env is None else {**os.environ, **env}
     started = time.monotonic()
     try:
@@ -130,3 +131,21 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
     with contextlib.suppress(Exception):
         await asyncio.shield(proc.wait())
+
+
+def _check_working_directory(cwd: str | os.PathLike[str]) -> None:
+    """Say what is wrong with a working directory in words (one stat, before spawning)."""
+    try:
+        st = os.stat(cwd)
+    except FileNotFoundError:
+        raise ExecError(f"working directory {cwd} does not exist", permanent=True) from None
+    except NotADirectoryError:
+        raise ExecError(f"working directory {cwd}: a path component is not a directory", permanent=True) from None
+    except PermissionError:
+        raise ExecError(
+            f"working directory {cwd}: permission denied (Horus runs as uid {os.getuid()})", permanent=True
+        ) from None
+    except OSError as exc:
+        raise ExecError(f"working directory {cwd}: {exc.strerror or exc}", permanent=False) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ExecError(f"working directory {cwd} is not a directory", permanent=True)

@@ -157,3 +157,13 @@ async def test_a_failed_script_keeps_its_exit_code_and_output_in_the_heal_record
     assert outcome.ok is False
     assert outcome.details["exit_code"] == 3
     assert outcome.details["output_tail"].splitlines() == ["trying", "disk full"]
+
+
+async def test_a_working_directory_that_is_a_file_is_said_in_words(tmp_path):
+    regular = tmp_path / "notes.txt"
+    regular.write_text("x")
+    heal = RunScriptHeal(
+        RunScriptOptions.model_validate({"action": "run_script", "command": ["true"], "cwd": str(regular)})
+    )
+    with pytest.raises(HealError, match=r"working directory .*notes\.txt is not a directory"):
+        await heal.run(HealContext(clock=SystemClock(), monitor="bot"))

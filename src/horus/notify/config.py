@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from horus.config.types import CommandLine, PositiveSeconds, require_shell_for_strings
+from horus.config.types import CommandLine, PositiveSeconds, require_locatable_program, require_shell_for_strings
 from horus.notify.events import EventKind, Severity
 
 __all__ = ["AppriseChannelConfig", "ChannelConfig", "CommandChannelConfig", "NotifySettings", "channel_scheme"]
@@ -117,6 +117,7 @@ class CommandChannelConfig(_ChannelBase):
     @model_validator(mode="after")
     def _shell_rule(self) -> CommandChannelConfig:
         require_shell_for_strings(self.command, self.shell)
+        require_locatable_program(self.command, None)
         return self
 
     @property
