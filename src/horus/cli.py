@@ -221,7 +221,14 @@ def _daemon_verdicts(names: set[str], state_dir: Path) -> dict[str, dict[str, An
         row: dict[str, Any] = {"monitor": name, "check": "heartbeat", "latency_ms": None, "details": {}}
         if verdict is not None and verdict.get("status") in {s.value for s in Status}:
             when = verdict.get("last_check_at")
-            ago = f"{humanize.duration(max(0.0, now - when))} ago" if isinstance(when, int | float) else "lately"
+            within = verdict.get("checked_within_seconds")
+            if isinstance(within, int | float):
+                # A healthy row is rewritten only when it changes: the header vouches for how recent it is.
+                ago = f"within the last {humanize.duration(within)}"
+            elif isinstance(when, int | float):
+                ago = f"{humanize.duration(max(0.0, now - when))} ago"
+            else:
+                ago = "lately"
             row["status"] = verdict["status"]
             pid = (snapshot or {}).get("pid")
             row["reason"] = f"as the running daemon (pid {pid}) saw it {ago}: {verdict.get('reason') or ''}"
