@@ -90,6 +90,14 @@ def test_a_bot_its_own_watchdog_keeps_ending_is_a_restart_storm_with_its_crash_r
         )
         row = status_json(config, tmp_path / "horus")["monitors"][0]
         assert row["reason"].startswith("restart storm")
+        shown = subprocess.run(
+            [*HORUS, "status", "-c", str(config), "--state-dir", str(tmp_path / "horus")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 1, "a restart storm is a failing monitor"
+        assert "unhealthy (restart storm)" in shown.stdout
         assert not heals.exists(), "Horus does not restart a service its own loop keeps restarting"
         incident = subprocess.run(
             [*HORUS, "incident", "-c", str(config), "--state-dir", str(tmp_path / "horus"), "1", "--json"],

@@ -90,6 +90,12 @@ def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, 
 # Row statuses as a person reads them. "error": the probe itself keeps failing, so nothing is observed;
 # "unknown": the check cannot judge yet (a window not yet watched), neither healthy nor failing.
 _STATUS_WORDS = {"error": "not watched", "unknown": "not known yet"}
+_PHASE_WORDS = {
+    "confirming": "confirming recovery",
+    "verifying": "verifying the heal",
+    "healing": "healing",
+    "symptom": "symptom of an upstream",
+}
 
 
 def _monitor_state(monitor: dict[str, Any], now: float) -> str:
@@ -99,7 +105,14 @@ def _monitor_state(monitor: dict[str, Any], now: float) -> str:
     status = monitor.get("status")
     if not status:
         return "not checked yet"
-    return _STATUS_WORDS.get(str(status), str(status))
+    words = _STATUS_WORDS.get(str(status), str(status))
+    if monitor.get("restart_storm"):
+        return f"{words} (restart storm)"
+    if monitor.get("heal_blocked"):
+        return f"{words} (heal refused)"
+    # A healthy look at a monitor that was failing is not a recovery yet (see horus.engine.lifecycle).
+    phase = _PHASE_WORDS.get(str(monitor.get("phase")))
+    return f"{words} ({phase})" if phase else words
 
 
 def _last_check(monitor: dict[str, Any], now: float) -> str:
