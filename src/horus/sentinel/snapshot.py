@@ -76,6 +76,7 @@ from horus.execution import CommandResult, run_command
 from horus.heals.base import HealOptions
 from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching
+from horus.redaction import redact_line
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -106,73 +107,9 @@ T = TypeVar("T")
 # The processes described so far, by pid: psutil's handle (for the CPU sample) and the snapshot entry.
 Found = dict[int, tuple[psutil.Process, dict[str, Any]]]
 
-# --- redaction -----------------------------------------------------------------------------------------
-
-_AUTHORIZATION = re.compile(
-    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|apikey)\s+)?[^\s\"',;]+"
-)
-# The token must end the word: ``token_type=bearer max_age=30`` holds no token.
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]+=*(?=$|[\s\"',;])")
-_COOKIE = re.compile(r"(?i)\b((?:set-)?cookie\s*:\s*).+")
-# ``api_key=...``, ``"password": "..."``, ``X-Api-Key: ...``, ``POLY_PRIVATE_KEY=...``: the name must end
-# in one of these words, so ``tokens_used=5`` or ``token_type=bearer`` are left alone.
-_KEY_VALUE = re.compile(
-    r"""(?ix)
-    (?P<key>(?<![\w.-])[\w.-]*?
-        (?:api[_-]?key|access[_-]?key|secret|token|passw(?:or)?d|passwd|pwd|private[_-]?key|[_-]key
-           |credentials?|signature|session[_-]?id)
-        (?!\w)["']?)
-    (?P<sep>\s*[:=]\s*)
-    (?P<value>"[^"]*"|'[^']*'|[^\s"',;&})\]]+)
-    """
-)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_AWS_ACCESS_KEY = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
-_PREFIXED_TOKEN = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|sk-[A-Za-z0-9_-]{20,}"
-    r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}|xox[abprs]-[A-Za-z0-9-]{10,})"
-)
-_LONG_HEX = re.compile(r"(?<![A-Za-z0-9])(?:0x)?[0-9a-fA-F]{32,}(?![A-Za-z0-9])")
-_LONG_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{32,}={0,2}(?![A-Za-z0-9+/=_-])")
-MASK = "***"
-
-
-def _mask_key_value(match: re.Match[str]) -> str:
-    value = match.group("value")
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    return f"{match.group('key')}{match.group('sep')}{quote}{MASK}{quote}"
-
-
-def _mask_if_random(match: re.Match[str]) -> str:
-    text = match.group()
-    # A secret looks random: digits and both cases. A path or a long snake_case name does not.
-    looks_random = (
-        not text.startswith("/")
-        and any(c.isdigit() for c in text)
-        and any(c.isupper() for c in text)
-        and any(c.islower() for c in text)
-    )
-    return MASK if looks_random else text
-
-
-def redact_line(line: str) -> str:
-    """``line`` with its secrets masked as ``***``: URL credentials and token parameters, Authorization
-    and Cookie headers, bearer tokens, ``api_key=``/``token=``/``password=``/``*_KEY=`` values, JWTs, AWS
-    access keys, well-known token formats, and long random-looking hex or base64 strings (32+ characters).
-
-    Masking errs on the side of hiding: a 40-character hex transaction hash is masked like a private key,
-    because the two cannot be told apart.
-    """
-    line = redact_url(line)
-    line = _AUTHORIZATION.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{MASK}", line)
-    line = _BEARER.sub(rf"\1{MASK}", line)
-    line = _COOKIE.sub(rf"\1{MASK}", line)
-    line = _KEY_VALUE.sub(_mask_key_value, line)
-    line = _JWT.sub(MASK, line)
-    line = _AWS_ACCESS_KEY.sub(MASK, line)
-    line = _PREFIXED_TOKEN.sub(MASK, line)
-    line = _LONG_HEX.sub(MASK, line)
-    return _LONG_BASE64.sub(_mask_if_random, line)
+# --- redaction ---------------------------------------------------------------------------------------
+# The patterns live in horus.redaction, shared with everything else Horus keeps or sends; redact_line
+# stays importable from here.
 
 
 def _redact_cmdline(cmdline: str) -> str:
