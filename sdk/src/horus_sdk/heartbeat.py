@@ -12,27 +12,51 @@ asyncio task: if the loop is blocked or starved, nothing is written, and the Hor
 Sinks, each optional: the heartbeat file (format in :mod:`horus_sdk.formats`), the same JSON as a UDP or
 unix datagram, and systemd's ``sd_notify`` (``READY=1`` once, then ``WATCHDOG=1``). A sink that fails is
 recorded in :attr:`Heartbeat.last_error` and never raises into the service.
+
+With ``key_file``, each datagram is signed so that Horus can tell it from one forged by another local user:
+``hb-hmac-sha256:<64 hex digits>\n<JSON>``, the HMAC-SHA256 of the JSON bytes under the key, which is the
+file's text without surrounding whitespace (:func:`read_key_file`; Horus reads the same file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import json
 import math
 import os
 import socket
+import stat
 import time
 from types import TracebackType
 from typing import Any
 
 from horus_sdk.formats import FORMAT_HEARTBEAT, boot_id, write_json_atomic
 
-__all__ = ["DATING_PERIOD", "MAX_DATAGRAM_BYTES", "Heartbeat"]
+__all__ = [
+    "DATING_PERIOD",
+    "KEY_MAX_BYTES",
+    "KEY_MIN_BYTES",
+    "MAX_DATAGRAM_BYTES",
+    "SIGNATURE_PREFIX",
+    "Heartbeat",
+    "read_key_file",
+    "signature",
+]
 
 MAX_DATAGRAM_BYTES = 8192
-"""Largest datagram sent; channels that do not fit are left out of the datagram (never out of the file)."""
+"""Largest datagram sent, signature included; channels that do not fit are left out of the datagram (never
+out of the file)."""
+SIGNATURE_PREFIX = b"hb-hmac-sha256:"
+"""A signed datagram is this, the HMAC-SHA256 of the JSON in hex, a newline, then the JSON."""
+KEY_MIN_BYTES = 16
+"""Shortest key accepted: a guessable key would authenticate nothing."""
+KEY_MAX_BYTES = 4096
+_SIGNATURE_OVERHEAD = len(SIGNATURE_PREFIX) + 64 + 1
+_KEY_RETRY_SECONDS = 60.0
 
 _COMPACT = (",", ":")
 _RESOLVE_RETRY_SECONDS = 60.0
@@ -47,7 +71,10 @@ class Heartbeat:
     ``path``: heartbeat file, rewritten atomically on each beat. ``udp``: ``(host, port)`` to send the same
     JSON to (give an IP address: a name is resolved once, when the heartbeat starts). ``unix_socket``: a
     unix datagram socket path (``@name`` for the abstract namespace). ``sd_notify``: True to notify systemd,
-    False never, None (default) when ``$NOTIFY_SOCKET`` is set.
+    False never, None (default) when ``$NOTIFY_SOCKET`` is set. ``key_file``: sign every datagram with the
+    key in this file (the same file as the Horus check's ``key_file``); while it cannot be read, no datagram
+    is sent (an unsigned one would be ignored), :attr:`last_error` says why, and it is read again every
+    minute.
     """
 
     def __init__(
@@ -58,6 +85,7 @@ class Heartbeat:
         udp: tuple[str, int] | None = None,
         unix_socket: str | os.PathLike[str] | None = None,
         sd_notify: bool | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
@@ -66,6 +94,7 @@ class Heartbeat:
         self.udp = udp
         self.unix_socket = unix_socket
         self.sd_notify = sd_notify
+        self.key_file = key_file
         self.sequence = 0
         """Beats emitted so far; the file's ``sequence`` is this value after each beat."""
         self.last_error: str | None = None
@@ -88,6 +117,8 @@ class Heartbeat:
         self._watchdog_period: float | None = None
         self._watchdog_each_beat = False
         self._ready_sent = False
+        self._mac: Any = None  # hmac.HMAC under the key, copied for each datagram
+        self._key_retry_at = 0.0
 
     # -- for the service ---------------------------------------------------------------------------------
 
@@ -228,7 +259,15 @@ class Heartbeat:
     # -- datagram sinks ----------------------------------------------------------------------------------
 
     def _send_datagrams(self, payload: dict[str, Any]) -> None:
-        data = _datagram(payload)
+        if self.key_file is not None and self._mac is None and not self._load_key():
+            return  # an unsigned datagram would be ignored: say why in last_error instead
+        if self._mac is None:
+            data = _datagram(payload, MAX_DATAGRAM_BYTES)
+        else:
+            body = _datagram(payload, MAX_DATAGRAM_BYTES - _SIGNATURE_OVERHEAD)
+            mac = self._mac.copy()
+            mac.update(body)
+            data = b"".join((SIGNATURE_PREFIX, mac.hexdigest().encode(), b"\n", body))
         if self.udp is not None:
             try:
                 self._send_udp(data, self.udp)
@@ -239,6 +278,21 @@ class Heartbeat:
                 self._send_unix(data, _unix_address(os.fspath(self.unix_socket)))
             except Exception as exc:
                 self._fail(f"unix socket {os.fspath(self.unix_socket)}", exc)
+
+    def _load_key(self) -> bool:
+        now = time.monotonic()
+        if now < self._key_retry_at:
+            return False
+        assert self.key_file is not None
+        try:
+            key = read_key_file(self.key_file)
+        except (OSError, ValueError) as exc:
+            # Read again only now and then: a missing key must not cost a file open on every beat.
+            self._key_retry_at = now + _KEY_RETRY_SECONDS
+            self._fail(f"key_file {os.fspath(self.key_file)}", exc)
+            return False
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        return True
 
     def _send_udp(self, data: bytes, target: tuple[str, int]) -> None:
         if self._udp_address is None:
@@ -267,6 +321,8 @@ class Heartbeat:
     # -- systemd -----------------------------------------------------------------------------------------
 
     def _configure_sinks(self) -> None:
+        self._mac = None  # the key is read afresh on each start, so a new key takes effect on restart
+        self._key_retry_at = 0.0
         self._udp_address = None
         self._udp_retry_at = 0.0
         self._notify_address = None
@@ -312,14 +368,51 @@ class Heartbeat:
         return True
 
 
-def _datagram(payload: dict[str, Any]) -> bytes:
-    """Compact JSON of ``payload`` in at most MAX_DATAGRAM_BYTES, dropping channels that do not fit."""
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The heartbeat key in ``path``: its text without surrounding whitespace, as bytes.
+
+    OSError when it cannot be read; ValueError when it is not a regular file, or the key is shorter than
+    :data:`KEY_MIN_BYTES` or longer than :data:`KEY_MAX_BYTES`. Make one with
+    ``head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE``.
+    """
+    # Non-blocking, and a regular file only: a FIFO put in its place must not freeze the service's loop.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        chunks, size = [], 0
+        while size <= KEY_MAX_BYTES:
+            chunk = os.read(fd, KEY_MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    key = b"".join(chunks).strip()
+    if size > KEY_MAX_BYTES:
+        raise ValueError(f"longer than {KEY_MAX_BYTES} bytes: not a key file")
+    if len(key) < KEY_MIN_BYTES:
+        raise ValueError(
+            f"the key is {len(key)} bytes, at least {KEY_MIN_BYTES} are needed: make one with "
+            "head -c 32 /dev/urandom | base64 > FILE"
+        )
+    return key
+
+
+def signature(key: bytes, body: bytes) -> bytes:
+    """The hex HMAC-SHA256 of ``body`` under ``key``, as a signed datagram carries it."""
+    return hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+
+
+def _datagram(payload: dict[str, Any], limit: int) -> bytes:
+    """Compact JSON of ``payload`` in at most ``limit`` bytes, dropping channels that do not fit."""
     data = json.dumps(payload, separators=_COMPACT, default=str).encode()
-    if len(data) <= MAX_DATAGRAM_BYTES:
+    if len(data) <= limit:
         return data
     channels: dict[str, Any] = payload["channels"]
     kept: dict[str, Any] = {}
-    room = MAX_DATAGRAM_BYTES - len(json.dumps({**payload, "channels": {}}, separators=_COMPACT, default=str))
+    room = limit - len(json.dumps({**payload, "channels": {}}, separators=_COMPACT, default=str))
     for name, value in channels.items():
         # '{"name":{...}}' minus the braces, plus the comma that separates it from the previous one.
         size = len(json.dumps({name: value}, separators=_COMPACT, default=str)) - 2 + (1 if kept else 0)
