@@ -15,10 +15,13 @@ from horus.processes import (
     display_cmdline,
     find_matching,
     liveness,
+    match_processes,
     protected_pids,
     send_signal,
     validate_pattern,
+    validate_user,
 )
+from tests.other_user import other_user, process_of
 from tests.process_support import NOTE_SIGNALS, WITH_GRANDCHILD, ZOMBIE_PARENT, ProcessSpawner
 from tests.support import wait_until_sync
 
@@ -83,6 +86,44 @@ def test_a_zombie_is_never_matched(spawner):
     parent = spawner.detached(marker, ZOMBIE_PARENT)
     wait_until_sync(lambda: any(c.status() == psutil.STATUS_ZOMBIE for c in psutil.Process(parent.pid).children()))
     assert find_matching(f"{marker}-zombie") == []
+
+
+def test_only_processes_of_the_wanted_user_match_and_the_others_are_listed_apart(spawner):
+    user = other_user()
+    marker = spawner.marker()
+    ours = spawner.detached(marker)
+    with process_of(user, marker) as theirs:
+        by_default = match_processes(marker)
+        for_them = match_processes(marker, uid=user.uid)
+    assert [m.pid for m in by_default.ours] == [ours.pid]  # the user Horus runs as
+    assert [(o.identity.pid, o.uid) for o in by_default.others] == [(theirs, user.uid)]
+    assert [m.pid for m in for_them.ours] == [theirs]
+    assert [(o.identity.pid, o.uid) for o in for_them.others] == [(ours.pid, os.geteuid())]
+    assert [m.pid for m in find_matching(marker)] == [ours.pid]
+
+
+def test_a_process_acting_as_another_user_than_the_one_that_started_it_is_nobodys(spawner):
+    # As a setuid-root program run by a user: real uid the user's, effective uid root's.
+    user = other_user()
+    marker = spawner.marker()
+    with process_of(user, marker, effective_root=True) as mixed:
+        assert find_matching(marker, uid=0) == []
+        assert find_matching(marker, uid=user.uid) == []
+        assert [o.identity.pid for o in match_processes(marker).others] == [mixed]
+
+
+def test_a_user_is_a_name_that_exists_or_a_numeric_uid():
+    assert validate_user("root") == "root"
+    assert validate_user(0) == 0
+    assert validate_user("1001") == 1001
+    for bad in ("", True, 1.5, None):
+        with pytest.raises(ValueError, match="must be a user name or a numeric uid"):
+            validate_user(bad)
+    for out_of_range in (-1, 2**32):
+        with pytest.raises(ValueError, match=r"a uid is 0\.\.4294967294"):
+            validate_user(out_of_range)
+    with pytest.raises(ValueError, match="no such user on this machine"):
+        validate_user("no-such-user-horus")
 
 
 def test_liveness_tells_a_running_process_from_a_reused_pid_and_an_exited_one(spawner):

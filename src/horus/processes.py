@@ -7,6 +7,11 @@ start time), and :func:`send_signal` signals a pid only while its start time sti
 one. Horus never matches itself, its ancestors (the shell, terminal or supervisor that started it),
 PID 1, or its own descendants (health-check subprocesses, whose command lines often hold the pattern).
 
+A process's command line is what its owner chose to write, so any local user can start one that holds a
+service's pattern. Matching is therefore limited to one user's processes (the service's user, by default
+the user Horus runs as); what other users run is never counted, never signalled, and only listed so that
+a reason can say why a running process was not counted.
+
 Everything here calls psutil synchronously; async callers wrap enumeration in ``asyncio.to_thread``.
 """
 
@@ -14,31 +19,42 @@ from __future__ import annotations
 
 import enum
 import os
+import pwd
 import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import psutil
+from pydantic import BeforeValidator
 
 from horus.log import redact_url
 
 __all__ = [
+    "ForeignProcess",
     "Liveness",
+    "Matches",
     "ProcessIdentity",
+    "ServiceUser",
     "Wrapping",
     "anchored_pattern",
+    "describe_foreign",
     "describe_wrappings",
     "display_cmdline",
     "find_matching",
     "group_members",
     "liveness",
+    "match_processes",
     "process_group_of",
     "protected_pids",
     "send_signal",
     "signal_group",
+    "uid_of",
+    "user_name",
     "validate_pattern",
+    "validate_user",
     "wrappings",
 ]
 
@@ -101,12 +117,89 @@ def protected_pids() -> frozenset[int]:
     return frozenset(protected)
 
 
-def find_matching(pattern: str, *, regex: bool = False) -> list[ProcessIdentity]:
-    """Processes whose full command line contains ``pattern`` (or ``re.search``-es it), sorted by pid.
+# The largest uid Linux allows; (uid_t)-1 is "no uid" to the kernel.
+MAX_UID = 2**32 - 2
 
-    Excludes Horus, its ancestors, PID 1, its descendants, zombies and processes whose command line
-    cannot be read. Processes that appear or vanish while the list is read are handled silently.
+
+def validate_user(value: object) -> str | int:
+    """Check a ``user`` option at config time (a user name, or a numeric uid); raises ValueError with a reason.
+
+    A name must exist here, since a misspelt name would match nothing, for ever. A uid need not: services in
+    containers often run as a uid with no passwd entry.
     """
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise ValueError("must be a user name or a numeric uid")
+    if isinstance(value, str) and not value.isdigit():
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
+            raise ValueError("no such user on this machine") from None
+        return value
+    uid = int(value)
+    if not 0 <= uid <= MAX_UID:
+        raise ValueError(f"a uid is 0..{MAX_UID}")
+    return uid
+
+
+ServiceUser = Annotated[str | int, BeforeValidator(validate_user)]
+"""The ``user`` option of process_alive and kill_process: whose processes the pattern may name."""
+
+
+def uid_of(user: str | int | None) -> int:
+    """The uid ``user`` names; None is the user Horus runs as. Raises LookupError when a name no longer exists."""
+    if user is None:
+        return os.geteuid()
+    if isinstance(user, int):
+        return user
+    if user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise LookupError(f"no user named {user!r} on this machine") from None
+
+
+def user_name(uid: int) -> str:
+    """``uid``'s name, or the number itself when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@dataclass(frozen=True)
+class ForeignProcess:
+    """A process whose command line matches a pattern but that runs as another user than the wanted one."""
+
+    identity: ProcessIdentity
+    uid: int  # its effective uid: the user it acts as
+
+
+@dataclass(frozen=True)
+class Matches:
+    """What a pattern names now: ``ours`` (the wanted user's processes, sorted by pid), and ``others``,
+    matching processes of other users, which are never counted nor signalled."""
+
+    ours: list[ProcessIdentity]
+    others: list[ForeignProcess]
+
+
+def find_matching(pattern: str, *, regex: bool = False, uid: int | None = None) -> list[ProcessIdentity]:
+    """Processes of user ``uid`` (None: the user Horus runs as) whose full command line contains ``pattern``
+    (or ``re.search``-es it), sorted by pid. See :func:`match_processes`."""
+    return match_processes(pattern, regex=regex, uid=uid).ours
+
+
+def match_processes(pattern: str, *, regex: bool = False, uid: int | None = None) -> Matches:
+    """Processes whose full command line contains ``pattern`` (or ``re.search``-es it), split by owner.
+
+    A process is user ``uid``'s (None: the user Horus runs as) when its real and its effective uid are both
+    ``uid``: one that merely acts as that user through a setuid program, or was started by that user and
+    now acts as another, is not. A process whose owner cannot be read is left out entirely. Excludes Horus,
+    its ancestors, PID 1, its descendants, zombies and processes whose command line cannot be read.
+    Processes that appear or vanish while the list is read are handled silently.
+    """
+    wanted = os.geteuid() if uid is None else uid
     matches: Callable[[str], bool]
     if regex:
         compiled = re.compile(pattern)
@@ -115,7 +208,8 @@ def find_matching(pattern: str, *, regex: bool = False) -> list[ProcessIdentity]
         matches = lambda text: pattern in text  # noqa: E731
     protected = protected_pids()
     own_pid = os.getpid()
-    found: list[ProcessIdentity] = []
+    ours: list[ProcessIdentity] = []
+    others: list[ForeignProcess] = []
     for pid in psutil.pids():
         if pid in protected:
             continue
@@ -126,14 +220,34 @@ def find_matching(pattern: str, *, regex: bool = False) -> list[ProcessIdentity]
                     continue
                 argv = proc.cmdline()
                 create_time = proc.create_time()
-        except psutil.Error:  # gone, a zombie, or not ours to read
+                uids = proc.uids()
+        except psutil.Error:  # gone, a zombie, or not ours to read (its owner included)
             continue
         if not argv:  # kernel threads
             continue
         cmdline = " ".join(argv)
-        if matches(cmdline) and not _is_descendant(pid, own_pid):
-            found.append(ProcessIdentity(pid, create_time, cmdline))
-    return sorted(found, key=lambda identity: identity.pid)
+        if not matches(cmdline) or _is_descendant(pid, own_pid):
+            continue
+        identity = ProcessIdentity(pid, create_time, cmdline)
+        if uids.real == wanted and uids.effective == wanted:
+            ours.append(identity)
+        else:
+            others.append(ForeignProcess(identity, uids.effective))
+    ours.sort(key=lambda identity: identity.pid)
+    others.sort(key=lambda foreign: foreign.identity.pid)
+    return Matches(ours, others)
+
+
+# A reason names at most this many processes of other users.
+FOREIGN_LISTED = 5
+
+
+def describe_foreign(others: Sequence[ForeignProcess]) -> str:
+    """``pid 4121 of mallory, pid 4130 of 1002 and 3 more``: which users' processes were not counted."""
+    listed = ", ".join(f"pid {o.identity.pid} of {user_name(o.uid)}" for o in others[:FOREIGN_LISTED])
+    if len(others) > FOREIGN_LISTED:
+        listed += f" and {len(others) - FOREIGN_LISTED} more"
+    return listed
 
 
 @dataclass(frozen=True)

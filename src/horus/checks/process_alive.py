@@ -12,11 +12,16 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import ProcessPatternOptions
 from horus.errors import ProbeError
 from horus.processes import (
+    ForeignProcess,
     ProcessIdentity,
+    ServiceUser,
     anchored_pattern,
+    describe_foreign,
     describe_wrappings,
     display_cmdline,
-    find_matching,
+    match_processes,
+    uid_of,
+    user_name,
     wrappings,
 )
 
@@ -29,6 +34,7 @@ class ProcessAliveOptions(CheckOptions, ProcessPatternOptions):
     type: Literal["process_alive"]
     min_count: int = Field(default=1, ge=1)
     ignore_wrappers: bool = False
+    user: ServiceUser | None = None
 
 
 class ProcessAliveCheck(Check[ProcessAliveOptions]):
@@ -39,6 +45,13 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
     (``re.search``) with ``regex: true``. Horus itself, the processes it was started from, PID 1,
     Horus's own subprocesses (health commands often mention the pattern), zombies, and processes whose
     command line Horus may not read are never counted.
+
+    Only processes of one user count: ``user`` (a name or a numeric uid), by default the user Horus runs
+    as, root included (a root Horus watching a service of another user says ``user: <that user>``). Any
+    local user can start a process whose command line holds the pattern; counting it would keep a dead
+    service looking alive. A process counts when its real and effective uid are both that user's; one
+    whose owner cannot be read is not counted. Matching processes of other users are named in the reason
+    ("not counting pid 4121 of mallory") but never counted.
 
     A process that is alive may still be hung: pair this with a heartbeat such as ``log_staleness``.
 
@@ -61,15 +74,21 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
         pattern = self.options.process_pattern
         minimum = self.options.min_count
         try:
-            matches = await asyncio.to_thread(find_matching, pattern, regex=self.options.regex)
+            uid = uid_of(self.options.user)
+        except LookupError as exc:  # the user was deleted since the config was loaded
+            raise ProbeError(str(exc)) from exc
+        try:
+            found = await asyncio.to_thread(match_processes, pattern, regex=self.options.regex, uid=uid)
         except (OSError, psutil.Error) as exc:
             raise ProbeError(f"cannot list processes: {exc}") from exc
+        matches = found.ours
         ignored: list[ProcessIdentity] = []
         if self.options.ignore_wrappers:
             matches, ignored = await asyncio.to_thread(self._without_wrappers, matches)
         count = len(matches)
         details: dict[str, Any] = {
             "pattern": pattern,
+            "user": user_name(uid),
             "count": count,
             "pids": [m.pid for m in matches],
             "processes": [
@@ -80,6 +99,9 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
         if ignored:
             details["wrappers"] = [m.pid for m in ignored]
             note = "; not counting " + ", ".join(f"pid {m.pid}, a wrapper" for m in ignored[:PIDS_IN_REASON])
+        if found.others:
+            details["other_users_pids"] = [o.identity.pid for o in found.others[:PROCESSES_IN_DETAILS]]
+            note += _foreign_note(found.others, uid, hint=count < minimum and self.options.user is None)
         if count == 0:
             return CheckResult.unhealthy(f"no process matches {pattern!r}{note}", **details)
         reason = (
@@ -97,6 +119,14 @@ class ProcessAliveCheck(Check[ProcessAliveOptions]):
         return counted, [m for m in matches if (m.pid, m.create_time) in self._wrappers]
 
 
+def _foreign_note(others: list[ForeignProcess], uid: int, *, hint: bool) -> str:
+    note = f"; not counting {describe_foreign(others)}: only processes of {user_name(uid)} count"
+    if hint:
+        # Most likely after an upgrade, or with a root Horus: the service runs as a user of its own.
+        note += "; set user: to the service's user if it runs as another"
+    return note
+
+
 def _pids(matches: list[ProcessIdentity]) -> str:
     shown = ", ".join(str(m.pid) for m in matches[:PIDS_IN_REASON])
     more = len(matches) - PIDS_IN_REASON
@@ -110,9 +140,9 @@ def wrappers_now(options: ProcessAliveOptions) -> str | None:
     if options.ignore_wrappers:
         return None
     try:
-        matches = find_matching(options.process_pattern, regex=options.regex)
+        matches = match_processes(options.process_pattern, regex=options.regex, uid=uid_of(options.user)).ours
         wrapped = wrappings(matches) if len(matches) > 1 else []
-    except (OSError, psutil.Error):
+    except (OSError, psutil.Error, LookupError):
         return None
     if not wrapped:
         return None

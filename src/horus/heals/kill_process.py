@@ -27,17 +27,21 @@ from horus.processes import (
     SHORT_CMDLINE,
     Liveness,
     ProcessIdentity,
+    ServiceUser,
     Wrapping,
     anchored_pattern,
+    describe_foreign,
     describe_wrappings,
     display_cmdline,
-    find_matching,
     group_members,
     liveness,
+    match_processes,
     process_group_of,
     protected_pids,
     send_signal,
     signal_group,
+    uid_of,
+    user_name,
     wrappings,
 )
 
@@ -60,6 +64,7 @@ class KillProcessOptions(HealOptions, ProcessPatternOptions):
     max_matches: int = Field(default=1, ge=1)
     process_group: bool = False
     ignore_wrappers: bool = False
+    user: ServiceUser | None = None
 
 
 class KillProcessHeal(Heal[KillProcessOptions]):
@@ -71,6 +76,13 @@ class KillProcessHeal(Heal[KillProcessOptions]):
     ``re.search`` with ``regex: true``). A process still running ``grace_seconds`` (10) after the
     signal is sent SIGKILL. With ``process_group: true`` the whole process group of each match is
     signalled, so workers it started stop with it.
+
+    Only processes of one user are matched: ``user`` (a name or a numeric uid), by default the user Horus
+    runs as, root included (a root Horus healing a service of another user says ``user: <that user>``).
+    A process of another user whose command line holds the pattern is neither signalled nor counted
+    against ``max_matches``, so no local user can shield a hung service by starting a look-alike. A
+    process counts when its real and effective uid are both that user's; one whose owner cannot be read
+    is not counted.
 
     What it never does:
 
@@ -124,12 +136,24 @@ def select_targets(options: KillProcessOptions) -> list[ProcessIdentity]:
     ``max_matches`` match, explaining any wrapper among them, and HealError when none does."""
     pattern = options.process_pattern
     try:
-        matches = find_matching(pattern, regex=options.regex)
+        uid = uid_of(options.user)
+    except LookupError as exc:  # the user was deleted since the config was loaded
+        raise HealError(f"{exc}; nothing was signalled", permanent=True) from exc
+    try:
+        found = match_processes(pattern, regex=options.regex, uid=uid)
+        matches = found.ours
         wrapped = wrappings(matches) if len(matches) > 1 else []
     except (OSError, psutil.Error) as exc:
         raise HealError(f"cannot list processes: {exc}") from exc
     if not matches:
-        raise HealError(f"no process matches {pattern!r}; nothing to kill")
+        message = f"no process matches {pattern!r}; nothing to kill"
+        if found.others:
+            message += (
+                f"; not counting {describe_foreign(found.others)}: only processes of {user_name(uid)} are signalled"
+            )
+            if options.user is None:
+                message += "; set user: to the service's user if it runs as another"
+        raise HealError(message)
     if options.ignore_wrappers and wrapped:
         outers = {w.outer.pid for w in wrapped}
         matches = [m for m in matches if m.pid not in outers]
