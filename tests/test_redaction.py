@@ -36,6 +36,10 @@ from horus.sentinel import snapshot
         ("slack xoxb-123456789012-abcdefghij", "slack ***"),
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sflKxwRJSMeKKF2QT4fw", "jwt ***"),
         ("stripe sk_live_abcdefghij1234", "stripe ***"),
+        # A sentence's own punctuation stays, so a reason quoted in a message still reads as one.
+        ("Why: exit 1: password=hunter2. Done: nothing.", "Why: exit 1: password=***. Done: nothing."),
+        ("it said Authorization: Bearer abc.def.", "it said Authorization: Bearer ***."),
+        ("sent bearer abc.def!", "sent bearer ***!"),
     ],
 )
 def test_every_shape_of_secret_is_masked(line, expected):

@@ -21,11 +21,15 @@ __all__ = ["MASK", "redact", "redact_line", "redact_tree", "redact_url"]
 
 MASK = "***"
 
+# A value ends before the punctuation that ends a sentence ("failed: password=***."), so a reason quoted
+# inside a message keeps its full stop, and redacting a message twice changes nothing more.
+_END = r"(?=[.:!?]*(?:$|[\s\"',;&})\]]))"
 _AUTHORIZATION = re.compile(
-    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|apikey)\s+)?[^\s\"',;]+"
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|apikey)\s+)?[^\s\"',;]+?"
+    + _END
 )
 # The token must end the word: ``token_type=bearer max_age=30`` holds no token.
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]+=*(?=$|[\s\"',;])")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]+?=*" + _END)
 _COOKIE = re.compile(r"(?i)\b((?:set-)?cookie\s*:\s*).+")
 # ``api_key=...``, ``"password": "..."``, ``X-Api-Key: ...``, ``POLY_PRIVATE_KEY=...``, ``basic_auth=...``:
 # the name must end in one of these words, so ``tokens_used=5``, ``token_type=bearer`` or ``author: x``
@@ -37,7 +41,9 @@ _KEY_VALUE = re.compile(
            |credentials?|signature|session[_-]?id|auth)
         (?!\w)["']?)
     (?P<sep>\s*[:=]\s*)
-    (?P<value>"[^"]*"|'[^']*'|[^\s"',;&})\]]+)
+    (?P<value>"[^"]*"|'[^']*'|[^\s"',;&})\]]+?"""
+    + _END
+    + """)
     """
 )
 # A command line's ``--password hunter2`` (the ``--password=hunter2`` form is a key=value above).

@@ -3,6 +3,10 @@
 Nothing a plugin does can escape this boundary: a hung probe becomes a timed-out result, a crashed
 probe becomes a probe error, a failed heal becomes a failed outcome. The engine never sees an
 exception from a plugin and never waits on one longer than its timeout.
+
+It is also where a plugin's words enter Horus, so every reason, summary, detail, piece of evidence and
+traceback is redacted here (:mod:`horus.redaction`): the logs, databases, notifications, post-mortems
+and command line downstream only ever hold masked text.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ import functools
 import os
 import pwd
 import time
+import traceback
+from typing import Any
 
 from horus import humanize
 from horus.checks.base import Check, CheckResult, ProbeContext
 from horus.errors import ExecError, HealError, HealRefused, ProbeError
 from horus.heals.base import Heal, HealContext, HealOutcome
 from horus.log import get_logger
+from horus.redaction import redact, redact_tree
 
-__all__ = ["CheckRun", "describe_os_error", "run_check", "run_heal", "run_inline"]
+__all__ = ["CheckRun", "collect_evidence", "describe_os_error", "run_check", "run_heal", "run_inline"]
 
 log = get_logger("horus.engine")
 
@@ -47,7 +54,7 @@ async def run_check(check: Check, ctx: ProbeContext, *, timeout: float) -> Check
             result = CheckResult.error(f"probe did not finish within {humanize.seconds(timeout)}")
     except Exception as exc:
         result = _probe_broke(check, exc)
-    return CheckRun(result, time.monotonic() - started)
+    return CheckRun(_redacted(result), time.monotonic() - started)
 
 
 def run_inline(check: Check, ctx: ProbeContext) -> CheckRun:
@@ -57,7 +64,24 @@ def run_inline(check: Check, ctx: ProbeContext) -> CheckRun:
         result = check.probe_inline(ctx)
     except Exception as exc:
         result = _probe_broke(check, exc)
-    return CheckRun(result, time.monotonic() - started)
+    return CheckRun(_redacted(result), time.monotonic() - started)
+
+
+def collect_evidence(check: Check, since_wall: float | None) -> dict[str, Any]:
+    """What the service left behind since ``since_wall`` (:meth:`Check.evidence`: a crash record's summary,
+    written by the service), redacted. Reads files: call it off the event loop."""
+    return dict(redact_tree(check.evidence(since_wall)))
+
+
+def _redacted(result: CheckResult) -> CheckResult:
+    return dataclasses.replace(result, reason=redact(result.reason), details=redact_tree(result.details))
+
+
+def _log_crash(event: str, exc: Exception, **fields: Any) -> None:
+    # The traceback is formatted here rather than by log.exception, so that the secrets an exception's
+    # message or a frame's line may hold are masked like everything else.
+    text = "".join(traceback.format_exception(exc))
+    log.error(event, **fields, exception=redact(text))
 
 
 def _probe_broke(check: Check, exc: Exception) -> CheckResult:
@@ -72,7 +96,7 @@ def _probe_broke(check: Check, exc: Exception) -> CheckResult:
     if isinstance(exc, OSError):
         separator = " " if exc.filename is not None else ": "
         return CheckResult.error(f"cannot observe{separator}{describe_os_error(exc)}")
-    log.exception("check.crashed", check=check.type)
+    _log_crash("check.crashed", exc, check=check.type)
     return CheckResult.error(f"probe crashed: {type(exc).__name__}: {exc}")
 
 
@@ -150,6 +174,11 @@ def _running_as() -> str:
 
 
 async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutcome:
+    outcome = await _run_heal(heal, ctx, timeout=timeout)
+    return dataclasses.replace(outcome, summary=redact(outcome.summary), details=redact_tree(outcome.details))
+
+
+async def _run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutcome:
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
@@ -168,7 +197,7 @@ async def run_heal(heal: Heal, ctx: HealContext, *, timeout: float) -> HealOutco
         # The world, not a bug (as for checks): said in words; whether a retry helps is not known.
         return HealOutcome(ok=False, summary=f"cannot heal: {describe_os_error(exc)}")
     except Exception as exc:
-        log.exception("heal.crashed", action=heal.action, monitor=ctx.monitor)
+        _log_crash("heal.crashed", exc, action=heal.action, monitor=ctx.monitor)
         return HealOutcome(ok=False, summary=f"heal crashed: {type(exc).__name__}: {exc}")
 
 

@@ -6,11 +6,14 @@ delivery worker renders one or several of them into a message per channel.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from horus.redaction import redact, redact_tree
 
 __all__ = ["PROBLEM_KINDS", "Event", "EventKind", "Severity"]
 
@@ -85,6 +88,12 @@ class Event:
     details: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def redacted(self) -> Event:
+        """The same event (same id and time) with the secrets in its title, message and details masked."""
+        return dataclasses.replace(
+            self, title=redact(self.title), message=redact(self.message), details=redact_tree(self.details)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape given to command channels on their standard input, and stored in the outbox."""

@@ -10,6 +10,9 @@ probe error...). While it stays open, the same kind of event again is not repeat
 counted, and a reminder goes out every ``remind_every_seconds``. A new kind of event within the problem
 (the heal failed, after the failure was announced) goes out at once. ``recovered`` closes the problem
 and is sent only to the channels that were told about it.
+
+Every event is redacted (:meth:`Event.redacted`) before it is queued: the daemon's words quote what
+services said, and the outbox, the channels and the digest must never hold a secret from it.
 """
 
 from __future__ import annotations
@@ -193,6 +196,8 @@ class Notifier:
     # -- to the outbox -----------------------------------------------------------------------------------
 
     def _enqueue(self, event: Event, *, only_where_announced: bool = False, immediately: bool = False) -> list[str]:
+        # The one door every event leaves by (problem, reminder, recovered, emit): masked here, once.
+        event = event.redacted()
         channels = [c.display_name for c in self.channel_configs if c.wants(event.kind, event.severity, event.monitor)]
         if not channels:
             return []
