@@ -40,6 +40,7 @@ from horus.sentinel import snapshot
         ("Why: exit 1: password=hunter2. Done: nothing.", "Why: exit 1: password=***. Done: nothing."),
         ("it said Authorization: Bearer abc.def.", "it said Authorization: Bearer ***."),
         ("sent bearer abc.def!", "sent bearer ***!"),
+        ("ran mysql --password hunter2.", "ran mysql --password ***."),
     ],
 )
 def test_every_shape_of_secret_is_masked(line, expected):
@@ -84,6 +85,7 @@ def test_every_string_of_details_is_redacted_and_other_values_are_kept():
         "output_tail": "x\npassword=hunter2",
         "pids": [1, 2],
         "nested": {"lines": ("token=abc", 1.5), "none": None},
+        "channels": {"password=hunter2": 1},  # a key a service chose (a heartbeat channel's name)
     }
     assert redact_tree(details) == {
         "exit_code": 3,
@@ -91,6 +93,7 @@ def test_every_string_of_details_is_redacted_and_other_values_are_kept():
         "output_tail": "x\npassword=***",
         "pids": [1, 2],
         "nested": {"lines": ("token=***", 1.5), "none": None},
+        "channels": {"password=***": 1},
     }
 
 
