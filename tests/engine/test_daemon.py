@@ -210,6 +210,28 @@ async def test_a_wall_clock_jump_neither_triggers_nor_suppresses_a_heal(tmp_path
     assert heal_count(tmp_path) == 1
 
 
+async def test_a_wall_clock_step_does_not_cut_a_heals_verification_short(tmp_path):
+    clock = ShiftedClock()
+    monitor = {
+        "name": "svc",
+        "interval_seconds": 0.2,
+        "min_failures_to_heal": 1,
+        "heal_cooldown_seconds": 3600,
+        "startup_grace_seconds": 0,
+        "verify_within_seconds": 2.5,
+        "check": {"type": "file_exists", "path": str(tmp_path / "missing")},
+        "heal": counting_heal(tmp_path),
+    }
+    async with running(tmp_path, [monitor], clock=clock) as (_daemon, events):
+        await wait_until(lambda: named(events, "heal.finished", "svc"), timeout=10)
+        healed = time.monotonic()
+        clock.jump(3600)  # an hour forward: the service still has its 2.5 s to come back
+        await asyncio.sleep(1.5)
+        assert not named(events, "monitor.not_recovered", "svc")
+        await wait_until(lambda: named(events, "monitor.not_recovered", "svc"), timeout=10)
+        assert time.monotonic() - healed >= 2.4
+
+
 async def test_state_is_restored_on_restart_so_the_cooldown_still_holds(tmp_path):
     monitor = {
         "name": "svc",

@@ -286,3 +286,11 @@ def test_a_restored_failing_monitor_must_prove_its_recovery():
     lc = lifecycle()
     step = lc.observe(state, life, Status.HEALTHY, "fresh", at(5))
     assert kinds(step) == [TransitionKind.CONFIRMING]
+
+
+def test_the_verification_deadline_is_on_the_monotonic_clock():
+    bot = Bot()
+    bot.fail_to_threshold()
+    bot.heal(2)
+    stepped = Instant(wall=1_000_000 + 3 + 3600, mono=3, boot=BOOT)  # the wall clock leapt an hour
+    assert bot.lc.tick(bot.state, bot.life, stepped) is None

@@ -822,6 +822,7 @@ class Monitor:
         evidence: dict[str, Any] | None = None,
         failures: int | None = None,
         with_evidence: bool = False,
+        before_heal: bool = False,
     ) -> None:
         tracker = self.daemon.incidents
         if tracker is None:
@@ -842,6 +843,7 @@ class Monitor:
                     evidence=evidence or {},
                     upstreams=self.daemon.upstream_states(self.settings),
                     upstream_failing=upstream_failing,
+                    before_heal=before_heal,
                 )
             ),
             timeout=DETECT_TIMEOUT_SECONDS,
@@ -966,7 +968,7 @@ class Monitor:
         # Looked at before the heal acts: a restart may clear what the service left behind.
         evidence = await self._evidence()
         # The incident and its snapshot come first: once the heal acts, the evidence is gone.
-        await self._detect(reason, evidence=evidence, failures=failures)
+        await self._detect(reason, evidence=evidence, failures=failures, before_heal=True)
         rung = min(step, len(self.ladder) - 1)
         if daemon.incidents is not None and len(self.ladder) > 1:
             learned, source = daemon.incidents.learned_step(self.name)

@@ -20,6 +20,9 @@ look at), bounded by a timeout so that no snapshot can hold a heal back for long
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +54,11 @@ T = TypeVar("T")
 
 # A snapshot (a CPU sample, an HTTP request, a py-spy dump) may hold a heal back at most this long.
 SNAPSHOT_TIMEOUT_SECONDS = 15.0
+# Snapshots of failures that no heal waits for share this many threads; a burst of them (200 monitors whose
+# servers never answer, each snapshot waiting out its HTTP request) queues there, never in front of a heal.
+WATCH_SNAPSHOT_THREADS = 4
+# A snapshot a heal waits for gets a thread of its own, up to this many at once (then it queues as well).
+HEAL_SNAPSHOT_THREADS = 64
 # Closed incidents are pruned at most this often.
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -67,6 +75,7 @@ class Detection:
     evidence: dict[str, Any]  # from Check.evidence: the SDK's crash record and its summary
     upstreams: dict[str, str]  # each declared dependency's state in words
     upstream_failing: str | None = None  # set when this failure is a symptom of that dependency's
+    before_heal: bool = False  # a heal waits for this detection: its snapshot never queues behind others
 
 
 @dataclass
@@ -77,7 +86,9 @@ class _Live:
     detected_at: float
     failing_since: float | None
     hypotheses: list[Hypothesis] = field(default_factory=list)
-    recovered_at: float | None = None  # wall time recovery was confirmed; the incident is "recovering"
+    # When recovery was confirmed, on the monotonic clock (a wall clock step must not close or keep open an
+    # incident): set while the incident is "recovering".
+    recovered_at: float | None = None
     first_heal_finished_at: float | None = None
     attempt_id: int | None = None
     # The escalation step that ended the last incident of this pattern: the memory that changes the response.
@@ -96,12 +107,16 @@ class IncidentTracker:
         self.clock = clock
         self.config_path = config_path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="horus-sentinel")
+        self._watch_snapshots = ThreadPoolExecutor(
+            max_workers=WATCH_SNAPSHOT_THREADS, thread_name_prefix="horus-snapshot"
+        )
+        self._heal_snapshots = threading.BoundedSemaphore(HEAL_SNAPSHOT_THREADS)
         self._store: SqliteIncidentStore | None = None
         self._live: dict[str, _Live] = {}
         # Incidents being opened right now (their snapshot is being taken), so that a symptom detected in
         # the meantime can still point at its upstream's incident.
         self._opening: dict[str, asyncio.Future[int]] = {}
-        self._last_prune = 0.0
+        self._last_prune = float("-inf")  # monotonic
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -116,10 +131,12 @@ class IncidentTracker:
         ):
             live = _Live(incident.id, incident.opened_at, None)
             if incident.status == "recovering":
-                live.recovered_at = self.clock.wall()
+                live.recovered_at = self.clock.monotonic()
             self._live[incident.monitor] = live
 
     async def stop(self) -> None:
+        # Snapshots still running are abandoned (their threads end on their own timeouts); queued ones are not run.
+        self._watch_snapshots.shutdown(wait=False, cancel_futures=True)
         await self._run(self._close_store)
         self._thread.shutdown(wait=True)
 
@@ -178,7 +195,7 @@ class IncidentTracker:
         settings, reason, evidence = detection.settings, detection.reason, detection.evidence
         failing_since, last_healthy_at = detection.failing_since, detection.last_healthy_at
         name = settings.name
-        snapshot = await self._snapshot(settings, evidence)
+        snapshot = await self._snapshot(settings, evidence, before_heal=detection.before_heal)
         crash_record = _crash_record(evidence)
         tail = log_tail(snapshot)
         since = last_healthy_at if last_healthy_at is not None else (failing_since or now) - 3600
@@ -250,20 +267,26 @@ class IncidentTracker:
             return (worked[-1], incident.id) if worked else (0, None)
         return 0, None
 
-    async def _snapshot(self, settings: MonitorSettings, evidence: dict[str, Any]) -> dict[str, Any]:
+    async def _snapshot(
+        self, settings: MonitorSettings, evidence: dict[str, Any], *, before_heal: bool = False
+    ) -> dict[str, Any]:
+        take = functools.partial(
+            take_snapshot,
+            settings,
+            crash_evidence=evidence or None,
+            max_bytes=self.settings.snapshot_max_bytes,
+            py_spy=self.settings.py_spy,
+            log_lines=self.settings.log_lines,
+            timeout=SNAPSHOT_TIMEOUT_SECONDS - 1,
+        )
+        # Never on the loop's default executor, which probes share: a burst of slow snapshots must not hold
+        # up a check, nor a heal that waits for its own snapshot.
+        if before_heal and self._heal_snapshots.acquire(blocking=False):
+            running = _in_own_thread(take, done=self._heal_snapshots.release)
+        else:
+            running = asyncio.wrap_future(self._watch_snapshots.submit(take))
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(
-                    take_snapshot,
-                    settings,
-                    crash_evidence=evidence or None,
-                    max_bytes=self.settings.snapshot_max_bytes,
-                    py_spy=self.settings.py_spy,
-                    log_lines=self.settings.log_lines,
-                    timeout=SNAPSHOT_TIMEOUT_SECONDS - 1,
-                ),
-                SNAPSHOT_TIMEOUT_SECONDS,
-            )
+            return await asyncio.wait_for(running, SNAPSHOT_TIMEOUT_SECONDS)
         except TimeoutError:
             return {"error": f"the snapshot took longer than {humanize.seconds(SNAPSHOT_TIMEOUT_SECONDS)}"}
 
@@ -350,7 +373,7 @@ class IncidentTracker:
         now = self.clock.wall()
         note = f"{transition.details['outcome']}: {transition.reason}"
         await self._run(self.store.mark_recovering, live.id, at=now, message=note)
-        live.recovered_at = now
+        live.recovered_at = self.clock.monotonic()
         log.info("incident.recovery_confirmed", monitor=monitor, incident=live.id, note=note)
 
     async def not_recovered(self, monitor: str, transition: Transition) -> None:
@@ -369,12 +392,14 @@ class IncidentTracker:
         word that the monitor is healthy now)."""
         now = self.clock.wall()
         for name, live in list(self._live.items()):
-            if live.recovered_at is None or now - live.recovered_at < self.settings.reopen_within_seconds:
+            if live.recovered_at is None:
+                continue
+            if self.clock.monotonic() - live.recovered_at < self.settings.reopen_within_seconds:
                 continue
             if may_close(name):
                 await self._close(name, live, recovered=True)
-        if now - self._last_prune >= PRUNE_EVERY_SECONDS:
-            self._last_prune = now
+        if self.clock.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
+            self._last_prune = self.clock.monotonic()
             await self._run(
                 self.store.prune, now=now, keep_days=self.settings.keep_days, keep_max=self.settings.keep_max
             )
@@ -421,6 +446,32 @@ class IncidentTracker:
         path = write_postmortem(self.state_dir, incident, markdown)
         store.index_postmortem(live.id, markdown, path=path)
         return path
+
+
+def _in_own_thread(fn: Callable[[], T], *, done: Callable[[], None]) -> asyncio.Future[T]:
+    """Run ``fn`` on a daemon thread of its own; its result (or exception) arrives on the loop's future. A
+    daemon thread: one stuck on a dead mount must never keep Horus from exiting."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: Horus stopped meanwhile
+                loop.call_soon_threadsafe(settle, functools.partial(future.set_exception, exc))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, functools.partial(future.set_result, result))
+        finally:
+            done()
+
+    threading.Thread(target=work, name="horus-snapshot-heal", daemon=True).start()
+    return future
 
 
 def _crash_record(evidence: dict[str, Any]) -> dict[str, Any] | None:
