@@ -45,7 +45,9 @@ class CommandCheck(Check[CommandOptions]):
     ``command`` is an argv list (``["/usr/local/bin/healthcheck", "--quick"]``), or one string run by
     ``/bin/sh`` when ``shell: true``. Standard output and standard error are read together. ``env``
     adds to Horus's own environment; ``cwd`` sets the working directory (absolute, or under ``~``), and
-    a program named by a relative path (``./health.sh``) needs it. A command still running at
+    a program named by a relative path (``./health.sh``) needs it. The verdict is the exit status: a
+    background process the command leaves holding its output does not hold it up, and is killed with
+    whatever else the command left running (even in a new session). A command still running at
     the timeout is unhealthy, and it is killed together with every process it started. A program that
     is missing or not executable is an error in the check, not a reason to heal.
     """
@@ -62,6 +64,9 @@ class CommandCheck(Check[CommandOptions]):
                 shell=options.shell,
                 cwd=None if cwd is None else str(cwd),
                 env=options.env or None,
+                what="command check",
+                # A probe has nothing to leave behind: what it left running would pile up, run after run.
+                leftovers="end",
             )
         except ExecError as exc:
             raise ProbeError(str(exc)) from exc

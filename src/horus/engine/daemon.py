@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from horus import humanize
+from horus import children, humanize
 from horus.checks.base import Check, CheckResult, ProbeContext, Status, new_probe_http_client
 from horus.checks.registry import build_check
 from horus.clock import Clock, SystemClock, boot_id
@@ -116,6 +116,8 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch every enabled monitor until ``stop`` is set."""
+        # Before anything new runs: end what an earlier Horus started here and left running when it died.
+        await asyncio.to_thread(children.reap_earlier, self.store.path.parent)
         now = self.now()
         stored = {s.monitor: s for s in await self.db(self.store.all_states)}
         for settings in self.settings:

@@ -47,7 +47,9 @@ class RunScriptHeal(Heal[RunScriptOptions]):
     ``command`` is an argv list (``["/usr/local/bin/repair.sh", "--force"]``), or one string run
     by ``/bin/sh`` when ``shell: true``. ``cwd`` and ``env`` (added to Horus's own environment) are
     optional. A command still running after ``timeout_seconds`` (default 60) is killed together with
-    every process it started. The exit code, duration and last lines of output are recorded.
+    every process it started, even in a new session; so is one still running when Horus itself was
+    killed, by the next Horus. What a command that exited leaves running (a service it started) is left
+    alone. The exit code, duration and last lines of output are recorded.
     """
 
     options_model = RunScriptOptions
@@ -64,6 +66,7 @@ class RunScriptHeal(Heal[RunScriptOptions]):
                 shell=opts.shell,
                 cwd=None if opts.cwd is None else str(opts.cwd),
                 env=opts.env or None,
+                what="run_script heal",
             )
         except ExecError as exc:
             if not exc.permanent:
