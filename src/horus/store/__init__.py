@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from horus.store.state import HealRecord, Instant, StateDirLock, StateStore, StoredMonitorState
+from horus.store.state import HealRecord, Instant, StateDirLock, StateStore, StoredMonitorState, prepare_state_dir
 
-__all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState", "resolve_state_dir"]
+__all__ = [
+    "HealRecord",
+    "Instant",
+    "StateDirLock",
+    "StateStore",
+    "StoredMonitorState",
+    "prepare_state_dir",
+    "resolve_state_dir",
+]
 
 
 def resolve_state_dir(cli_value: Path | None, config_value: Path | None) -> Path:

@@ -25,6 +25,7 @@ def connect(path: Path, *, what: str) -> sqlite3.Connection:
     ``what`` names the file in errors ("state database", "incident database"...)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _create_private(path)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open {what} {path}: {exc}") from exc
@@ -38,6 +39,16 @@ def connect(path: Path, *, what: str) -> sqlite3.Connection:
         db.close()
         raise StoreError(f"cannot open {what} {path}: {exc}") from exc
     return db
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file empty and 0600, whatever the umask: SQLite would create it 0644, and
+    it gives the -wal and -shm files it makes beside it the database file's own mode."""
+    try:
+        path.touch(mode=0o600, exist_ok=False)
+    except FileExistsError:
+        return
+    path.chmod(0o600)  # touch's mode passes through the umask, which may have taken the owner's bits
 
 
 def open_migrated(path: Path, migrations: Sequence[str], *, what: str) -> sqlite3.Connection:

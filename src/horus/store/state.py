@@ -9,20 +9,25 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pwd
 import sqlite3
+import stat
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from horus.errors import StateLockedError
+from horus.errors import StateLockedError, StoreError
+from horus.log import get_logger
 from horus.store import sqlite
 
-__all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState"]
+__all__ = ["HealRecord", "Instant", "StateDirLock", "StateStore", "StoredMonitorState", "prepare_state_dir"]
 
 DB_NAME = "horus.db"
 LOCK_NAME = "horus.lock"
+
+_log = get_logger("horus.store")
 
 # Each entry moves the schema one version forward; never edit a released entry, append a new one.
 _MIGRATIONS: tuple[str, ...] = (
@@ -116,14 +121,23 @@ class HealRecord:
 
 
 class StateDirLock:
-    """An exclusive lock on the state dir: two daemons sharing state would heal everything twice."""
+    """An exclusive lock on the state dir: two daemons sharing state would heal everything twice.
+
+    Taking it makes the state dir private first (:func:`prepare_state_dir`), or refuses the dir."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / LOCK_NAME
         self._file: TextIO | None = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+        prepare_state_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            os.fchmod(fd, PRIVATE_FILE)  # whatever the umask, and a lock file an earlier Horus left 0644
+        except OSError:
+            os.close(fd)
+            raise
+        handle = os.fdopen(fd, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,6 +155,91 @@ class StateDirLock:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+OPEN_TO_OTHERS = 0o077
+# A state dir holds a handful of entries; past this many the rest keep their modes (the dir's own 0700
+# already keeps every other user out) rather than holding the daemon's start.
+MAX_ENTRIES_TIGHTENED = 1000
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Make ``state_dir`` private to the user Horus runs as, or refuse it with a StoreError saying why.
+
+    A missing one is created 0700, whatever the umask. An existing one must belong to that user: whoever
+    owns it could change the cooldowns and the heal log kept there. Its mode is set to 0700, and the
+    entries in it (files and directories, never through a symlink) lose their group and other bits; each
+    change that takes access away from other users is logged as ``state.permissions_tightened`` with
+    ``path``, ``old_mode`` and ``new_mode``. A dir whose mode cannot be set is refused.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        info = os.stat(state_dir)
+    except OSError as exc:
+        raise StoreError(f"cannot create the state dir {state_dir}: {exc.strerror or exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"state dir {state_dir} is not a directory")
+    me = os.geteuid()
+    if info.st_uid != me:
+        owner, horus = _user_name(info.st_uid), _user_name(me)
+        raise StoreError(
+            f"state dir {state_dir} belongs to {owner} (uid {info.st_uid}), not to {horus}, the user Horus runs "
+            "as: its owner could change the cooldowns and the heal log Horus keeps there. Give it to "
+            f"{horus} (chown) or set state_dir to a directory of {horus}'s own"
+        )
+    old = stat.S_IMODE(info.st_mode)
+    if old != PRIVATE_DIR:
+        try:
+            os.chmod(state_dir, PRIVATE_DIR)
+        except OSError as exc:
+            openness = ", open to other users," if old & OPEN_TO_OTHERS else ""
+            raise StoreError(
+                f"state dir {state_dir} has mode {old:04o}{openness} and Horus cannot make it private "
+                f"({PRIVATE_DIR:04o}): {exc.strerror or exc}"
+            ) from exc
+        if old & OPEN_TO_OTHERS:
+            _log_tightened(state_dir, old, PRIVATE_DIR)
+    _tighten_entries(state_dir, me)
+
+
+def _tighten_entries(state_dir: Path, me: int) -> None:
+    # The dir is private now, so no other user can swap an entry for a symlink between the look and the
+    # chmod; entries of other users (a -shm file root's `horus status` made) are not Horus's to change.
+    try:
+        with os.scandir(state_dir) as entries:
+            for count, entry in enumerate(entries):
+                if count >= MAX_ENTRIES_TIGHTENED:
+                    return
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                kind_ok = stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)
+                old = stat.S_IMODE(info.st_mode)
+                if not kind_ok or info.st_uid != me or not old & OPEN_TO_OTHERS:
+                    continue
+                new = old & ~OPEN_TO_OTHERS
+                try:
+                    os.chmod(entry.path, new)
+                except OSError as exc:
+                    _log.warning("state.permissions_not_tightened", path=entry.path, mode=f"{old:04o}", error=str(exc))
+                    continue
+                _log_tightened(Path(entry.path), old, new)
+    except OSError as exc:  # the dir itself is checked by the lock and the databases that follow
+        _log.warning("state.permissions_not_tightened", path=str(state_dir), error=str(exc))
+
+
+def _log_tightened(path: Path, old: int, new: int) -> None:
+    _log.warning("state.permissions_tightened", path=str(path), old_mode=f"{old:04o}", new_mode=f"{new:04o}")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 class StateStore:
