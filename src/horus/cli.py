@@ -340,7 +340,8 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
         log.error("horus.cannot_start", error=str(exc))
         sys.exit(EXIT_UNHEALTHY)
     try:
-        store = StateStore.open(directory)
+        # Checked first: a damaged file is moved aside (the daemon then says so and keeps every cooldown).
+        store = StateStore.open(directory, check=True)
     except StoreError as exc:
         log.error("horus.cannot_start", error=str(exc))
         lock.release()

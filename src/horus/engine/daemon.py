@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any, TypeVar
 
 import structlog
@@ -37,6 +38,8 @@ from horus.log import get_logger
 from horus.notify.digest import DIGEST_WINDOW_SECONDS, digest_due, mark_digest_sent, render_digest
 from horus.notify.events import Event, EventKind, Severity
 from horus.notify.notifier import Notifier
+from horus.notify.outbox import REDERIVE_WITHIN_SECONDS, Outbox, lost_heal_notices
+from horus.sentinel.store import SqliteIncidentStore
 from horus.store.state import Instant, StateStore, StoredMonitorState
 
 __all__ = ["Daemon", "Monitor"]
@@ -122,12 +125,41 @@ class Daemon:
         stored = {s.monitor: s for s in await self.db(self.store.all_states)}
         for settings in self.settings:
             self._restore_state(settings.name, stored, now)
+        lost_state = getattr(self.store, "recovered_from_damage", None)
+        if lost_state:
+            # When each monitor was last healed is lost with the state database: every cooldown counts
+            # as running from now, so a damaged file can never set off a storm of heals.
+            for state in self.states.values():
+                state.last_heal = now
+            try:
+                await self.db(self.store.save_many, [s.to_stored() for s in self.states.values()], now=now.wall)
+            except StoreError as exc:
+                log.error("store.error", error=str(exc), note="cooldowns assumed in memory only")
+            log.warning("store.cooldowns_assumed", monitors=len(self.states), why=lost_state)
         started: dict[str, Any] = {"monitors": len(self.settings), "state_db": str(self.store.path)}
         if self.disabled:
             started["disabled"] = self.disabled
         log.info("horus.started", **started)
+        # A damaged outbox or incident database is moved aside before it is opened; one that cannot be
+        # opened at all costs its feature (said loudly), never the watching.
+        damages = [damage for damage in [getattr(self.store, "damage", None)] if damage is not None]
+        for what, check in (("notifier", Outbox.check), ("incidents", SqliteIncidentStore.check)):
+            owner = self.notifier if what == "notifier" else self.incidents
+            if owner is not None:
+                try:
+                    damage = await asyncio.to_thread(check, owner.state_dir)
+                except StoreError as exc:
+                    damage = None
+                    log.error("store.error", error=str(exc))
+                if damage is not None:
+                    damages.append(damage)
         if self.notifier is not None:
-            await asyncio.to_thread(self.notifier.start)
+            try:
+                await asyncio.to_thread(self.notifier.start)
+            except StoreError as exc:
+                log.error("notify.unavailable", error=str(exc), note="monitoring goes on without notifications")
+                self.notifier = None
+        if self.notifier is not None:
             self.notifier.emit(
                 Event(
                     EventKind.STARTED,
@@ -137,9 +169,40 @@ class Daemon:
                     + (f"; disabled: {', '.join(self.disabled)}" if self.disabled else ""),
                 )
             )
+            for damage in damages:
+                # A kind of its own (store_damaged) would let channels filter it; `started` until then.
+                cooldowns = " Every cooldown runs from now." if damage.what == "state database" else ""
+                self.notifier.emit(
+                    Event(
+                        EventKind.STARTED,
+                        Severity.CRITICAL,
+                        f"Horus on {self.notifier.host}: {damage.what} damaged",
+                        f"{damage.sentence()[:1].upper()}{damage.sentence()[1:]}; a new one was started.{cooldowns}",
+                        details={"path": str(damage.path), "reason": damage.reason, "moved_to": str(damage.moved_to)},
+                    )
+                )
+            # A heal whose event never reached the outbox (Horus killed right after it) is told now.
+            try:
+                heals = await self.db(self.store.heals_to_announce, since=now.wall - REDERIVE_WITHIN_SECONDS)
+                notices = await asyncio.to_thread(lost_heal_notices, self.notifier.state_dir, heals)
+            except StoreError as exc:
+                log.error("store.error", error=str(exc), note="heals not announced before a stop are not re-derived")
+                notices = []
+            for notice in notices:
+                told = self.notifier.problem(
+                    notice.kind, notice.monitor, notice.title, notice.message, **notice.details
+                )
+                log.warning("notify.rederived", monitor=notice.monitor, heal_id=notice.heal_id, kind=str(notice.kind))
+                if not told:
+                    self.db_nowait(self.store.mark_announced, notice.heal_id, "re-derived at start; nobody wants it")
         self._reloading = asyncio.Lock()
         if self.incidents is not None:
-            await self.incidents.start()
+            try:
+                await self.incidents.start()
+            except StoreError as exc:
+                log.error("sentinel.unavailable", error=str(exc), note="monitoring goes on without incidents")
+                self.incidents = None
+        if self.incidents is not None:
             self._carry_on_incidents(now)
         async with new_probe_http_client() as http:
             ctx = ProbeContext(clock=self.clock, http=http)
@@ -1016,18 +1079,35 @@ class Monitor:
                 undo=undo,
                 now=daemon.now(),
             )
+            if heal_id is not None:
+                # How the heal ended is committed to the heal log before anything reports it: a Horus
+                # killed right after heal.finished re-derives the notification from it at its next start.
+                ended = daemon.db_nowait(
+                    daemon.store.finish_heal,
+                    heal_id,
+                    ok=outcome.ok,
+                    summary=outcome.summary,
+                    details={**outcome.details, "refused": True} if outcome.refused else dict(outcome.details),
+                    finished_at=daemon.clock.wall(),
+                )
+                self._after_write(ended)  # which reports a failure
+                with suppress(StoreError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ended)), BEGIN_HEAL_TIMEOUT_SECONDS)
             if outcome.ok:
                 self.log.warning("heal.finished", action=heal.action, outcome="ok", summary=outcome.summary)
             elif outcome.refused:
                 self.log.error("heal.refused", action=heal.action, summary=outcome.summary, permanent=outcome.permanent)
             else:
                 self.log.error("heal.failed", action=heal.action, summary=outcome.summary, permanent=outcome.permanent)
-            if heal_id is not None:
-                self._finish_heal(heal_id, outcome)
             self._persist()
             if not outcome.refused and self.settings.verify is not None:
                 await self._fresh_verify_check()
-            channels = self._notify_heal(heal.action, reason, outcome, evidence)
+            # The heal's id in the event links it to the heal log (see the start-up).
+            linked = {**evidence, "heal_id": heal_id} if heal_id is not None else evidence
+            channels = self._notify_heal(heal.action, reason, outcome, linked)
+            if heal_id is not None and not channels:
+                # No event goes to the outbox (a repeat held back, or no channel wants it): settled.
+                self._after_write(daemon.db_nowait(daemon.store.mark_announced, heal_id, "no event needed"))
             if channels:
                 said = "healed" if outcome.ok else ("heal refused" if outcome.refused else "heal failed")
                 await self.note("notified", f"{said}: queued for {', '.join(channels)}")

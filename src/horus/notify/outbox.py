@@ -13,27 +13,89 @@ leaves with the older ones, so a channel never gets "recovered" before the "down
 Each :class:`Outbox` owns one connection and is used from one thread; the daemon's writer and the delivery
 worker each open their own. WAL lets one read while the other writes, and ``busy_timeout`` makes a writer
 wait for the other rather than fail.
+
+An event that cannot be written (the disk is full) is not dropped: :meth:`Outbox.enqueue` keeps it in
+memory, in order, up to ``MAX_UNWRITTEN`` events, and writes it as soon as the disk takes it again
+(retried every ``UNWRITTEN_RETRY_SECONDS``, and before every later event).
+
+A heal whose event never reached the outbox (Horus was killed between the heal and the write) is found
+again from the heal log at the next start: :func:`lost_heal_notices`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Collection, Iterable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager, closing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from horus.errors import StoreError
+from horus.log import get_logger
 from horus.notify.events import PROBLEM_KINDS, Event, EventKind
 from horus.store import sqlite
+from horus.store.state import HealRecord
 
-__all__ = ["OUTBOX_NAME", "ChannelHealth", "Outbox"]
+__all__ = [
+    "OUTBOX_NAME",
+    "REDERIVE_WITHIN_SECONDS",
+    "ChannelHealth",
+    "HealNotice",
+    "Outbox",
+    "lost_heal_notices",
+    "on_late_write",
+]
+
+log = get_logger("horus.notify")
 
 OUTBOX_NAME = "notify.db"
 
 _DAY = 86400.0
+# Events kept in memory while they cannot be written; past this the oldest go (and a log line says so),
+# so a disk full for days cannot grow Horus without bound.
+MAX_UNWRITTEN = 10_000
+UNWRITTEN_RETRY_SECONDS = 2.0
+# At start, heals this recent whose event is not in the outbox are announced (see lost_heal_notices);
+# older ones are history, not news.
+REDERIVE_WITHIN_SECONDS = 24 * 3600.0
+
+# Who wants to know that events were written late (the delivery worker of the same outbox file, which
+# otherwise would look again only at its next housekeeping).
+_late_write_listeners: dict[Path, list[Callable[[], None]]] = {}
+_listeners_lock = threading.Lock()
+
+
+def on_late_write(path: Path, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` (from any thread) whenever events kept in memory are written to the outbox at
+    ``path``. Returns a function that removes it."""
+    key = path.resolve()
+    with _listeners_lock:
+        _late_write_listeners.setdefault(key, []).append(callback)
+
+    def remove() -> None:
+        with _listeners_lock:
+            callbacks = _late_write_listeners.get(key, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                _late_write_listeners.pop(key, None)
+
+    return remove
+
+
+@dataclass(frozen=True)
+class _Unwritten:
+    event: Event
+    channels: list[str]
+    not_before: float
+    only_where_announced: bool
+
 
 # Each entry moves the schema one version forward; never edit a released entry, append a new one.
 _MIGRATIONS: tuple[str, ...] = (
@@ -94,21 +156,53 @@ class Outbox:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        # The retry timer writes on its own thread: every use of the connection that writes holds this.
+        self._lock = threading.RLock()
+        self._unwritten: deque[_Unwritten] = deque()
+        self._retry: threading.Timer | None = None
+        self._closed = False
 
     @classmethod
     def open(cls, state_dir: Path) -> Outbox:
         path = state_dir / OUTBOX_NAME
         return cls(sqlite.open_migrated(path, _MIGRATIONS, what="notification outbox"), path)
 
+    @classmethod
+    def check(cls, state_dir: Path) -> sqlite.Damage | None:
+        """At the daemon's start: move ``<state_dir>/notify.db`` aside when it is damaged (see
+        :func:`horus.store.sqlite.move_aside_if_damaged`), so that :meth:`open` starts a new one."""
+        return sqlite.move_aside_if_damaged(state_dir / OUTBOX_NAME, _MIGRATIONS, what="notification outbox")
+
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._closed = True
+            if self._retry is not None:
+                self._retry.cancel()
+            if self._unwritten:
+                self._write_unwritten()
+            if self._unwritten:
+                first = self._unwritten[0].event
+                log.error(
+                    "notify.dropped",
+                    events=len(self._unwritten),
+                    oldest=first.title,
+                    why="they could not be written before Horus stopped (the disk is still full?)",
+                )
+                self._unwritten.clear()
+            self._db.close()
+
+    @property
+    def unwritten(self) -> int:
+        """How many events wait in memory because they could not be written."""
+        return len(self._unwritten)
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlite.transaction(self._db, what="notification outbox", path=self.path)
+        return _locked(self._lock, sqlite.transaction(self._db, what="notification outbox", path=self.path))
 
     def _read(self, query: str, params: Iterable[object] = ()) -> list[sqlite3.Row]:
         try:
-            return self._db.execute(query, tuple(params)).fetchall()
+            with self._lock:
+                return self._db.execute(query, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"notification outbox read failed: {exc}") from exc
 
@@ -123,7 +217,77 @@ class Outbox:
         ``only_where_announced`` (for ``recovered``), a channel gets the event only if it holds a delivery,
         sent or still going out, of a problem event about the same monitor since its last ``recovered``
         for that monitor. Returns the channels a delivery was created for.
+
+        When the event cannot be written (a full disk), it is kept in memory and written later, after
+        the events kept before it; then nothing is returned yet.
         """
+        item = _Unwritten(event, list(channels), not_before, only_where_announced)
+        with self._lock:
+            if self._unwritten:
+                self._write_unwritten()
+            if self._unwritten:  # still failing: this one waits behind them, so order holds
+                self._keep(item, None)
+                return []
+            try:
+                return self._enqueue(item)
+            except StoreError as exc:
+                self._keep(item, exc)
+                return []
+
+    def _keep(self, item: _Unwritten, error: StoreError | None) -> None:
+        if error is not None:
+            log.error(
+                "notify.write_deferred",
+                kind=str(item.event.kind),
+                monitor=item.event.monitor,
+                error=str(error),
+                kept=len(self._unwritten) + 1,
+                note="kept in memory, written when the disk takes it",
+            )
+        if len(self._unwritten) >= MAX_UNWRITTEN:
+            lost = self._unwritten.popleft().event
+            log.error(
+                "notify.dropped", kind=str(lost.kind), monitor=lost.monitor, why=f"over {MAX_UNWRITTEN} unwritten"
+            )
+        self._unwritten.append(item)
+        if self._retry is None and not self._closed:
+            self._retry = threading.Timer(UNWRITTEN_RETRY_SECONDS, self._retry_unwritten)
+            self._retry.name = "horus-outbox-retry"
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _retry_unwritten(self) -> None:
+        with self._lock:
+            self._retry = None
+            if self._closed:
+                return
+            self._write_unwritten()
+            if self._unwritten and self._retry is None:
+                self._retry = threading.Timer(UNWRITTEN_RETRY_SECONDS, self._retry_unwritten)
+                self._retry.name = "horus-outbox-retry"
+                self._retry.daemon = True
+                self._retry.start()
+
+    def _write_unwritten(self) -> None:
+        """Write the kept events, oldest first, until one fails again."""
+        written = 0
+        while self._unwritten:
+            try:
+                self._enqueue(self._unwritten[0])
+            except StoreError:
+                break
+            self._unwritten.popleft()
+            written += 1
+        if written:
+            log.warning("notify.written_late", events=written, still_unwritten=len(self._unwritten))
+            with _listeners_lock:
+                callbacks = list(_late_write_listeners.get(self.path.resolve(), ()))
+            for callback in callbacks:
+                callback()
+
+    def _enqueue(self, item: _Unwritten) -> list[str]:
+        event, not_before, only_where_announced = item.event, item.not_before, item.only_where_announced
+        channels = item.channels
         created: list[str] = []
         with self._transaction() as db:
             db.execute(
@@ -342,6 +506,118 @@ class Outbox:
             if row["channel"] is not None:
                 result[row["id"]][1][row["channel"]] = row["status"]
         return list(result.values())
+
+    def heals_with_event(self, heals: Sequence[HealRecord]) -> set[int]:
+        """Which of ``heals`` have an event in the outbox: one about the same monitor, created after the
+        heal started, whose details name the heal's id."""
+        if not heals:
+            return set()
+        rows = self._read(
+            "SELECT monitor, created_at, json_extract(payload, '$.details.heal_id') AS heal_id FROM events "
+            "WHERE created_at >= ? AND json_extract(payload, '$.details.heal_id') IS NOT NULL",
+            (min(heal.started_at for heal in heals),),
+        )
+        found = {(row["heal_id"], row["monitor"]): row["created_at"] for row in rows}
+        return {
+            heal.id
+            for heal in heals
+            if (heal.id, heal.monitor) in found and found[(heal.id, heal.monitor)] >= heal.started_at
+        }
+
+
+@dataclass(frozen=True)
+class HealNotice:
+    """The notification a heal should have had, re-derived from the heal log."""
+
+    heal_id: int
+    kind: EventKind
+    monitor: str
+    title: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def lost_heal_notices(state_dir: Path, heals: Sequence[HealRecord]) -> list[HealNotice]:
+    """The notifications of ``heals`` (from :meth:`StateStore.heals_to_announce`) that never reached the
+    outbox: Horus was killed (or the machine stopped) after the heal and before its event was written.
+    A heal that had not finished is told as interrupted, with its outcome unknown."""
+    if not heals:
+        return []
+    with closing(Outbox.open(state_dir)) as outbox:
+        written = outbox.heals_with_event(heals)
+    return [_notice(heal) for heal in heals if heal.id not in written]
+
+
+def _notice(heal: HealRecord) -> HealNotice:
+    when = dt.datetime.fromtimestamp(heal.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    late = f" (Horus stopped before it could send this; found in its heal log, heal started {when})"
+    facts: dict[str, Any] = {
+        "reason": heal.reason,
+        "action": heal.action,
+        "summary": heal.summary,
+        "heal_id": heal.id,
+        "heal_started_at": heal.started_at,
+        "rederived": True,
+    }
+    name, action = heal.monitor, heal.action
+    if heal.finished_at is None:
+        facts["summary"] = "interrupted: Horus stopped during the heal"
+        return HealNotice(
+            heal.id,
+            EventKind.HEAL_FAILED,
+            name,
+            f"{name}: heal interrupted ({action})",
+            f"Why: {heal.reason}. Horus stopped while {action} ran (killed, crashed or the machine went down), "
+            f"so how it ended is not known.{late}",
+            facts,
+        )
+    if heal.ok:
+        return HealNotice(
+            heal.id,
+            EventKind.HEALED,
+            name,
+            f"{name} healed ({action})",
+            f"Why: {heal.reason}. Done: {heal.summary}.{late}",
+            facts,
+        )
+    if heal.details.get("refused"):
+        return HealNotice(
+            heal.id,
+            EventKind.HEAL_REFUSED,
+            name,
+            f"{name}: heal refused ({action})",
+            f"Why it was due: {heal.reason}. Nothing was done: {heal.summary}.{late}",
+            facts,
+        )
+    return HealNotice(
+        heal.id,
+        EventKind.HEAL_FAILED,
+        name,
+        f"{name}: heal failed ({action})",
+        f"Why: {heal.reason}. Tried {action}: {heal.summary}.{late}",
+        facts,
+    )
+
+
+class _locked(AbstractContextManager[sqlite3.Connection]):
+    """A transaction taken under the outbox's lock (the retry timer shares the connection)."""
+
+    def __init__(self, lock: threading.RLock, inner: AbstractContextManager[sqlite3.Connection]) -> None:
+        self._lock, self._inner = lock, inner
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            return self._inner.__enter__()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        try:
+            return self._inner.__exit__(*exc)
+        finally:
+            self._lock.release()
 
 
 def _announced(db: sqlite3.Connection, channel: str, monitor: str | None) -> bool:

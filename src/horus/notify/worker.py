@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from horus.log import get_logger
 from horus.notify.channels import Channel
 from horus.notify.config import NotifySettings
 from horus.notify.events import Event
-from horus.notify.outbox import Outbox
+from horus.notify.outbox import Outbox, on_late_write
 
 __all__ = ["DeliveryWorker", "deliver_now"]
 
@@ -97,6 +98,7 @@ class DeliveryWorker:
         self._in_flight: dict[str, _Send] = {}
         self._next_prune = 0.0
         self._clock_offset = 0.0
+        self._forget_listener: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -114,6 +116,9 @@ class DeliveryWorker:
             log.warning("notify.abandoned", channel=channel, events=count, why="channel no longer configured")
         self._outbox = outbox
         self._clock_offset = now - self.clock.monotonic()
+        # Events kept in memory while the disk was full are written by the notifier's connection: it
+        # wakes this loop then, so they leave at once rather than at the next housekeeping.
+        self._forget_listener = on_late_write(outbox.path, self.wake)
         self._thread = threading.Thread(target=self._run, args=(outbox,), name="horus-notify", daemon=True)
         self._thread.start()
 
@@ -128,6 +133,9 @@ class DeliveryWorker:
         self._stop_deadline = self.clock.monotonic() + max(0.0, timeout)
         self._stopping.set()
         self._wake.set()
+        if self._forget_listener is not None:
+            self._forget_listener()
+            self._forget_listener = None
         if self._thread is not None:
             self._thread.join(timeout + 1.0)
 

@@ -369,6 +369,12 @@ class SqliteIncidentStore:
         self.max_snapshot_bytes = max_snapshot_bytes
 
     @classmethod
+    def check(cls, state_dir: Path) -> sqlite.Damage | None:
+        """At the daemon's start: move ``<state_dir>/incidents.db`` aside when it is damaged (see
+        :func:`horus.store.sqlite.move_aside_if_damaged`), so that :meth:`open` starts a new one."""
+        return sqlite.move_aside_if_damaged(state_dir / DB_NAME, _MIGRATIONS, what="incident database")
+
+    @classmethod
     def open(cls, state_dir: Path, *, max_snapshot_bytes: int = MAX_SNAPSHOT_BYTES) -> SqliteIncidentStore:
         """Open (creating or migrating) ``<state_dir>/incidents.db``."""
         path = state_dir / DB_NAME

@@ -5,19 +5,53 @@ opened, migrated and written.
 - ``synchronous=FULL``, so what was committed survives a power cut, not only a kill -9;
 - migrations as an append-only list of scripts, tracked in ``PRAGMA user_version``;
 - every write in one ``BEGIN IMMEDIATE`` transaction; every SQLite error translated to StoreError,
-  naming the file.
+  naming the file;
+- at the daemon's start, :func:`move_aside_if_damaged`: a file that is empty, not SQLite, fails
+  ``PRAGMA quick_check`` or holds tables other than its migrations make is renamed to
+  ``<name>.damaged-<UTC time>`` (with its -wal and -shm) and a new one is created, never silently reused
+  nor taken for a fresh start without a word.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import sqlite3
+import stat
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from horus.errors import StoreError
+from horus.log import get_logger
 
-__all__ = ["connect", "migrate", "open_migrated", "transaction"]
+__all__ = ["Damage", "connect", "migrate", "move_aside_if_damaged", "open_migrated", "transaction"]
+
+log = get_logger("horus.store")
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# quick_check reads every page; on a huge incident database it may take long. Past this, the file is
+# taken as it is (a warning says so) rather than holding the daemon's start.
+QUICK_CHECK_SECONDS = 20.0
+# quick_check stops after this many problems: one is enough to know, a few say what kind of damage.
+QUICK_CHECK_ERRORS = 3
+# SQLite's primary result codes that mean "this file is damaged", as opposed to busy, locked or denied.
+_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A database file found damaged at start and moved aside; a new one takes its place."""
+
+    what: str
+    path: Path
+    reason: str
+    moved_to: Path
+
+    def sentence(self) -> str:
+        return f"the {self.what} {self.path} was damaged ({self.reason}); it was moved to {self.moved_to}"
 
 
 def connect(path: Path, *, what: str) -> sqlite3.Connection:
@@ -110,3 +144,98 @@ def transaction(db: sqlite3.Connection, *, what: str, path: Path) -> Iterator[sq
         db.execute("COMMIT")
     except sqlite3.Error as exc:
         raise StoreError(f"{what} {path}: write failed: {exc}") from exc
+
+
+def move_aside_if_damaged(path: Path, migrations: Sequence[str], *, what: str) -> Damage | None:
+    """Check ``path`` before it is opened for good: when it is damaged, rename it (and its -wal and -shm)
+    to ``<name>.damaged-<UTC time>``, log ``store.damaged_moved_aside`` and say what was found. A file
+    that is missing, healthy, busy or merely unreadable (permissions) is left alone: :func:`connect`
+    reports those. A schema newer than ``migrations`` is not damage either (a newer Horus wrote it)."""
+    reason = _damage(path, migrations)
+    if reason is None:
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    moved_to = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while moved_to.exists():
+        n += 1
+        moved_to = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        # The -wal and -shm go with it: left behind, SQLite would replay the old WAL into the new file.
+        for suffix in ("-wal", "-shm"):
+            beside = path.with_name(path.name + suffix)
+            if beside.exists():
+                os.replace(beside, moved_to.with_name(moved_to.name + suffix))
+        os.replace(path, moved_to)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the renames must survive a power cut
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise StoreError(f"the {what} {path} is damaged ({reason}) and cannot be moved aside: {exc}") from exc
+    log.warning("store.damaged_moved_aside", what=what, path=str(path), reason=reason, moved_to=str(moved_to))
+    return Damage(what=what, path=path, reason=reason, moved_to=moved_to)
+
+
+def _damage(path: Path, migrations: Sequence[str]) -> str | None:
+    """Why ``path`` is damaged, or None when it is missing, healthy, or cannot be judged."""
+    try:
+        # Only a regular file is read: opening a FIFO put there would block the daemon's start.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError:  # missing, a directory, not ours to read: connect() reports what matters
+        return None
+    if not header:
+        return "it is empty"
+    if header != SQLITE_HEADER:
+        return "it is not an SQLite database"
+    try:
+        # Read-only, so the check changes nothing (a read-write connection, on closing, would fold or
+        # delete the very WAL being judged); as_uri() quotes a path holding '?', '#' or '%'.
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            deadline = time.monotonic() + QUICK_CHECK_SECONDS
+            db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > len(migrations):
+                return None
+            rows = [row[0] for row in db.execute(f"PRAGMA quick_check({QUICK_CHECK_ERRORS})")]
+            if rows != ["ok"]:
+                return "PRAGMA quick_check: " + "; ".join(str(row) for row in rows)
+            tables = _tables(db)
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            log.warning("store.check_skipped", path=str(path), why=f"quick_check took over {QUICK_CHECK_SECONDS} s")
+            return None
+        return _damage_reason(exc)
+    except sqlite3.DatabaseError as exc:
+        return _damage_reason(exc)
+    expected = _tables_made_by(migrations[:version])
+    if tables - expected:
+        return "it holds tables Horus does not make: " + ", ".join(sorted(tables - expected))
+    if expected - tables:
+        return "tables are missing: " + ", ".join(sorted(expected - tables))
+    return None
+
+
+def _damage_reason(exc: sqlite3.Error) -> str | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _DAMAGE_CODES:
+        return str(exc)
+    return None  # busy, locked or denied: connect() says so
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {row[0] for row in rows if not row[0].startswith("sqlite_")}
+
+
+def _tables_made_by(migrations: Sequence[str]) -> set[str]:
+    with closing(sqlite3.connect(":memory:")) as db:
+        for script in migrations:
+            for statement in statements(script):
+                db.execute(statement)
+        return _tables(db)

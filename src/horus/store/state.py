@@ -12,7 +12,7 @@ import os
 import pwd
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +69,16 @@ _MIGRATIONS: tuple[str, ...] = (
         requested_at REAL NOT NULL
     );
     """,
+    # Heals whose notification was settled without an event in the outbox (held back as a repeat, or no
+    # channel wanted it): a restarted Horus re-derives the notification of every other recent heal whose
+    # event it cannot find in the outbox (issue 12). Heals from before this version count as settled.
+    """
+    ALTER TABLE heals ADD COLUMN announced TEXT;
+    UPDATE heals SET announced = 'before schema v3';
+    """,
 )
+# Other files of a Horus state dir: when one exists but horus.db does not, horus.db was lost, not new.
+_SIBLINGS = ("notify.db", "incidents.db")
 
 
 @dataclass(frozen=True)
@@ -248,11 +257,29 @@ class StateStore:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        # Set by open(check=True): the damaged file moved aside, and whether the state Horus had (its
+        # cooldowns) was lost, so that the daemon treats every cooldown as running from its start.
+        self.damage: sqlite.Damage | None = None
+        self.recovered_from_damage: str | None = None
 
     @classmethod
-    def open(cls, state_dir: Path) -> StateStore:
+    def open(cls, state_dir: Path, *, check: bool = False) -> StateStore:
+        """Open (creating or migrating) ``<state_dir>/horus.db``. With ``check`` (the daemon's start), a
+        damaged file is moved aside first, and ``recovered_from_damage`` says why the state was lost: the
+        file was damaged, or it is missing while the other databases of the state dir are there."""
         path = state_dir / DB_NAME
-        return cls(sqlite.open_migrated(path, _MIGRATIONS, what="state database"), path)
+        damage = sqlite.move_aside_if_damaged(path, _MIGRATIONS, what="state database") if check else None
+        lost: str | None = None
+        if damage is not None:
+            lost = damage.sentence()
+        elif check and not path.exists():
+            present = [name for name in _SIBLINGS if (state_dir / name).exists()]
+            if present:
+                others = " and ".join(present)
+                lost = f"the state database {path} is missing, but {others} of an earlier Horus are there"
+        store = cls(sqlite.open_migrated(path, _MIGRATIONS, what="state database"), path)
+        store.damage, store.recovered_from_damage = damage, lost
+        return store
 
     def close(self) -> None:
         self._db.close()
@@ -271,6 +298,12 @@ class StateStore:
     def save(self, state: StoredMonitorState, *, now: float) -> None:
         with self._transaction() as db:
             _upsert(db, state, now)
+
+    def save_many(self, states: Iterable[StoredMonitorState], *, now: float) -> None:
+        """Save every state in one commit (one fsync, not one per monitor)."""
+        with self._transaction() as db:
+            for state in states:
+                _upsert(db, state, now)
 
     def begin_heal(self, state: StoredMonitorState, *, action: str, reason: str) -> int:
         """Record, in one commit, that a heal is starting and that the monitor's cooldown runs from now."""
@@ -294,6 +327,20 @@ class StateStore:
                 "UPDATE heals SET finished_at = ?, ok = ?, summary = ?, details = ? WHERE id = ?",
                 (finished_at, int(ok), summary, json.dumps(details, default=str), heal_id),
             )
+
+    def mark_announced(self, heal_id: int, how: str) -> None:
+        """The heal's notification was settled without an event in the outbox (``how`` says why), so a
+        restarted Horus does not re-derive it."""
+        with self._transaction() as db:
+            db.execute("UPDATE heals SET announced = ? WHERE id = ?", (how, heal_id))
+
+    def heals_to_announce(self, *, since: float, limit: int = 1000) -> list[HealRecord]:
+        """Heals started at or after ``since`` whose notification was not settled without an event: the
+        caller looks for each one's event in the outbox. Oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM heals WHERE started_at >= ? AND announced IS NULL ORDER BY id DESC LIMIT ?", (since, limit)
+        ).fetchall()
+        return [_heal_from_row(row) for row in reversed(rows)]
 
     def request_resume(self, monitor: str, *, now: float) -> None:
         """``horus resume``: lift the quarantine in the store now (so a stopped daemon starts without it),
@@ -326,20 +373,21 @@ class StateStore:
             params.append(since)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM heals{where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()  # noqa: S608
-        return [
-            HealRecord(
-                id=row["id"],
-                monitor=row["monitor"],
-                action=row["action"],
-                reason=row["reason"],
-                started_at=row["started_at"],
-                finished_at=row["finished_at"],
-                ok=None if row["ok"] is None else bool(row["ok"]),
-                summary=row["summary"],
-                details=json.loads(row["details"]) if row["details"] else {},
-            )
-            for row in rows
-        ]
+        return [_heal_from_row(row) for row in rows]
+
+
+def _heal_from_row(row: sqlite3.Row) -> HealRecord:
+    return HealRecord(
+        id=row["id"],
+        monitor=row["monitor"],
+        action=row["action"],
+        reason=row["reason"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        ok=None if row["ok"] is None else bool(row["ok"]),
+        summary=row["summary"],
+        details=json.loads(row["details"]) if row["details"] else {},
+    )
 
 
 def _upsert(db: sqlite3.Connection, state: StoredMonitorState, now: float) -> None:
