@@ -2,6 +2,13 @@
 problem at once, each located with its path and its monitor's name::
 
     monitors[2] (gateway).check.port: Input should be less than or equal to 65535, got 70000
+
+A config may be written by mistake or in malice, and a reload reads it inside the running daemon, so
+every cost is bounded before it is paid: the bytes read (:data:`MAX_FILE_BYTES`), the nesting
+(:data:`MAX_DEPTH`), the values a document holds once its YAML aliases are expanded (:data:`MAX_VALUES`,
+and :data:`ALIAS_FLOOR`/:data:`ALIAS_RATIO` for what aliases may add), the text ``${ENV}`` may add
+(:data:`MAX_ENV_EXPANSION`) and the monitors (:data:`MAX_MONITORS`). Each refusal is a
+:class:`ConfigError` with a located reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import json.decoder
 import json.scanner
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,25 +31,136 @@ from horus.config.models import HorusConfig
 from horus.errors import ConfigError, ConfigIssue
 from horus.log import redact_url
 
-__all__ = ["SUPPORTED_SUFFIXES", "expand_env", "load_config", "parse_config"]
+__all__ = [
+    "ALIAS_FLOOR",
+    "ALIAS_RATIO",
+    "MAX_DEPTH",
+    "MAX_ENV_EXPANSION",
+    "MAX_FILE_BYTES",
+    "MAX_MONITORS",
+    "MAX_VALUES",
+    "SUPPORTED_SUFFIXES",
+    "expand_env",
+    "load_config",
+    "parse_config",
+]
 
 SUPPORTED_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# A 100,000-monitor JSON config is about 8 MB; twice that leaves room for comments and long commands.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# Nested collections, the top-level mapping being level 1. A config needs about 6; Python's parsers
+# (and the walks over the document below) recurse, and fail with a traceback near 1,000.
+MAX_DEPTH = 100
+# Every key, item and scalar, counted each time an alias repeats it: about 10 a monitor, so 100,000
+# monitors fit twice over, while the daemon's memory for a refused reload stays in the hundreds of MB.
+MAX_VALUES = 2_000_000
+# YAML aliases may bring a document to ALIAS_FLOOR values, or to ALIAS_RATIO times the values written
+# out in it if that is more: shared defaults pass, a "billion laughs" stops at its fifth line.
+ALIAS_FLOOR = 100_000
+ALIAS_RATIO = 10
+# Characters that ${ENV} substitutions may add to the config's strings in all, counted once per place
+# a string appears (an aliased "${BIG}" expands each time).
+MAX_ENV_EXPANSION = MAX_FILE_BYTES
+MAX_MONITORS = 100_000
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+class _Refused(Exception):
+    """One problem that stops the loading at once: reading on would cost what the bound is there to save."""
+
+    def __init__(self, location: str, message: str) -> None:
+        super().__init__(message)
+        self.issue = ConfigIssue(location, message)
 
 
 def load_config(path: str | os.PathLike[str]) -> HorusConfig:
     """Load and validate ``path``; raise :class:`ConfigError` carrying every issue found."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), [ConfigIssue("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {exc}")]) from exc
+        text = _read(path)
+    except _Refused as exc:
+        raise ConfigError(str(path), [exc.issue]) from None
+    except MemoryError:
+        raise ConfigError(str(path), [ConfigIssue("", "ran out of memory while reading it")]) from None
     return parse_config(text, suffix=path.suffix.lower(), source=str(path))
 
 
+def _read(path: Path) -> str:
+    """The file's text, read only if it is a regular file of at most MAX_FILE_BYTES, without ever blocking."""
+    try:
+        # stat first, so that a device or a FIFO is not even opened (opening a FIFO releases its writer).
+        kind = _FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
+        if kind is not None:
+            raise _Refused("", f"{kind}, not a regular file: Horus reads its config only from a regular file")
+        # O_NONBLOCK: if it was swapped for a FIFO since the stat, the open still returns at once.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Refused("", "file not found") from None
+    except OSError as exc:
+        raise _Refused("", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        kind = "a file that is not regular" if not stat.S_ISREG(info.st_mode) else None
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), kind)
+        if kind is not None:
+            raise _Refused("", f"{kind}, not a regular file: Horus reads its config only from a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _Refused("", _too_big(f"{info.st_size:,}"))
+        data = bytearray()
+        # One byte past the bound tells a file that grew (or whose size lied, as in /proc) from one that fits.
+        while len(data) <= MAX_FILE_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise _Refused("", f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise _Refused("", _too_big(f"more than {MAX_FILE_BYTES:,}"))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _Refused(f"line {line} column {column}", f"not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+    # As text-mode open() did: universal newlines, so a value spanning lines reads the same from any editor.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _too_big(size: str) -> str:
+    return f"{size} bytes; a config file may be at most 16 MiB ({MAX_FILE_BYTES:,} bytes)"
+
+
 def parse_config(text: str, *, suffix: str, source: str = "<config>") -> HorusConfig:
+    """Validate the text of a config, as :func:`load_config` does for a file's."""
+    try:
+        if len(text) > MAX_FILE_BYTES:
+            raise _Refused("", f"{len(text):,} characters; a config may be at most 16 MiB ({MAX_FILE_BYTES:,})")
+        return _parse_config(text, suffix, source)
+    except _Refused as exc:
+        raise ConfigError(source, [exc.issue]) from None
+    except RecursionError:
+        # The bounds above should make this unreachable; if some path was missed, it is still a reason.
+        where = _too_deep_at(text, outer=0 if suffix == ".json" else 1)
+        raise ConfigError(source, [ConfigIssue(where, _TOO_DEEP)]) from None
+    except MemoryError:
+        raise ConfigError(
+            source, [ConfigIssue("", f"ran out of memory while loading it ({len(text):,} characters)")]
+        ) from None
+
+
+def _parse_config(text: str, suffix: str, source: str) -> HorusConfig:
     raw, issues = _parse(text, suffix, source)
     data = expand_env(raw, issues)
     issues += _duplicate_names(data)
@@ -59,6 +178,10 @@ def parse_config(text: str, *, suffix: str, source: str = "<config>") -> HorusCo
     raise ConfigError(source, sorted(issues, key=_issue_order))
 
 
+_TOO_MANY_VALUES = f"more than {MAX_VALUES:,} values; a config may hold at most that"
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a config needs far fewer"
+
+
 def _parse(text: str, suffix: str, source: str) -> tuple[Any, list[ConfigIssue]]:
     """The document, and the keys it sets twice (reported with every other error, not instead of them)."""
     if suffix == ".json":
@@ -66,6 +189,9 @@ def _parse(text: str, suffix: str, source: str) -> tuple[Any, list[ConfigIssue]]
             raw = json.loads(text, object_pairs_hook=_KeyedMapping.from_pairs)
         except json.JSONDecodeError as exc:
             raise ConfigError(source, [ConfigIssue(f"line {exc.lineno} column {exc.colno}", exc.msg)]) from exc
+        except RecursionError:
+            raise _Refused(_too_deep_at(text, outer=0), _TOO_DEEP) from None
+        _bound(raw, text, outer=0)
         if _KeyedMapping.any_repeated(raw):
             # Rare, so only then is the file read again, slowly, to say on which lines each key was set.
             raw = _PositionalJSONDecoder(text).decode(text)
@@ -82,12 +208,62 @@ def _parse(text: str, suffix: str, source: str) -> tuple[Any, list[ConfigIssue]]
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, [_toml_issue(exc, text)]) from exc
+        except RecursionError:
+            raise _Refused(_too_deep_at(text, outer=1), _TOO_DEEP) from None
+        _bound(raw, text, outer=1)
     else:
         known = ", ".join(SUPPORTED_SUFFIXES)
         raise ConfigError(source, [ConfigIssue("", f"unsupported config format {suffix or '(none)'!r}; use {known}")])
     if not isinstance(raw, Mapping):
         raise ConfigError(source, [ConfigIssue("", "the top level must be a mapping with a 'monitors' list")])
+    monitors = raw.get("monitors")
+    if isinstance(monitors, list) and len(monitors) > MAX_MONITORS:
+        # Said at once: validating each of them would only add a reason per monitor to this one.
+        raise _Refused("monitors", f"{len(monitors):,} monitors; one config may hold at most {MAX_MONITORS:,}")
     return raw, _repeated_keys(raw)
+
+
+def _bound(document: Any, text: str, *, outer: int) -> None:
+    """Refuse a parsed JSON or TOML document nested deeper than MAX_DEPTH or holding more than MAX_VALUES
+    values (keys included), before anything recursive walks it. ``outer`` is the nesting the text's
+    brackets do not show: 1 for TOML's top-level table."""
+    values = 0
+    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(document, (), 1)]
+    while stack:
+        node, loc, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            raise _Refused(format_location(loc, document), _TOO_MANY_VALUES)
+        if isinstance(node, Mapping | list) and depth > MAX_DEPTH:
+            raise _Refused(_too_deep_at(text, outer=outer) or _shortened(format_location(loc, document)), _TOO_DEEP)
+        if isinstance(node, Mapping):
+            values += len(node)  # its keys
+            stack.extend((value, (*loc, str(key)), depth + 1) for key, value in reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend((item, (*loc, index), depth + 1) for index, item in reversed(list(enumerate(node))))
+
+
+# Brackets outside strings and comments, in JSON, TOML and YAML's flow style.
+_NESTING_TOKEN = re.compile(r'''"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}]''')
+
+
+def _too_deep_at(text: str, *, outer: int) -> str:
+    """``line L column C`` of the first bracket nested more than MAX_DEPTH deep, or "" if brackets do not show it."""
+    depth = outer
+    for match in _NESTING_TOKEN.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, column = _line_and_column(text, match.start())
+                return f"line {line} column {column}"
+        elif token in ("]", "}"):
+            depth -= 1
+    return ""
+
+
+def _shortened(location: str) -> str:
+    return location if len(location) <= 100 else f"{location[:60]}…{location[-30:]}"
 
 
 class _KeyedMapping(dict[Any, Any]):
@@ -172,7 +348,63 @@ def _line_and_column(text: str, offset: int) -> tuple[int, int]:
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that each mapping remembers the keys it was given twice and on which lines."""
+    """yaml.safe_load, except that each mapping remembers the keys it was given twice and on which lines,
+    and that the document is bounded while it is composed, before any alias is expanded: PyYAML shares an
+    aliased node, but everything after it (${ENV}, validation) walks each place it appears."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0  # in the document so far, each alias counted as all it stands for
+        self._written = 0  # of those, the ones written out in the file
+        self._depth = 0  # collections open around the next node
+        self._deepest = 0  # the deepest level reached, aliases expanded, since the current node began
+        self._sizes: dict[str, tuple[int, int]] = {}  # each complete anchor's values and height
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        mark = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.anchors and event.anchor not in self._sizes:
+                raise _yaml_refusal(mark, f"the alias *{event.anchor} is inside itself; it would never end")
+            node = super().compose_node(parent, index)  # or says the anchor is undefined
+            values, height = self._sizes[str(event.anchor)]
+            self._reach(self._depth + height, mark)
+            self._values += values
+            limit = min(MAX_VALUES, max(ALIAS_FLOOR, ALIAS_RATIO * self._written))
+            if self._values > limit:
+                raise _yaml_refusal(
+                    mark,
+                    f"the alias *{event.anchor} would expand the document past {limit:,} values (aliases may "
+                    f"expand it to {ALIAS_FLOOR:,}, or to {ALIAS_RATIO} times the values written out if that is "
+                    f"more, and at most {MAX_VALUES:,}): is this an alias bomb?",
+                )
+            return node
+        self._written += 1
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _yaml_refusal(mark, _TOO_MANY_VALUES)
+        start, enclosing, outer_deepest = self._values - 1, self._depth, self._deepest
+        self._deepest = enclosing
+        collection = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        if collection:
+            self._depth += 1
+            self._reach(self._depth, mark)
+        node = super().compose_node(parent, index)
+        if collection:
+            self._depth -= 1
+        if event.anchor is not None:
+            self._sizes[event.anchor] = (self._values - start, self._deepest - enclosing)
+        self._deepest = max(outer_deepest, self._deepest)
+        return node
+
+    def _reach(self, depth: int, mark: yaml.Mark) -> None:
+        if depth > MAX_DEPTH:
+            raise _yaml_refusal(mark, _TOO_DEEP)
+        self._deepest = max(self._deepest, depth)
+
+
+def _yaml_refusal(mark: yaml.Mark, message: str) -> yaml.YAMLError:
+    return yaml.composer.ComposerError(None, None, message, mark)
 
 
 def _construct_yaml_mapping(loader: _YamlLoader, node: yaml.MappingNode) -> Any:
@@ -269,17 +501,26 @@ def _toml_issue(exc: tomllib.TOMLDecodeError, text: str) -> ConfigIssue:
 
 
 def expand_env(document: Any, issues: list[ConfigIssue]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; an unset VAR without default is an issue."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; an unset VAR without default is an issue.
+    Stops with the place where substitutions pass MAX_ENV_EXPANSION characters in all."""
+    added = 0
 
     def walk(value: Any, loc: tuple[str | int, ...]) -> Any:
         if isinstance(value, str):
 
             def substitute(match: re.Match[str]) -> str:
+                nonlocal added
                 name, default = match.group(1), match.group(2)
-                if name in os.environ:
-                    return os.environ[name]
-                if default is not None:
-                    return default
+                value = os.environ.get(name, default)
+                if value is not None:
+                    added += len(value)
+                    if added > MAX_ENV_EXPANSION:
+                        raise _Refused(
+                            format_location(loc, document),
+                            f"${{ENV}} expansion would add more than 16 MiB ({MAX_ENV_EXPANSION:,} characters) "
+                            "to the config's text",
+                        )
+                    return value
                 issues.append(ConfigIssue(format_location(loc, document), f"environment variable {name} is not set"))
                 return match.group(0)
 
