@@ -16,6 +16,8 @@ from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 DATABASES = ("horus.db", "notify.db", "incidents.db")
 
+pytestmark = pytest.mark.slow
+
 
 def write_config(tmp_path: Path, *, cooldown: float = 300) -> tuple[Path, Path, Path]:
     """A monitor that always fails and whose heal appends a line to heals.log (so heals can be counted),
