@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from horus.redaction import redact, redact_line, redact_tree
+from horus.redaction import redact, redact_line, redact_tree, whole_lines
 from horus.sentinel import snapshot
 
 
@@ -99,3 +99,10 @@ def test_every_string_of_details_is_redacted_and_other_values_are_kept():
 
 def test_sentinel_uses_the_same_rules():
     assert snapshot.redact_line is redact_line
+
+
+def test_a_tail_that_was_cut_begins_at_a_whole_line():
+    assert whole_lines("word=hunter2\nok\n", cut=True) == "ok\n"
+    assert whole_lines("password=hunter2\nok\n", 5) == "ok\n", "cut here to five characters"
+    assert whole_lines("password=hunter2\nok\n") == "password=hunter2\nok\n", "not cut: kept whole"
+    assert whole_lines("ord=hunter2", cut=True) == "", "a single cut line is no line at all"

@@ -17,7 +17,7 @@ from typing import Any
 
 from horus.log import redact_url
 
-__all__ = ["MASK", "redact", "redact_line", "redact_tree", "redact_url"]
+__all__ = ["MASK", "redact", "redact_line", "redact_tree", "redact_url", "whole_lines"]
 
 MASK = "***"
 
@@ -148,6 +148,21 @@ def redact(text: str) -> str:
 def _redact_keeping_end(line: str) -> str:
     body = line.rstrip("\r\n")
     return redact_line(body) + line[len(body) :]
+
+
+def whole_lines(text: str, limit: int | None = None, *, cut: bool = False) -> str:
+    """The end of ``text`` (at most ``limit`` characters), beginning at a whole line.
+
+    A tail that was cut (``cut``, or cut here to ``limit``) loses its first line, which is only the end of
+    one: a line cut in two can lose the name that says what follows is a secret (``word=hunter2``),
+    and then no redaction can tell. A tail that is a single cut line is dropped whole.
+    """
+    if limit is not None and len(text) > limit:
+        text, cut = text[-limit:], True
+    if not cut:
+        return text
+    newline = text.find("\n")
+    return text[newline + 1 :] if newline >= 0 else ""
 
 
 def redact_tree(value: Any) -> Any:

@@ -9,10 +9,11 @@ from typing import Any, Literal
 import structlog
 
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext, Status
-from horus.checks.command import CommandCheck, CommandOptions
+from horus.checks.command import MAX_DETAIL_OUTPUT, CommandCheck, CommandOptions
 from horus.clock import SystemClock
 from horus.engine.runner import collect_evidence, run_check, run_heal, run_inline
 from horus.errors import HealError
+from horus.execution import OUTPUT_TAIL_BYTES
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
 from horus.heals.run_script import RunScriptHeal, RunScriptOptions
 
@@ -129,3 +130,26 @@ async def test_a_working_heal_and_every_way_a_heal_fails_are_masked():
 def test_what_a_service_left_behind_is_collected_masked():
     evidence = collect_evidence(Says(CheckResult.healthy("fine")), None)
     assert evidence == {"crash_record": "/srv/bot/horus-crash-1.json", "crash_summary": "stalled; token=***"}
+
+
+# Output kept as a tail is cut at a byte count: a cut inside "password=hunter2" would leave "word=hunter2",
+# which no longer says it is a password. A tail therefore starts at a whole line.
+def _printing_a_secret_cut_at(keep: int) -> list[str]:
+    """A command whose last ``keep`` bytes of output start inside ``password=hunter2``."""
+    filler = "x" * (keep - len("word=hunter2\n") - 1)
+    return ["/bin/sh", "-c", f"printf 'password=hunter2\\n{filler}\\n'; exit 1"]
+
+
+async def test_a_command_check_whose_output_tail_is_cut_inside_a_secret_keeps_only_whole_lines(probe_ctx):
+    check = CommandCheck(CommandOptions(type="command", command=_printing_a_secret_cut_at(MAX_DETAIL_OUTPUT)))
+    run = await run_check(check, probe_ctx, timeout=10)
+    assert run.result.status is Status.UNHEALTHY
+    assert run.result.details["output_tail"].startswith("x"), "the partial line before the cut is left out"
+    assert leaked(run.result) == []
+
+
+async def test_a_heal_script_whose_output_tail_is_cut_inside_a_secret_keeps_only_whole_lines():
+    heal = RunScriptHeal(RunScriptOptions(action="run_script", command=_printing_a_secret_cut_at(OUTPUT_TAIL_BYTES)))
+    outcome = await run_heal(heal, heal_ctx(), timeout=10)
+    assert outcome.details["output_tail"].startswith("x"), "the partial line before the cut is left out"
+    assert leaked(outcome) == []

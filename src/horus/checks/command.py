@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from typing import Any, Literal, Self
 
@@ -16,7 +17,8 @@ from horus.config.types import (
     require_shell_for_strings,
 )
 from horus.errors import ExecError, ProbeError
-from horus.execution import run_command
+from horus.execution import OUTPUT_TAIL_BYTES, run_command
+from horus.redaction import whole_lines
 
 # Enough of the last line to explain a failure in a notification, not a page of stack trace.
 MAX_REASON_LINE = 200
@@ -71,11 +73,13 @@ class CommandCheck(Check[CommandOptions]):
         except ExecError as exc:
             raise ProbeError(str(exc)) from exc
 
-        last = _clip(result.last_line())
+        # Whole lines only, so that the runner's redaction sees every secret with its name.
+        output = whole_lines(result.output_tail, cut=len(result.output_tail.encode()) >= OUTPUT_TAIL_BYTES)
+        last = _clip(dataclasses.replace(result, output_tail=output).last_line())
         details: dict[str, Any] = {
             "exit_code": result.exit_code,
             "duration_ms": round(result.duration_seconds * 1000, 1),
-            "output_tail": result.output_tail[-MAX_DETAIL_OUTPUT:],
+            "output_tail": whole_lines(output, MAX_DETAIL_OUTPUT),
         }
         outcome = _outcome(result.exit_code)
         reason = f"{outcome}: {last}" if last else outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -15,8 +16,9 @@ from horus.config.types import (
     require_shell_for_strings,
 )
 from horus.errors import ExecError, HealError
-from horus.execution import run_command
+from horus.execution import OUTPUT_TAIL_BYTES, run_command
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
+from horus.redaction import whole_lines
 
 # The runner's deadline sits a little past the script's own, so the script is killed by its own
 # timeout (with a clear message and its children gone) rather than abandoned by the runner.
@@ -75,6 +77,9 @@ class RunScriptHeal(Heal[RunScriptOptions]):
             raise HealError(f"script could not be started: {exc}", permanent=True) from exc
 
         took = humanize.seconds(result.duration_seconds)
+        # Whole lines only, so that the runner's redaction sees every secret with its name.
+        cut = len(result.output_tail.encode()) >= OUTPUT_TAIL_BYTES
+        result = dataclasses.replace(result, output_tail=whole_lines(result.output_tail, cut=cut))
         details = {
             "exit_code": result.exit_code,
             "duration_seconds": round(result.duration_seconds, 3),
