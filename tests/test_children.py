@@ -136,6 +136,50 @@ def test_a_recorded_pid_that_now_belongs_to_another_process_is_never_signalled(t
         bystander.wait()
 
 
+def write_record(state: Path, pid: int, create_time: float, *, horus_pid: int, horus_create_time: float) -> None:
+    record = {
+        "token": "ab" * 16,
+        "pid": pid,
+        "create_time": create_time,
+        "monitor": "bot",
+        "what": "run_script heal",
+        "program": "sleep",
+        "started_at": time.time(),
+        "horus_pid": horus_pid,
+        "horus_create_time": horus_create_time,
+    }
+    (state / children.FILE_NAME).write_text(json.dumps({"version": 1, "runs": [record]}))
+
+
+def test_a_recorded_program_without_its_marker_is_ended_by_its_pid_and_start_time(tmp_path):
+    # env -i: the program cleared its environment, so only the record of its pid and start time finds it.
+    program = subprocess.Popen(["env", "-i", "sleep", "60"])
+    try:
+        wait_until_sync(lambda: psutil.Process(program.pid).name() == "sleep", timeout=5)
+        started = psutil.Process(program.pid).create_time()
+        write_record(tmp_path, program.pid, started, horus_pid=999_999_999, horus_create_time=1.0)
+        assert children.reap_earlier(tmp_path, grace=5) == 1
+        # (psutil reaps it, being its parent here, so its exit status is not ours to see.)
+        program.wait(timeout=5)
+        assert json.loads((tmp_path / children.FILE_NAME).read_text())["runs"] == []
+    finally:
+        program.kill()
+        program.wait()
+
+
+def test_the_programs_of_a_horus_still_running_are_never_reaped(tmp_path):
+    program = subprocess.Popen(["sleep", "60"])
+    try:
+        started = psutil.Process(program.pid).create_time()
+        me = psutil.Process()
+        write_record(tmp_path, program.pid, started, horus_pid=me.pid, horus_create_time=me.create_time())
+        assert children.reap_earlier(tmp_path, grace=0.1) == 0
+        assert program.poll() is None
+    finally:
+        program.kill()
+        program.wait()
+
+
 def heal_config(tmp_path: Path) -> Path:
     pid_file = tmp_path / "heal.pid"
     config = tmp_path / "horus.json"
@@ -185,7 +229,8 @@ def test_a_heal_left_running_by_a_horus_killed_with_sigkill_is_ended_by_the_next
         wait_until_sync(lambda: not is_running(heal_pid), timeout=20)
         wait_until_sync(lambda: log.named("execution.reaped"), timeout=10)
         [reaped] = log.named("execution.reaped")
-        assert reaped["pid"] == heal_pid
+        # Found by pid and start time, or by its marker when Horus died before it could note the pid.
+        assert heal_pid in reaped["pids"]
         assert reaped["monitor"] == "bot"
         assert reaped["what"] == "run_script heal"
         assert reaped["signal"] == "SIGTERM"

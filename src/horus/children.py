@@ -15,6 +15,11 @@ group (``setsid``, a double fork, a re-parenting to init) can still be found:
 A process that clears its own environment (``env -i``, ``sudo``) loses the marker; it is still ended with its
 process group, and on a timeout as a descendant of the program.
 
+Why a marker rather than PR_SET_CHILD_SUBREAPER: it works the same on Linux and macOS, in the daemon and in
+``horus check``, and across a restart of Horus; a subreaper would also make Horus the parent of every orphan
+it adopted (a service a repair script started), which it would then have to reap itself, or a dead service
+would linger as a zombie that looks alive.
+
 The record is ``children.json`` in the state dir, rewritten atomically (a temporary file renamed over it).
 It is not fsynced: it only has to outlive Horus, not the machine, and after a reboot nothing it names runs.
 """
@@ -22,6 +27,7 @@ It is not fsynced: it only has to outlive Horus, not the machine, and after a re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -56,7 +62,7 @@ class Run:
     """One program Horus started, and the Horus that started it."""
 
     token: str
-    pid: int
+    pid: int | None  # None until it is started
     create_time: float | None
     monitor: str | None
     what: str
@@ -119,17 +125,13 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def record(token: str, pid: int, *, what: str, program: str) -> Run:
-    """Note a program just started (before anything else is awaited), in memory and in the file."""
-    create_time: float | None
-    try:
-        create_time = psutil.Process(pid).create_time()
-    except psutil.Error:
-        create_time = None  # it has already ended; its marker still finds what it left
+def record(token: str, *, what: str, program: str) -> Run:
+    """Note a program about to be started, before it is: should Horus die the moment after, its marker
+    still lets the next Horus find it."""
     run = Run(
         token=token,
-        pid=pid,
-        create_time=create_time,
+        pid=None,
+        create_time=None,
         monitor=_current_monitor(),
         what=what,
         program=program,
@@ -138,6 +140,20 @@ def record(token: str, pid: int, *, what: str, program: str) -> Run:
         horus_create_time=_me().create_time(),
     )
     with _registry.lock:
+        _registry.runs[token] = run
+        _registry.write()
+    return run
+
+
+def started(token: str, pid: int) -> Run:
+    """Add the pid and start time of a program just started (before anything else is awaited)."""
+    create_time: float | None
+    try:
+        create_time = psutil.Process(pid).create_time()
+    except psutil.Error:
+        create_time = None  # it has already ended; its marker still finds what it left
+    with _registry.lock:
+        run = dataclasses.replace(_registry.runs[token], pid=pid, create_time=create_time)
         _registry.runs[token] = run
         _registry.write()
     return run
@@ -182,7 +198,7 @@ def reap_earlier(state_dir: Path, *, grace: float = REAP_GRACE_SECONDS) -> int:
     by_token = {run.token: run for run in left}
     targets: dict[str, list[psutil.Process]] = {run.token: [] for run in left}
     for run in left:
-        root = _same_process(run.pid, run.create_time)
+        root = None if run.pid is None else _same_process(run.pid, run.create_time)
         if root is not None:
             targets[run.token].append(root)
     for proc, token in marked(by_token):
@@ -198,7 +214,6 @@ def reap_earlier(state_dir: Path, *, grace: float = REAP_GRACE_SECONDS) -> int:
                 monitor=run.monitor,
                 what=run.what,
                 program=run.program,
-                pid=run.pid,
                 pids=sorted(p.pid for p in procs),
                 signal=max((how.get(p.pid, "SIGTERM") for p in procs), key=("SIGTERM", "SIGKILL").index),
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started_at)),
@@ -331,9 +346,9 @@ def _run_from(entry: Any) -> Run:
     create_time = entry["create_time"]
     monitor = entry["monitor"]
     token = entry["token"]
-    pid = int(number("pid"))
+    pid = None if entry["pid"] is None else int(number("pid"))
     # Only what Horus itself writes: a blank or short token would match processes it never started.
-    if not isinstance(token, str) or len(token) != 32 or token.strip("0123456789abcdef") or pid <= 1:
+    if not isinstance(token, str) or len(token) != 32 or token.strip("0123456789abcdef") or (pid or 2) <= 1:
         raise ValueError("not a run Horus recorded")
     return Run(
         token=token,

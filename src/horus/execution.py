@@ -83,7 +83,9 @@ async def run_command(
     full_env = {**os.environ, **(env or {}), children.MARKER: token}
     program = command.split(maxsplit=1)[0] if isinstance(command, str) and command.strip() else argv[0]
     loop = asyncio.get_running_loop()
+    children.record(token, what=what, program=program)
     started = time.monotonic()
+    transport: asyncio.SubprocessTransport | None = None
     try:
         transport, capture = await loop.subprocess_exec(
             lambda: _Capture(loop),
@@ -101,8 +103,11 @@ async def run_command(
         raise ExecError(f"{argv[0]}: permission denied", permanent=True) from exc
     except OSError as exc:
         raise ExecError(f"{argv[0]}: cannot start: {exc.strerror or exc}", permanent=True) from exc
+    finally:
+        if transport is None:
+            children.forget(token)  # never started (or cancelled while starting, which ends it)
     pid = transport.get_pid()
-    since = children.record(token, pid, what=what, program=program).create_time
+    since = children.started(token, pid).create_time
     try:
         if stdin is not None:
             pipe = transport.get_pipe_transport(0)
