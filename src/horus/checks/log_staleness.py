@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,13 @@ from horus.errors import ProbeError
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
+# A rotated log's directory is read at most this many entries deep: /var/log holds hundreds, and a
+# directory another process fills must not make every look slower.
+MAX_ROTATION_DIR_ENTRIES = 10_000
+# The suffixes logrotate and Python's handlers give a rotated log: bot.log.1 (logrotate, RotatingFileHandler),
+# bot.log-20261201 (dateext), bot.log.2026-12-01 or .2026-12-01_13-00-00 (TimedRotatingFileHandler). A
+# compressed one (.gz, .xz...) is logrotate's copy, never the writer's file, and does not match.
+_ROTATED_SUFFIX = re.compile(r"[._-][0-9][0-9._:T-]*")
 # Of what was written since the last look, at most this much (the newest) is read for crash output.
 CRASH_SCAN_BYTES = 16 * 1024
 # How an uncaught error starts, in the runtimes services are written in (Python, Go, Java, Node).
@@ -38,8 +46,12 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     """Unhealthy when the log file has not been written for longer than ``max_age_seconds``.
 
     The deadline is watched, not polled: a log that goes stale is noticed within a second of crossing
-    the limit, whatever the monitor's interval. Rotation is not a false alarm: after a rename the
-    writer's old file is followed until the new one is written, and copytruncate counts as a write.
+    the limit, whatever the monitor's interval. Rotation is not a false alarm: before the log is called
+    stale, the writer is followed to where it may still be writing (a writer that has not reopened its
+    log yet, after logrotate's ``create`` or a plain rename): the newest rotated sibling (``bot.log.1``,
+    ``bot.log-20261201``, ``bot.log.2026-12-01``) or the writer's old file under any name in the same
+    directory. copytruncate counts as a write, and so does Python's RotatingFileHandler,
+    TimedRotatingFileHandler and WatchedFileHandler. A compressed copy is never taken for the writer.
     A missing log file is unhealthy; a path Horus cannot look at (through a regular file, a name too
     long, a directory it may not enter) or that is not a regular file is a probe error that says why.
 
@@ -55,7 +67,8 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
     def __init__(self, options: LogStalenessOptions) -> None:
         super().__init__(options)
         self._freshness = FreshnessTracker()
-        self._writer_file: tuple[int, int] | None = None  # (device, inode) the service is writing
+        self._rotated_freshness = FreshnessTracker()  # of the rotated file the writer may still be writing
+        self._writer_file: tuple[int, int] | None = None  # (device, inode) the service last wrote
         self._scanned: tuple[int, int, int] | None = None  # (device, inode, size) read for crash output
         # Computed once: this check runs every few seconds for years, on thousands of monitors.
         self._path_text = os.fspath(options.log_file)
@@ -71,36 +84,28 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         current = _stat(self._path_text)
         if current is not None and not stat.S_ISREG(current.st_mode):
             raise ProbeError(f"cannot observe {self._path_text}: {_kind(current.st_mode)}, not a log file")
-        candidates = [current] if current is not None else []
-        rotated_to: Path | None = None
-        if self._writer_file is not None and (current is None or _identity(current) != self._writer_file):
-            found = _find_inode(path.parent, self._writer_file, exclude=path.name)
-            if found is not None:
-                old_path, old = found
-                if current is not None and current.st_mtime_ns >= old.st_mtime_ns:
-                    # The service has moved on to the new file; stop following the rotated one.
-                    self._writer_file = _identity(current)
-                else:
-                    rotated_to = old_path
-                    candidates.append(old)
-            elif current is not None:
+        now_wall, now_mono = ctx.clock.wall(), ctx.clock.monotonic()
+        age: float | None = None
+        if current is not None:
+            signature = (current.st_dev, current.st_ino, current.st_size, current.st_mtime_ns)
+            age = self._freshness.age(signature, now_wall - current.st_mtime, now_mono)
+            if age <= limit and current.st_size > 0:
+                # An empty file may be one logrotate just created, which the writer has not opened yet.
                 self._writer_file = _identity(current)
-        elif current is not None:
-            self._writer_file = _identity(current)
-
-        if not candidates:
+        rotated_to: str | None = None
+        if age is None or age > limit:
+            # Stale or missing under its own name: the writer may still be writing the rotated file.
+            found = _rotated_file(path, self._writer_file, current)
+            if found is not None:
+                name, st = found
+                signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                rotated_age = self._rotated_freshness.age(signature, now_wall - st.st_mtime, now_mono)
+                if age is None or rotated_age < age:
+                    age, rotated_to = rotated_age, name
+        if age is None:
             return CheckResult.unhealthy(f"{path.name} does not exist ({path})", path=self._path_text)
 
-        signature: tuple[object, ...]
-        if len(candidates) == 1:  # the usual case, kept cheap
-            c = candidates[0]
-            signature = (c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns)
-            newest_mtime = c.st_mtime
-        else:
-            signature = tuple(sorted((c.st_dev, c.st_ino, c.st_size, c.st_mtime_ns) for c in candidates))
-            newest_mtime = max(c.st_mtime for c in candidates)
-        age = self._freshness.age(signature, ctx.clock.wall() - newest_mtime, ctx.clock.monotonic())
-        where = path.name if rotated_to is None else f"{path.name} (rotated to {rotated_to.name})"
+        where = path.name if rotated_to is None else f"{path.name} (rotated to {rotated_to})"
         reason = f"{where} last written {humanize.seconds(age)} ago, limit {self._limit_text}"
         if age > limit:
             return CheckResult.unhealthy(reason, path=self._path_text, age_seconds=round(age, 3))
@@ -158,19 +163,34 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def _find_inode(directory: Path, identity: tuple[int, int], *, exclude: str) -> tuple[Path, os.stat_result] | None:
-    """The file in ``directory`` that is the writer's old file, now under a rotated name."""
+def _rotated_file(
+    path: Path, writer: tuple[int, int] | None, current: os.stat_result | None
+) -> tuple[str, os.stat_result] | None:
+    """The most recently written file in the log's directory that the writer may still be writing: a
+    rotated sibling by its name, or the file the writer last wrote (by inode), under whatever name."""
+    base = path.name
+    best: tuple[str, os.stat_result] | None = None
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(path.parent) as entries:
+            for count, entry in enumerate(entries):
+                if count >= MAX_ROTATION_DIR_ENTRIES:
+                    break
+                name = entry.name
+                if name == base:
+                    continue
+                rotated = name.startswith(base) and _ROTATED_SUFFIX.fullmatch(name, len(base)) is not None
+                if not rotated and (writer is None or entry.inode() != writer[1]):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or (not rotated and _identity(st) != writer):
+                    continue
+                if current is not None and _identity(st) == _identity(current):
+                    continue  # a hard link to the log itself says nothing more
+                if best is None or st.st_mtime_ns > best[1].st_mtime_ns:
+                    best = (name, st)
     except OSError:
         return None
-    for entry in entries:
-        if entry.name == exclude or entry.inode() != identity[1]:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if _identity(st) == identity:
-            return Path(entry.path), st
-    return None
+    return best
