@@ -13,14 +13,26 @@ import pytest
 from horus.checks import heartbeat as heartbeat_check
 from horus.checks.base import Status
 from horus.checks.heartbeat import HeartbeatCheck, HeartbeatOptions
+from horus.checks.heartbeat_listener import CannotListen
 from horus.config.loader import parse_config
 from horus.errors import ConfigError
 from horus_sdk import Heartbeat
 from horus_sdk.formats import FORMAT_HEARTBEAT
 from tests.support import free_port, wait_until
 
+KEY = b"a-key-for-these-tests-0123456789"
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "hb.key"
+    path.write_bytes(KEY)
+    path.chmod(0o600)
+    return path
+
 
 def listening_check(listen: str, **options) -> HeartbeatCheck:
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     return HeartbeatCheck(HeartbeatOptions.model_validate({"type": "heartbeat", "listen": listen, **options}))
 
 
@@ -36,6 +48,9 @@ def send(address: str | tuple[str, int], payload: object) -> None:
         s.sendto(payload if isinstance(payload, bytes) else json.dumps(payload).encode(), address)
 
 
+STARTED = time.monotonic() - 100  # each run's start, as the SDK sends it with every beat
+
+
 def raw_beat(pid: int, channels: dict[str, float], *, sequence: int = 1) -> dict:
     """A beat as the SDK sends it; ``channels`` maps a name to how many seconds ago it progressed."""
     now = time.monotonic()
@@ -45,20 +60,20 @@ def raw_beat(pid: int, channels: dict[str, float], *, sequence: int = 1) -> dict
         "sequence": sequence,
         "wall_time": time.time(),
         "monotonic": now,
-        "started_monotonic": now - 100,
+        "started_monotonic": STARTED,
         "channels": {
             name: {"count": 1, "wall_time": time.time() - ago, "monotonic": now - ago} for name, ago in channels.items()
         },
     }
 
 
-async def test_udp_beats_from_the_sdk_keep_the_service_healthy_and_their_end_makes_it_stale(probe_ctx):
+async def test_udp_beats_from_the_sdk_keep_the_service_healthy_and_their_end_makes_it_stale(probe_ctx, key_file):
     port = free_udp_port()
-    check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=0.6)
+    check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=0.6, key_file=key_file)
     assert not check.inline, "datagrams arrive on the event loop"
     await check.open()
     try:
-        hb = Heartbeat(udp=("127.0.0.1", port), interval=0.1)
+        hb = Heartbeat(udp=("127.0.0.1", port), interval=0.1, key_file=key_file)
         async with hb:
             result = await check.probe(probe_ctx)
             assert result.status is Status.HEALTHY, result.reason
@@ -122,9 +137,9 @@ async def test_a_channel_left_out_of_a_datagram_keeps_its_last_progress_until_th
         await check.aclose()
 
 
-async def test_no_datagram_at_all_is_unhealthy_after_max_age_and_names_what_was_ignored(probe_ctx):
+async def test_no_datagram_at_all_is_unhealthy_after_max_age_and_names_what_was_ignored(probe_ctx, key_file):
     port = free_udp_port()
-    check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=0.3)
+    check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=0.3, key_file=key_file)
     await check.open()
     try:
         send(("127.0.0.1", port), b"not json")
@@ -132,14 +147,14 @@ async def test_no_datagram_at_all_is_unhealthy_after_max_age_and_names_what_was_
         result = await check.probe(probe_ctx)  # waits up to max_age for a first beat
         assert result.status is Status.UNHEALTHY
         assert result.reason.startswith(f"no heartbeat received on udp://127.0.0.1:{port} in ")
-        assert "2 datagram(s) ignored" in result.reason
+        assert result.reason.endswith("; 2 datagrams ignored: not signed")
     finally:
         await check.aclose()
 
 
-async def test_right_after_horus_starts_a_missing_first_beat_is_not_yet_a_failure(probe_ctx, monkeypatch):
+async def test_right_after_horus_starts_a_missing_first_beat_is_not_yet_a_failure(probe_ctx, monkeypatch, key_file):
     monkeypatch.setattr(heartbeat_check, "FIRST_BEAT_WAIT_SECONDS", 0.1)
-    check = listening_check(f"udp://127.0.0.1:{free_udp_port()}", max_age_seconds=30)
+    check = listening_check(f"udp://127.0.0.1:{free_udp_port()}", max_age_seconds=30, key_file=key_file)
     await check.open()
     try:
         result = await check.probe(probe_ctx)
@@ -171,12 +186,13 @@ async def test_a_file_and_datagrams_together_the_fresher_beat_counts(probe_ctx, 
         await check.aclose()
 
 
-async def test_an_address_in_use_is_a_probe_error_not_a_failure(probe_ctx):
+async def test_an_address_in_use_cannot_be_opened_and_is_a_probe_error_not_a_failure(probe_ctx, key_file):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=1)
-        await check.open()
+        check = listening_check(f"udp://127.0.0.1:{port}", max_age_seconds=1, key_file=key_file)
+        with pytest.raises(CannotListen):
+            await check.open()
         result = await check.probe(probe_ctx)
         await check.aclose()
     assert result.status is Status.ERROR
@@ -197,7 +213,8 @@ async def test_a_stale_socket_file_is_replaced_but_a_regular_file_is_never_remov
     precious = short_dir / "notes.txt"
     precious.write_text("keep me")
     check = listening_check(f"unix:{precious}", max_age_seconds=1)
-    await check.open()
+    with pytest.raises(CannotListen):
+        await check.open()
     result = await check.probe(probe_ctx)
     await check.aclose()
     assert result.status is Status.ERROR and "cannot listen" in result.reason
@@ -222,14 +239,10 @@ def test_listen_and_path_are_validated_with_located_messages(check_options, mess
     assert "monitors[0] (bot).check" in str(caught.value)
 
 
-def test_two_monitors_cannot_listen_on_one_address():
+def test_two_monitors_cannot_listen_on_one_address(key_file):
     listen = f"udp://127.0.0.1:{free_port()}"
-    config = {
-        "monitors": [
-            {"name": f"bot{i}", "check": {"type": "heartbeat", "listen": listen, "max_age_seconds": 5}}
-            for i in range(2)
-        ]
-    }
+    check = {"type": "heartbeat", "listen": listen, "key_file": str(key_file), "max_age_seconds": 5}
+    config = {"monitors": [{"name": f"bot{i}", "check": check} for i in range(2)]}
     with pytest.raises(ConfigError) as caught:
         parse_config(json.dumps(config), suffix=".json")
     assert f"monitors[1] (bot1).check.listen: duplicate listen address '{listen}' (first used by monitors[0])" in str(

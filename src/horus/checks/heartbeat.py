@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import os
+import pwd
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,7 +16,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
-from horus.checks.heartbeat_listener import HeartbeatListener, parse_listen_address
+from horus.checks.heartbeat_listener import CannotListen, HeartbeatListener, load_key, parse_listen_address
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
@@ -31,10 +33,41 @@ def _listen_address(text: str) -> str:
     return text
 
 
+def _key_file(path: Path) -> Path:
+    load_key(path)  # ValueError in words: unreadable, readable by others, not a key
+    return path
+
+
+def _user(user: str | int) -> str | int:
+    _uid_of(user)
+    return user
+
+
+def _uid_of(user: str | int) -> int:
+    if isinstance(user, int):
+        if user < 0:
+            raise ValueError(f"a uid is 0 or more, got {user}")
+        return user
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ValueError(f"no such user {user!r}") from None
+
+
+_HOW_TO_KEY = (
+    "set key_file to a file of random text that only the service's user can read, and give the same file to "
+    "the SDK: Heartbeat(..., key_file=...) (make one with: head -c 32 /dev/urandom | base64 > /etc/bot/hb.key; "
+    "chmod 600 /etc/bot/hb.key), or listen on a unix socket (unix:/run/bot/hb.sock), which tells Horus "
+    "the sender's user"
+)
+
+
 class HeartbeatOptions(CheckOptions):
     type: Literal["heartbeat"]
     path: AbsolutePath | None = None
     listen: Annotated[str, AfterValidator(_listen_address)] | None = None
+    key_file: Annotated[AbsolutePath, AfterValidator(_key_file)] | None = None
+    user: Annotated[str | int, AfterValidator(_user)] | None = None
     max_age_seconds: PositiveSeconds
     channels: dict[str, PositiveSeconds] = Field(default_factory=dict)
     crash_dir: AbsolutePath | None = None
@@ -43,6 +76,18 @@ class HeartbeatOptions(CheckOptions):
     def _a_source(self) -> HeartbeatOptions:
         if self.path is None and self.listen is None:
             raise ValueError("set path (the heartbeat file), listen (where datagrams arrive), or both")
+        if self.listen is None:
+            if self.user is not None or self.key_file is not None:
+                raise ValueError(
+                    "user and key_file apply to listen: (datagrams); "
+                    "a heartbeat file is protected by its directory's permissions"
+                )
+            return self
+        if self.listen.startswith("udp://"):
+            if self.user is not None:
+                raise ValueError("user: UDP does not say who sent a datagram; use key_file, or a unix socket")
+            if self.key_file is None:
+                raise ValueError(f"{self.listen} accepts datagrams from any local user: {_HOW_TO_KEY}")
         return self
 
 
@@ -54,13 +99,37 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
     ``udp://127.0.0.1:9123`` or ``unix:/run/bot/hb.sock`` (the SDK's ``udp=`` and ``unix_socket=``),
     which needs no shared disk. With both, the fresher beat counts. A datagram's age is measured from
     its arrival on Horus's clock. Until the first datagram arrives Horus waits up to ``max_age_seconds``
-    from when it began listening before calling the service silent. Anyone on the host who can reach
-    the address can send a beat: listen on loopback or on a socket only the service can write to.
+    from when it began listening before calling the service silent.
+
+    Any local user can send a datagram, so only authenticated ones count:
+
+    - ``key_file: /etc/bot/hb.key`` (with ``Heartbeat(..., key_file="/etc/bot/hb.key")``): each datagram
+      carries the HMAC-SHA256 of its JSON under the key, the file's text (16 to 4096 bytes, made with
+      ``head -c 32 /dev/urandom | base64``). The file must be readable only by its owner (``chmod 600``):
+      one the group or others can read or write is refused when the config is loaded. UDP needs a key:
+      UDP cannot say who sent a datagram, so ``listen: udp://`` without ``key_file`` is refused.
+    - On a unix socket the kernel tells Horus the sender's uid, and only ``user`` (a name or uid; by
+      default the user Horus runs as) is believed, unless ``key_file`` is set and ``user`` is not (then the
+      key decides). Horus, when it runs as root, hands the socket file to ``user`` (mode 0600), so other
+      users cannot even reach it; ``unix:@name`` (the abstract namespace) has no file, so the uid check
+      alone protects it.
+
+    A datagram of the service's current run must carry a ``monotonic`` later than the one before, so a
+    captured datagram sent again does not count; a new run (another pid or start) must have begun after
+    the newest beat seen, so an earlier run's beats cannot come back either. Ignored datagrams are counted
+    and named in an unhealthy reason ("; 3 datagrams ignored: bad signature"). Horus keeps, whatever
+    arrives, the newest beat's known fields and the configured channels' progress; a datagram over
+    16 KiB is ignored. An address Horus cannot listen on (another process holds it, no permission) or a
+    key file it cannot read stops the daemon from starting, with the reason.
 
     ``channels: {"ticks": 60, "orders": 300}`` is the data-staleness check: the process and its loop may
     be fine while the price feed went quiet ("channel ticks: last progress 95 s ago, limit 60 s"). The
-    heartbeat is driven by the service's event loop, so a stuck loop stops it. Ages use the system's
-    monotonic clock when Horus and the service share a boot, so a wall clock jump cannot fake one.
+    heartbeat is driven by the service's event loop, so a stuck loop stops it. A channel's progress is
+    judged only by the sender's own clock differences: how long before the beat that reports it the
+    channel moved (a time after the beat's own is taken as the beat's), dated on Horus's clock from the
+    beat's arrival; a channel reported as in the beat before (same count, same time) has not moved.
+    A heartbeat file's age uses the system's monotonic clock when Horus and the service share a boot,
+    so a wall clock jump cannot fake one.
     With ``crash_dir`` (the SDK watchdog's), a heal of this monitor logs the crash record the service
     left: why it was ended and the function and line it was stuck in.
     """
@@ -77,15 +146,36 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         if options.listen is not None:
             # Datagrams arrive on the event loop, so this instance cannot run on the filesystem thread.
             self.inline = False
-            self._listener = HeartbeatListener(parse_listen_address(options.listen))
+            self._listener = HeartbeatListener(parse_listen_address(options.listen), channels=options.channels)
 
     async def open(self) -> None:
-        if self._listener is None or self._listener.listening:
+        """Listen; CannotListen when the address cannot be held or the key read: the daemon must not start
+        watching a service it cannot hear. Each later probe tries again and reports the same as a probe error."""
+        await self._try_open()
+        if self._listen_error is not None:
+            raise CannotListen(self._listen_error)
+
+    async def _try_open(self) -> None:
+        listener = self._listener
+        if listener is None or listener.listening:
             return
         try:
-            await self._listener.start()
+            if self.options.key_file is not None:
+                listener.key = load_key(self.options.key_file)
+            if listener.address.path is None:
+                listener.sender_uid = None  # UDP: the key decides
+            elif self.options.user is not None:
+                listener.sender_uid = _uid_of(self.options.user)
+            else:
+                listener.sender_uid = None if self.options.key_file is not None else os.geteuid()
+            await listener.start()
+        except ValueError as exc:
+            self._listen_error = f"cannot listen on {self.options.listen}: key_file {exc}"
         except OSError as exc:
-            self._listen_error = f"cannot listen on {self.options.listen}: {exc.strerror or exc}"
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                why += " (another process holds it: it may be there to catch or fake this service's beats)"
+            self._listen_error = f"cannot listen on {self.options.listen}: {why}"
         else:
             self._listen_error = None
 
@@ -102,9 +192,10 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
     async def _probe_listening(self, ctx: ProbeContext) -> CheckResult:
         listener = self._listener
         assert listener is not None
-        await self.open()
+        await self._try_open()
         if self._listen_error is not None:
             return CheckResult.error(self._listen_error)
+        listener.receive_pending()
         limit = self.options.max_age_seconds
         assert listener.listening_since is not None
         listening_for = time.monotonic() - listener.listening_since
@@ -126,24 +217,21 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
                 f"no heartbeat received on {self.options.listen} in {humanize.seconds(listening_for)}"
                 + self._rejections()
             )
-        beat = received.beat
-        age = max(0.0, time.monotonic() - received.received_monotonic)
-        service_now = float(beat["monotonic"]) + age  # the service's monotonic clock, now
-
-        def channel_age(entry: dict[str, Any]) -> float:
-            # Both readings come from the service's own clock, so this holds across hosts and boots.
-            return max(0.0, service_now - float(entry["monotonic"]))
-
-        from_datagram = self._judge(beat, age, channel_age)
+        now = time.monotonic()
+        age = max(0.0, now - received.received_monotonic)
+        # Dated on Horus's clock when the beat arrived, from the sender's own deltas (see the listener).
+        channel_ages = {name: max(age, now - at) for name, at in received.channels.items()}
+        beating_for = max(0.0, now - received.started) if received.started is not None else None
+        from_datagram = self._judge(received.beat, age, channel_ages, beating_for)
+        if not from_datagram.is_healthy:
+            from_datagram = dataclasses.replace(from_datagram, reason=from_datagram.reason + self._rejections())
         if from_file is None:
             return from_datagram
         return _fresher(from_datagram, from_file)
 
     def _rejections(self) -> str:
-        listener = self._listener
-        if listener is None or not listener.rejected:
-            return ""
-        return f"; {listener.rejected} datagram(s) ignored, last: {listener.last_rejection}"
+        summary = self._listener.ignored_summary() if self._listener is not None else ""
+        return f"; {summary}" if summary else ""
 
     def probe_inline(self, ctx: ProbeContext) -> CheckResult:
         return self._with_crash_records(self._probe_file(ctx))
@@ -191,10 +279,25 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
                 return max(0.0, now_mono - float(entry["monotonic"]))
             return max(0.0, now_wall - float(entry.get("wall_time", 0.0)))
 
-        return self._judge(beat, age_of(beat), age_of)
+        age = age_of(beat)
+        channels = beat.get("channels") or {}
+        # A channel cannot have progressed after the beat that reports it: its age is at least the beat's.
+        channel_ages = {
+            name: max(age, age_of(entry))
+            for name in self.options.channels
+            if isinstance(entry := channels.get(name), dict)
+        }
+        beating_for: float | None = None
+        if isinstance(beat.get("started_monotonic"), int | float) and isinstance(beat.get("monotonic"), int | float):
+            # Both readings come from the service's own clock, so their difference holds across boots.
+            beating_for = age + max(0.0, float(beat["monotonic"]) - float(beat["started_monotonic"]))
+        return self._judge(beat, age, channel_ages, beating_for)
 
-    def _judge(self, beat: dict[str, Any], age: float, channel_age: Callable[[dict[str, Any]], float]) -> CheckResult:
-        """The verdict on one beat that is ``age`` seconds old, with ``channel_age`` for its channels."""
+    def _judge(
+        self, beat: Mapping[str, Any], age: float, channel_ages: Mapping[str, float], beating_for: float | None
+    ) -> CheckResult:
+        """The verdict on one beat that is ``age`` seconds old, its configured channels ``channel_ages``
+        seconds since they progressed (absent: not yet), the service ``beating_for`` seconds."""
         limit = self.options.max_age_seconds
         pid = beat.get("pid")
         # Which run of the service sent this beat: a new pid or start means it restarted.
@@ -207,21 +310,15 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
                 age_seconds=age,
             )
         remaining = [limit - age]
-        channels = beat.get("channels") or {}
-        beating_for: float | None = None
-        if isinstance(beat.get("started_monotonic"), int | float) and isinstance(beat.get("monotonic"), int | float):
-            # Both readings come from the service's own clock, so their difference holds across boots.
-            beating_for = age + float(beat["monotonic"]) - float(beat["started_monotonic"])
         for name, channel_limit in self.options.channels.items():
-            entry = channels.get(name)
-            if entry is None:
+            age_of_channel = channel_ages.get(name)
+            if age_of_channel is None:
                 # Not progressed yet: judged from when the heartbeat began, if the service says.
                 since = beating_for
                 if since is None or since > channel_limit:
                     return CheckResult.unhealthy(f"channel {name}: no progress recorded", pid=pid, instance=instance)
                 remaining.append(channel_limit - since)
                 continue
-            age_of_channel = channel_age(entry)
             if age_of_channel > channel_limit:
                 return CheckResult.unhealthy(
                     f"channel {name}: last progress {humanize.seconds(age_of_channel)} ago, "
