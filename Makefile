@@ -25,6 +25,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
+	@sh tests/ensure_tools.sh
 	$(BIN)/pytest
 
 bench: install
