@@ -54,3 +54,15 @@ def test_a_state_database_missing_beside_an_outbox_counts_as_lost(tmp_path):
     store = StateStore.open(tmp_path, check=True)
     store.close()
     assert store.recovered_from_damage is not None and "missing" in store.recovered_from_damage
+
+
+def test_a_table_of_the_right_name_with_other_columns_is_damage(tmp_path):
+    with sqlite3.connect(tmp_path / "horus.db") as db:
+        db.execute("CREATE TABLE monitor_state (monitor TEXT, mood TEXT)")
+        db.execute("CREATE TABLE heals (id INTEGER)")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    store = StateStore.open(tmp_path, check=True)
+    store.close()
+    assert store.damage is not None and "columns" in store.damage.reason
+    assert store.recovered_from_damage is not None

@@ -214,10 +214,13 @@ def _damage(path: Path, migrations: Sequence[str]) -> str | None:
     except sqlite3.DatabaseError as exc:
         return _damage_reason(exc)
     expected = _tables_made_by(migrations[:version])
-    if tables - expected:
-        return "it holds tables Horus does not make: " + ", ".join(sorted(tables - expected))
-    if expected - tables:
-        return "tables are missing: " + ", ".join(sorted(expected - tables))
+    if tables.keys() - expected.keys():
+        return "it holds tables Horus does not make: " + ", ".join(sorted(tables.keys() - expected.keys()))
+    if expected.keys() - tables.keys():
+        return "tables are missing: " + ", ".join(sorted(expected.keys() - tables.keys()))
+    changed = sorted(name for name in tables if tables[name] != expected[name])
+    if changed:
+        return "tables have other columns than Horus makes: " + ", ".join(changed)
     return None
 
 
@@ -228,12 +231,18 @@ def _damage_reason(exc: sqlite3.Error) -> str | None:
     return None  # busy, locked or denied: connect() says so
 
 
-def _tables(db: sqlite3.Connection) -> set[str]:
+def _tables(db: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    """Each table's columns, SQLite's own tables (sqlite_sequence) aside."""
     rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    return {row[0] for row in rows if not row[0].startswith("sqlite_")}
+    names = [row[0] for row in rows if not row[0].startswith("sqlite_")]
+    # A damaged or foreign file may hold any table name: quoted as an identifier.
+    return {
+        name: tuple(column[1] for column in db.execute(f'PRAGMA table_info("{name.replace(chr(34), chr(34) * 2)}")'))
+        for name in names
+    }
 
 
-def _tables_made_by(migrations: Sequence[str]) -> set[str]:
+def _tables_made_by(migrations: Sequence[str]) -> dict[str, tuple[str, ...]]:
     with closing(sqlite3.connect(":memory:")) as db:
         for script in migrations:
             for statement in statements(script):
