@@ -34,7 +34,9 @@ def _listen_address(text: str) -> str:
 
 
 def _key_file(path: Path) -> Path:
-    load_key(path)  # ValueError in words: unreadable, readable by others, not a key
+    # ValueError in words: missing, readable by others, not a key. A key that only the daemon's user may
+    # read is checked in full when the daemon opens the check.
+    load_key(path, unreadable_ok=True)
     return path
 
 

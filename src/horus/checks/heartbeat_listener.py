@@ -60,9 +60,10 @@ class CannotListen(HorusError):
     raised by the check's ``open()`` so that the daemon does not start watching a service it cannot hear."""
 
 
-def load_key(path: str | os.PathLike[str]) -> bytes:
+def load_key(path: str | os.PathLike[str], *, unreadable_ok: bool = False) -> bytes | None:
     """The key in ``path``, refused (ValueError, in words) when the group or others may read or write it:
-    whoever can read the key can forge heartbeats."""
+    whoever can read the key can forge heartbeats. With ``unreadable_ok``, a key this user may not read
+    is None rather than an error (``horus validate`` run by someone other than the daemon's user)."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -74,6 +75,10 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
         )
     try:
         return read_key_file(path)
+    except PermissionError as exc:
+        if unreadable_ok:
+            return None
+        raise ValueError(f"{os.fspath(path)}: cannot read it: {exc.strerror or exc}") from None
     except OSError as exc:
         raise ValueError(f"{os.fspath(path)}: cannot read it: {exc.strerror or exc}") from None
     except ValueError as exc:
