@@ -92,11 +92,15 @@ def free_udp_port() -> int:
 
 def listen_config(tmp_path) -> str:
     listen = f"udp://127.0.0.1:{free_udp_port()}"
+    key = tmp_path / "hb.key"
+    key.write_text("a-key-for-this-test-0123456789")
+    key.chmod(0o600)
+    beat = {"type": "heartbeat", "listen": listen, "key_file": str(key), "max_age_seconds": 60}
     return str(
         write_config(
             tmp_path,
             [
-                {"name": "beat", "check": {"type": "heartbeat", "listen": listen, "max_age_seconds": 60}},
+                {"name": "beat", "check": beat},
                 {"name": "here", "check": {"type": "file_exists", "path": present(tmp_path)}},
             ],
         )

@@ -30,6 +30,7 @@ from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.daemon import Daemon
 from horus.engine.incidents import IncidentTracker
 from horus.engine.runner import CheckRun, run_check
+from horus.engine.scheduler import DaemonThreadExecutor
 from horus.engine.status import read_status
 from horus.errors import ConfigError, EngineCrashed, StoreError
 from horus.heals.kill_process import KillProcessOptions, refusal_now
@@ -245,6 +246,8 @@ def _daemon_verdicts(names: set[str], state_dir: Path) -> dict[str, dict[str, An
 
 
 async def _check_once(monitors: list[MonitorSettings]) -> dict[str, CheckRun]:
+    # A stat stuck on a dead mount must not keep `horus check` from exiting once it has answered.
+    asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
     async with new_probe_http_client() as http:
         ctx = ProbeContext(clock=SystemClock(), http=http)
 
@@ -374,6 +377,8 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
 async def _serve(daemon: Daemon) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # From the first call on (start-up reads the state dir too): nothing stuck off the loop delays an exit.
+    loop.set_default_executor(DaemonThreadExecutor())
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # SIGHUP re-reads the config: monitors added, removed or changed take effect without a restart, and
