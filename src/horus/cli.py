@@ -32,7 +32,7 @@ from horus.engine.incidents import IncidentTracker
 from horus.engine.runner import CheckRun, run_check
 from horus.engine.scheduler import DaemonThreadExecutor
 from horus.engine.status import read_status
-from horus.errors import ConfigError, EngineCrashed, StoreError
+from horus.errors import CannotStart, ConfigError, EngineCrashed, StoreError
 from horus.heals.kill_process import KillProcessOptions, refusal_now
 from horus.heals.registry import HEAL_ACTIONS
 from horus.log import configure, get_logger
@@ -366,6 +366,9 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
             asyncio.run(_serve(daemon))
         except EngineCrashed as exc:
             log.critical("horus.exiting", error=str(exc))
+            sys.exit(EXIT_UNHEALTHY)
+        except CannotStart as exc:
+            log.error("horus.cannot_start", error=str(exc))
             sys.exit(EXIT_UNHEALTHY)
         if stats_file is not None:
             daemon.stats.write(stats_file)

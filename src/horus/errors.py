@@ -3,6 +3,8 @@
     HorusError                      anything Horus raises on purpose
     ├── ConfigError                 the config file is unreadable or invalid; carries every located issue
     ├── EngineCrashed               a bug stopped the scheduler: Horus exits rather than watch nothing
+    ├── CannotStart                 the daemon cannot start watching (a check cannot hold what it needs)
+    ├── CheckCannotOpen             a check cannot acquire what it holds while Horus runs (a listen address)
     ├── ProbeError                  a check could not observe (permission denied, a missing binary):
     │                               shown as an error, never a reason to heal
     ├── ExecError                   a program could not be started or did not finish in time
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "CannotStart",
+    "CheckCannotOpen",
     "ConfigError",
     "ConfigIssue",
     "EngineCrashed",
@@ -113,6 +117,16 @@ class NotifyError(HorusError):
 class EngineCrashed(HorusError):
     """A bug stopped the scheduler. Horus ends (exit 1) so that its supervisor restarts it, rather than
     stay alive watching nothing."""
+
+
+class CannotStart(HorusError):
+    """The daemon cannot start watching: a check cannot hold what it needs (a heartbeat's listen address is
+    taken). Horus exits 1 at start rather than run with a service it cannot hear."""
+
+
+class CheckCannotOpen(HorusError):
+    """A check's ``open()`` cannot acquire what it holds while Horus runs; at start the daemon refuses to start,
+    on a reload the monitor runs and its probe reports the reason on every look."""
 
 
 class StoreError(HorusError):

@@ -27,7 +27,7 @@ from horus.errors import ConfigError
 from horus_sdk import Heartbeat
 from horus_sdk.formats import FORMAT_HEARTBEAT, boot_id
 from horus_sdk.heartbeat import SIGNATURE_PREFIX, signature
-from tests.support import EventLog, spawn_daemon, wait_until, wait_until_sync
+from tests.support import EventLog, spawn_daemon, wait_until
 
 OTHER_USER = "horus-test-other"
 KEY = b"a-shared-heartbeat-key-0123456789"
@@ -368,10 +368,6 @@ async def test_an_address_another_process_holds_fails_open_loudly_and_each_probe
     await check.aclose()
 
 
-@pytest.mark.xfail(
-    reason="needs the daemon to turn a check's CannotListen from open() into horus.cannot_start (issue 12)",
-    strict=False,
-)
 def test_the_daemon_does_not_start_when_its_heartbeat_address_is_taken(tmp_path, key_file):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -392,4 +388,4 @@ def test_the_daemon_does_not_start_when_its_heartbeat_address_is_taken(tmp_path,
     assert "Traceback" not in text
     [event] = log.named("horus.cannot_start")
     assert f"udp://127.0.0.1:{port}" in event["error"] and "Address already in use" in event["error"]
-    wait_until_sync(lambda: True)
+    assert not log.named("horus.started"), "nothing is watched half-way"

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from horus.errors import HorusError
+from horus.errors import CheckCannotOpen
 from horus_sdk.formats import FORMAT_HEARTBEAT
 from horus_sdk.heartbeat import SIGNATURE_PREFIX, read_key_file, signature
 
@@ -55,7 +55,7 @@ _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 _BEAT_FIELDS = ("format", "pid", "sequence", "boot_id", "wall_time", "monotonic", "started_monotonic", "interval")
 
 
-class CannotListen(HorusError):
+class CannotListen(CheckCannotOpen):
     """A heartbeat check cannot hold its ``listen`` address (taken, no permission) or read its ``key_file``:
     raised by the check's ``open()`` so that the daemon does not start watching a service it cannot hear."""
 
