@@ -59,6 +59,8 @@ def test_fifos_for_a_heartbeat_file_a_log_and_a_crash_record_block_nothing_and_t
     crash_dir = tmp_path / "crashes"
     crash_dir.mkdir()
     os.mkfifo(crash_dir / "horus-crash-4242.json")
+    stale = tmp_path / "stale.json"
+    write_json_atomic(stale, {"format": FORMAT_HEARTBEAT, "pid": 4242, "wall_time": time.time() - 60, "monotonic": 0})
     log, marker = tmp_path / "bot.log", tmp_path / "healed"
     log.write_text("working\n")
     written_at = time.time()
@@ -66,13 +68,15 @@ def test_fifos_for_a_heartbeat_file_a_log_and_a_crash_record_block_nothing_and_t
         tmp_path,
         [
             {
+                # A heartbeat file that is a pipe is not the SDK's: a probe error, never a reason to heal.
                 "name": "hb-fifo",
-                "check": {
-                    "type": "heartbeat",
-                    "path": str(tmp_path / "heartbeat.json"),
-                    "max_age_seconds": 5,
-                    "crash_dir": str(crash_dir),
-                },
+                "check": {"type": "heartbeat", "path": str(tmp_path / "heartbeat.json"), "max_age_seconds": 5},
+                "heal": {"action": "run_script", "command": ["true"]},
+            },
+            {
+                # A stale heartbeat is healed, and its heal reads the FIFO crash record as evidence.
+                "name": "hb-stale",
+                "check": {"type": "heartbeat", "path": str(stale), "max_age_seconds": 5, "crash_dir": str(crash_dir)},
                 "heal": {"action": "run_script", "command": ["true"]},
             },
             {
@@ -87,8 +91,8 @@ def test_fifos_for_a_heartbeat_file_a_log_and_a_crash_record_block_nothing_and_t
     try:
         wait_until_sync(marker.exists, timeout=15)
         healed_after = time.time() - written_at
-        # The heartbeat's heal reads the FIFO crash record as evidence: it must finish, not hang.
-        wait_until_sync(lambda: any(e.get("monitor") == "hb-fifo" for e in events.named("heal.finished")), timeout=10)
+        # The stale heartbeat's heal reads the FIFO crash record as evidence: it must finish, not hang.
+        wait_until_sync(lambda: any(e.get("monitor") == "hb-stale" for e in events.named("heal.finished")), timeout=10)
         wait_until_sync(lambda: any("named pipe" in r for r in reasons_of(events, "log-fifo")), timeout=10)
     finally:
         assert_stops_within_seconds(daemon)
@@ -98,6 +102,7 @@ def test_fifos_for_a_heartbeat_file_a_log_and_a_crash_record_block_nothing_and_t
     hb = reasons_of(events, "hb-fifo")
     assert any(f"{tmp_path / 'heartbeat.json'}: a named pipe, not a regular file" in r for r in hb), hb
     assert not events.named("check.crashed")
+    assert not any(e.get("monitor") == "hb-fifo" for e in events.named("heal.started")), "a pipe is no reason to heal"
 
 
 def test_sigterm_ends_the_daemon_within_seconds_while_a_heartbeat_file_and_a_crash_record_are_fifos(tmp_path):

@@ -18,7 +18,8 @@ from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.heartbeat_listener import CannotListen, HeartbeatListener, load_key, parse_listen_address
 from horus.config.types import AbsolutePath, PositiveSeconds
-from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
+from horus.errors import ProbeError
+from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, RefusedFileError, boot_id, crash_summary, read_json
 
 DEADLINE_MARGIN_SECONDS = 0.05
 # A crash_dir is read at most this many entries deep: the SDK keeps 20 records, and a directory that
@@ -271,6 +272,10 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
             beat = read_json(path, FORMAT_HEARTBEAT)
         except FileNotFoundError:
             return CheckResult.unhealthy(f"no heartbeat file at {path}")
+        except RefusedFileError as exc:
+            # Not the SDK's file (it writes a small regular file, atomically): nothing about the service is
+            # known, and a file someone else put there must never be a reason to kill the service.
+            raise ProbeError(f"cannot observe the heartbeat: {exc}") from exc
         except (ValueError, OSError) as exc:
             return CheckResult.unhealthy(f"heartbeat file unreadable: {exc}")
         same_boot = self._boot is not None and beat.get("boot_id") == self._boot
@@ -346,7 +351,9 @@ class HeartbeatCheck(Check[HeartbeatOptions]):
         try:
             for entry in os.scandir(self.options.crash_dir):
                 if _is_crash_record(entry.name):
-                    mtime = entry.stat().st_mtime
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
                     if (since_wall is None or mtime >= since_wall) and (newest is None or mtime > newest[0]):
                         newest = (mtime, Path(entry.path))
         except OSError:

@@ -27,11 +27,11 @@ from horus.config.models import HorusConfig, MonitorSettings
 from horus.engine.incidents import Detection, IncidentTracker
 from horus.engine.lifecycle import Lifecycle, LifeState, Phase, Step, Transition, TransitionKind
 from horus.engine.policy import HealPolicy, MonitorState
-from horus.engine.runner import CheckRun, run_check, run_heal
+from horus.engine.runner import CheckRun, collect_evidence, run_check, run_heal
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
 from horus.engine.status import MAX_OVERDUE, StatusWriter
-from horus.errors import ConfigError, EngineCrashed, StoreError
+from horus.errors import CannotStart, CheckCannotOpen, ConfigError, EngineCrashed, StoreError
 from horus.heals.base import HealContext, HealOutcome
 from horus.heals.registry import build_heal
 from horus.log import get_logger
@@ -136,10 +136,6 @@ class Daemon:
             except StoreError as exc:
                 log.error("store.error", error=str(exc), note="cooldowns assumed in memory only")
             log.warning("store.cooldowns_assumed", monitors=len(self.states), why=lost_state)
-        started: dict[str, Any] = {"monitors": len(self.settings), "state_db": str(self.store.path)}
-        if self.disabled:
-            started["disabled"] = self.disabled
-        log.info("horus.started", **started)
         # A damaged outbox or incident database is moved aside before it is opened; one that cannot be
         # opened at all costs its feature (said loudly), never the watching.
         damages = [damage for damage in [getattr(self.store, "damage", None)] if damage is not None]
@@ -207,7 +203,15 @@ class Daemon:
         async with new_probe_http_client() as http:
             ctx = ProbeContext(clock=self.clock, http=http)
             self._scheduler = scheduler = Scheduler(clock=self.clock, ctx=ctx, on_check=self.stats.record_check)
-            await self._start_monitors(self.settings, jitter=True)
+            try:
+                await self._start_monitors(self.settings, jitter=True, starting=True)
+            except CannotStart:
+                await self._shut_down(started=False)
+                raise
+            started: dict[str, Any] = {"monitors": len(self.settings), "state_db": str(self.store.path)}
+            if self.disabled:
+                started["disabled"] = self.disabled
+            log.info("horus.started", **started)
             # Everything built so far (config, monitors, plugins) lives as long as the daemon. Freezing it
             # keeps the cyclic garbage collector from walking millions of such objects again and again:
             # at 10,000 monitors those walks cost more CPU than the checks, and stall the loop.
@@ -234,20 +238,25 @@ class Daemon:
                     task.cancel()
                 dispatcher.cancel()
                 await asyncio.gather(dispatcher, *background, return_exceptions=True)
-                await asyncio.gather(*(m.aclose() for m in self.monitors.values()), return_exceptions=True)
-                await asyncio.to_thread(self.write_status, running=False)
-                if self.incidents is not None:
-                    await self.incidents.stop()
-                self._db_thread.shutdown(wait=True)
-                if self.notifier is not None:
-                    self.notifier.emit(
-                        Event(
-                            EventKind.STOPPED, Severity.INFO, f"Horus stopped on {self.notifier.host}", "Horus stopped."
-                        ),
-                        immediately=True,
-                    )
-                    await asyncio.to_thread(self.notifier.stop)
-                log.info("horus.stopped")
+                await self._shut_down(started=True)
+
+    async def _shut_down(self, *, started: bool) -> None:
+        """Release everything :meth:`run` acquired, in order; ``started`` once monitoring had begun."""
+        await asyncio.gather(*(m.aclose() for m in self.monitors.values()), return_exceptions=True)
+        if started:
+            await asyncio.to_thread(self.write_status, running=False)
+        if self.incidents is not None:
+            await self.incidents.stop()
+        self._db_thread.shutdown(wait=True)
+        if self.notifier is not None:
+            if started:
+                self.notifier.emit(
+                    Event(EventKind.STOPPED, Severity.INFO, f"Horus stopped on {self.notifier.host}", "Horus stopped."),
+                    immediately=True,
+                )
+            await asyncio.to_thread(self.notifier.stop)
+        if started:
+            log.info("horus.stopped")
 
     def _restore_state(self, name: str, stored: dict[str, StoredMonitorState], now: Instant) -> None:
         if name in self.states:
@@ -269,12 +278,31 @@ class Daemon:
                     state.failing_since = now.wall
 
     async def _start_monitors(
-        self, settings: Iterable[MonitorSettings], *, jitter: bool, keep: dict[str, Check] | None = None
+        self,
+        settings: Iterable[MonitorSettings],
+        *,
+        jitter: bool,
+        keep: dict[str, Check] | None = None,
+        starting: bool = False,
     ) -> None:
+        """Open each new monitor's check and put it on the schedule. At start, a check that cannot hold what
+        it needs (a listen address another process holds) stops Horus with every such reason (CannotStart);
+        on a reload, the monitor runs anyway and its probe says why on every look."""
         assert self._scheduler is not None
         keep = keep or {}
         monitors = [Monitor(self, s, keep.get(s.name)) for s in settings]
-        await asyncio.gather(*(monitor.check.open() for monitor in monitors if monitor.name not in keep))
+        opening = [monitor for monitor in monitors if monitor.name not in keep]
+        outcomes = await asyncio.gather(*(monitor.check.open() for monitor in opening), return_exceptions=True)
+        failed: list[str] = []
+        for monitor, outcome in zip(opening, outcomes, strict=True):
+            if isinstance(outcome, CheckCannotOpen):
+                monitor.log.error("monitor.cannot_open", error=str(outcome))
+                failed.append(f"{monitor.name}: {outcome}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if failed and starting:
+            await asyncio.gather(*(monitor.check.aclose() for monitor in opening), return_exceptions=True)
+            raise CannotStart("; ".join(failed))
         for monitor in monitors:
             self.monitors[monitor.name] = monitor
             window = min(monitor.settings.interval_seconds, monitor.settings.start_jitter_seconds) if jitter else 0.0
@@ -918,7 +946,7 @@ class Monitor:
         """What the service left behind (crash records) since shortly before this episode began."""
         since = self.state.failing_since - EVIDENCE_LOOKBACK_SECONDS if self.state.failing_since else None
         try:
-            return await asyncio.to_thread(self.check.evidence, since)
+            return await asyncio.to_thread(collect_evidence, self.check, since)
         except Exception:
             self.log.exception("check.evidence_failed")
             return {}
@@ -1155,19 +1183,6 @@ class Monitor:
             f"{self.name}: heal failed ({action})",
             f"Why: {reason}. Tried {action}: {outcome.summary}.{stuck}",
             **facts,
-        )
-
-    def _finish_heal(self, heal_id: int, outcome: HealOutcome) -> None:
-        store = self.daemon.store
-        self._after_write(
-            self.daemon.db_nowait(
-                store.finish_heal,
-                heal_id,
-                ok=outcome.ok,
-                summary=outcome.summary,
-                details=dict(outcome.details),
-                finished_at=self.daemon.clock.wall(),
-            )
         )
 
     def persist(self) -> None:

@@ -211,7 +211,9 @@ def _write_atomically(target: Path, chunks: Iterable[str]) -> None:
     """Temp file, fsync, rename: a reader sees the old file or the new one, and a crash leaves one whole."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # Owner-only whatever the umask, like every file in the state dir.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             for chunk in chunks:
                 f.write(chunk)
             f.flush()

@@ -192,7 +192,7 @@ def write_postmortem(state_dir: Path, incident: Incident, markdown: str) -> Path
             handle.write(markdown)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
+        os.chmod(temp, 0o600)  # owner-only, like everything in the state dir
         os.replace(temp, path)
         temp = None
         directory = os.open(path.parent, os.O_RDONLY)

@@ -75,8 +75,8 @@ from horus.errors import ExecError
 from horus.execution import CommandResult, run_command
 from horus.heals.base import HealOptions
 from horus.log import redact_url
-from horus.processes import ProcessIdentity, display_cmdline, find_matching
-from horus.redaction import redact_line
+from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
+from horus.redaction import redact_line, redact_tree
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -154,6 +154,11 @@ def take_snapshot(
     except Exception as exc:  # a bug here must cost the snapshot, never the heal that follows it
         snapshot["error"] = f"snapshot failed: {exc!r}"
     snapshot["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    # What the service wrote or answered (its crash record, HTTP answers, heartbeat, errors in its words) keeps
+    # no secret; log tails and command lines are masked where they are read.
+    for key in _SERVICE_WORDS:
+        if key in snapshot:
+            snapshot[key] = redact_tree(snapshot[key])
     return _fit(snapshot, max_bytes)
 
 
@@ -201,9 +206,13 @@ def _plan(
     return probes
 
 
-def _pattern_of(options: object) -> tuple[str, bool]:
+_SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error")
+
+
+def _pattern_of(options: object) -> tuple[str, bool, str | int | None]:
     assert isinstance(options, ProcessPatternOptions)
-    return options.process_pattern, options.regex
+    # The service's user, as the check and the heal match it (another user's lookalike is not the service).
+    return options.process_pattern, options.regex, getattr(options, "user", None)
 
 
 def _all_options(settings: MonitorSettings) -> Iterator[CheckOptions | HealOptions]:
@@ -279,14 +288,18 @@ def _failed(key: str, error: str) -> Any:
 
 
 def _processes_and_stacks(
-    patterns: list[tuple[str, bool]], *, py_spy: bool, deadline: float
+    patterns: list[tuple[str, bool, str | int | None]], *, py_spy: bool, deadline: float
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     sections: list[dict[str, Any]] = []
     found: Found = {}
-    for pattern, regex in patterns:
+    for pattern, regex, user in patterns:
         section: dict[str, Any] = {"pattern": pattern, "regex": regex}
         try:
-            matches = find_matching(pattern, regex=regex)
+            matches = find_matching(pattern, regex=regex, uid=uid_of(user))
+        except LookupError as exc:
+            section["error"] = str(exc)
+            sections.append(section)
+            continue
         except (OSError, psutil.Error) as exc:
             section["error"] = f"cannot list processes: {exc}"
             sections.append(section)
