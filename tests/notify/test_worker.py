@@ -200,3 +200,19 @@ def test_webhook_tokens_in_urls_never_reach_logs_or_health(tmp_path, harnesses, 
     assert "SECRET123" not in caplog.text
     assert "SECRET123" not in repr(h.outbox.health(time.time()))
     assert {e["channel"] for e in logs if e["event"].startswith("notify.")} == {"down", "json"}
+
+
+def test_a_channels_error_keeps_no_secret_in_the_outbox_or_its_health(tmp_path, harnesses):
+    # A paging script that fails and prints its own credentials, as real ones do in their errors.
+    leaky = "import sys; print('401 from https://pager.example/api?token=s3cr3tT0ken99; password=hunter2'); sys.exit(1)"
+    pager = CommandChannel(CommandChannelConfig(name="pager", command=[sys.executable, "-c", leaky]))
+    h = Harness(tmp_path, [pager], NotifySettings(group_seconds=0))
+    harnesses.append(h)
+    h.worker.start()
+    h.emit()
+    wait_until_sync(lambda: h.health("pager").last_error is not None)
+    error = h.health("pager").last_error
+    assert "hunter2" not in error and "s3cr3tT0ken99" not in error, error
+    assert "password=***" in error
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"hunter2" not in raw and b"s3cr3tT0ken99" not in raw

@@ -30,6 +30,7 @@ from horus.notify.channels import Channel
 from horus.notify.config import NotifySettings
 from horus.notify.events import Event
 from horus.notify.outbox import Outbox, on_late_write
+from horus.redaction import redact
 
 __all__ = ["DeliveryWorker", "deliver_now"]
 
@@ -263,6 +264,9 @@ class DeliveryWorker:
 
     def _failed(self, outbox: Outbox, send: _Send, error: str, *, permanent: bool) -> None:
         name = send.channel.name
+        # A channel's error is its own words (a command's output, a library's exception with its URL): it is
+        # kept in the outbox and shown by `horus status`, so it keeps no secret.
+        error = redact(error)
         now = self.clock.wall()
         attempt = send.attempts + 1
         delay = self._backoff(attempt)
