@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from horus.config.loader import MAX_DEPTH, MAX_FILE_BYTES, load_config
 from horus.errors import ConfigError
@@ -86,17 +87,19 @@ def test_an_alias_that_refers_to_the_collection_it_is_in_is_refused(tmp_path):
     assert "inside itself" in reason
 
 
-def test_aliases_used_as_defaults_are_still_accepted(tmp_path):
+def test_aliases_used_as_defaults_are_accepted_even_past_100000_values_when_the_file_is_large_enough(tmp_path):
+    env = ", ".join(f"V{i}: v{i}" for i in range(30))
     first = (
         "  - {name: m0, check: &check {type: file_exists, path: /tmp/m0},"
-        " heal: &heal {action: run_script, command: [/bin/true], env: {A: a, B: b}}}\n"
+        f" heal: &heal {{action: run_script, command: [/bin/true], env: {{{env}}}}}}}\n"
     )
     rest = "".join(f"  - {{name: m{i}, check: {{<<: *check, path: /tmp/m{i}}}, heal: *heal}}\n" for i in range(1, 2000))
     path = tmp_path / "horus.yaml"
     path.write_text("monitors:\n" + first + rest)
+    # The aliases bring the document to 164,000 values: past 100,000, but under 10 times the 18,000 written.
     config = load_config(path)
     assert len(config.monitors) == 2000
-    assert config.monitors[-1].heal.env == {"A": "a", "B": "b"}
+    assert config.monitors[-1].heal.env["V29"] == "v29"
     assert str(config.monitors[-1].check.path) == "/tmp/m1999"
 
 
@@ -138,6 +141,25 @@ def test_an_alias_that_nests_a_deep_anchor_deeper_still_is_refused(tmp_path):
     assert reason.startswith(f"line 3 column {half + 4}: nested more than {MAX_DEPTH} levels deep"), reason
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (BILLION_LAUGHS, "line 7 column 8: the alias *e would expand the document past 100,000 values"),
+        ("monitors: []\na: " + deep("[", "]"), f"line 2 column 103: nested more than {MAX_DEPTH} levels deep"),
+        ("monitors: []\nloop: &loop [1, *loop]\n", "line 2 column 17: the alias *loop is inside itself"),
+    ],
+    ids=["alias-bomb", "deep", "loop"],
+)
+def test_pyyaml_without_libyaml_holds_the_same_bounds(tmp_path, monkeypatch, text, reason):
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)  # PyYAML's own parser, as where libyaml is missing
+    path = tmp_path / "horus.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [issue] = caught.value.issues
+    assert str(issue).startswith(reason), issue
+
+
 def test_a_100_mb_file_is_refused_without_being_read(tmp_path):
     path = tmp_path / "horus.json"
     with path.open("wb") as f:
@@ -173,6 +195,24 @@ def test_invalid_utf8_is_refused_with_its_line_and_column(tmp_path):
     path = tmp_path / "horus.yaml"
     path.write_bytes(b"monitors: []\nstate_dir: /tmp/\xff\n")
     assert validate(path) == "line 2 column 17: not valid UTF-8 (byte 0xff)"
+
+
+def test_running_out_of_memory_while_loading_is_a_reason_not_a_traceback(tmp_path):
+    path = tmp_path / "horus.json"
+    path.write_text(json.dumps({"monitors": [], "x": [f"abcdefgh{i}" for i in range(900_000)]}))
+    assert path.stat().st_size < MAX_FILE_BYTES
+    # Horus imported, then 48 MB more address space: too little for 900,000 strings.
+    script = (
+        "import resource, sys\n"
+        "import horus.cli\n"
+        "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize:')) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + 48 * 1024 * 1024,) * 2)\n"
+        "horus.cli.main(['validate', '-c', sys.argv[1]])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert refusal(proc).startswith("ran out of memory while"), proc.stderr
 
 
 def rss_mib(pid: int) -> float:
