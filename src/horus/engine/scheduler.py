@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+import structlog
+
 from horus import humanize
 from horus.checks.base import Check, CheckResult, ProbeContext
 from horus.clock import Clock
@@ -351,6 +353,8 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_async(self, monitor: Scheduled, lateness: float | None) -> None:
+        # This task's own context: what the probe logs or starts (a command's record) names its monitor.
+        structlog.contextvars.bind_contextvars(monitor=monitor.name)
         run = await run_check(monitor.check, self.ctx, timeout=monitor.check_timeout)
         after = self._complete(monitor, run, lateness)
         if after is not None:
