@@ -377,9 +377,11 @@ class _YamlLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml
     one, as only it can be bounded."""
 
     def __init__(self, text: str) -> None:
-        self._events: Any = _PurePythonYamlEvents(text)
-        if yaml.__with_libyaml__:
-            self._events = yaml.cyaml.CParser(text)  # type: ignore[attr-defined]
+        self._events: Any = (
+            yaml.cyaml.CParser(text)  # type: ignore[attr-defined]
+            if yaml.__with_libyaml__
+            else _PurePythonYamlEvents(text)
+        )
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
