@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -119,28 +120,30 @@ def _demo(workdir: Path, cleanup: contextlib.ExitStack) -> int:
     )
     say(f"working in {workdir}")
     say("starting the bot under a restart loop (it restarts the bot only when it exits)")
-    keepalive = subprocess.Popen(
-        ["/bin/sh", str(HERE / "keepalive.sh"), sys.executable, str(HERE / "demo_bot.py"), str(log_file)],
-        start_new_session=True,
-    )
-    cleanup.callback(_stop_keepalive, keepalive)
+    with _uninterrupted():
+        keepalive = subprocess.Popen(
+            ["/bin/sh", str(HERE / "keepalive.sh"), sys.executable, str(HERE / "demo_bot.py"), str(log_file)],
+            start_new_session=True,
+        )
+        cleanup.callback(_stop_keepalive, keepalive)
     say("starting the horus-sdk bot; its order call will hang at once, with no deadline")
-    with sdk_log.open("ab") as sink:
+    with sdk_log.open("ab") as sink, _uninterrupted():
         sdk_bot = subprocess.Popen(
             [sys.executable, str(SDK_BOT), "--state", str(sdk_state), "--hang-orders", "--kill-after", "3"],
             stdout=sink,
             stderr=sink,
         )
-    cleanup.callback(_stop_sdk_bot, sdk_bot, sdk_state)
+        cleanup.callback(_stop_sdk_bot, sdk_bot, sdk_state)
     say("starting `horus run`; the first bot will hang on an order call in about 4 s, with its process alive")
-    horus = subprocess.Popen(
-        [sys.executable, "-m", "horus", "run", "-c", str(config), "--state-dir", str(workdir / "state")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    cleanup.callback(_stop_horus, horus)
+    with _uninterrupted():
+        horus = subprocess.Popen(
+            [sys.executable, "-m", "horus", "run", "-c", str(config), "--state-dir", str(workdir / "state")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        cleanup.callback(_stop_horus, horus)
     seen = {name: threading.Event() for name in ("healed", "recovered", "sdk_healed", "sdk_recovered")}
     threading.Thread(target=_relay, args=(horus, seen), daemon=True).start()
     deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
@@ -204,6 +207,25 @@ def _relay(horus: subprocess.Popen[str], seen: dict[str, threading.Event]) -> No
             seen["sdk_healed"].set()
         if re.search(r"monitor\.recovered.*sdk-bot", line) and seen["sdk_healed"].is_set():
             seen["sdk_recovered"].set()
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C or SIGTERM waits until a process just started has its clean-up registered: one that
+    arrived in between would leave that process running after the demo. (Held back by a handler, not by
+    blocking the signal: a blocked signal would stay blocked in the child too.)"""
+    arrived: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: arrived.append(signum)) for sig in _INTERRUPTS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in arrived[:1]:
+            signal.raise_signal(signum)
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _stop_sdk_bot(first: subprocess.Popen[bytes], state: Path) -> None:

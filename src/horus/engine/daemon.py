@@ -421,7 +421,7 @@ class Daemon:
                     )
                 return
             except Exception as exc:  # unreadable file and the like: same rule
-                log.error("config.reload_rejected", errors=[str(exc)])
+                log.error("config.reload_rejected", errors=[str(exc) or type(exc).__name__])
                 return
             await self._apply(config)
 
