@@ -18,6 +18,7 @@ Everything here calls psutil synchronously; async callers wrap enumeration in ``
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import pwd
 import re
@@ -159,8 +160,10 @@ def uid_of(user: str | int | None) -> int:
         raise LookupError(f"no user named {user!r} on this machine") from None
 
 
+@functools.lru_cache(maxsize=64)
 def user_name(uid: int) -> str:
-    """``uid``'s name, or the number itself when it has none."""
+    """``uid``'s name, or the number itself when it has none. Remembered: a flood of datagrams or processes
+    from one uid costs one lookup."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -48,6 +48,7 @@ __all__ = [
     "boot_id",
     "crash_record_path",
     "crash_summary",
+    "file_kind",
     "read_json",
     "read_regular_file",
     "write_json_atomic",
@@ -144,12 +145,13 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
 
 def _refuse_unless_readable(path: str, st: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(st.st_mode):
-        raise RefusedFileError(f"{path}: {_kind(st.st_mode)}, not a regular file (not read)")
+        raise RefusedFileError(f"{path}: {file_kind(st.st_mode)}, not a regular file (not read)")
     if st.st_size > max_bytes:
         raise RefusedFileError(f"{path}: {_size(st.st_size)}, larger than the {_size(max_bytes)} limit (not read)")
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words ("a named pipe"), from its ``st_mode``."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import hmac
 import ipaddress
 import json
 import math
 import os
-import pwd
 import socket
 import stat
 import struct
@@ -30,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from horus.errors import CheckCannotOpen
+from horus.processes import user_name
 from horus_sdk.formats import FORMAT_HEARTBEAT
 from horus_sdk.heartbeat import SIGNATURE_PREFIX, read_key_file, signature
 
@@ -83,15 +82,6 @@ def load_key(path: str | os.PathLike[str], *, unreadable_ok: bool = False) -> by
         raise ValueError(f"{os.fspath(path)}: cannot read it: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ValueError(f"{os.fspath(path)}: {exc}") from None
-
-
-@functools.lru_cache(maxsize=64)
-def user_name(uid: int) -> str:
-    """The name of ``uid``, or the number. Remembered: a flood of datagrams from one uid costs one lookup."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 @dataclass(frozen=True)

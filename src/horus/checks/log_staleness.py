@@ -14,6 +14,7 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.checks.freshness import FreshnessTracker
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.errors import ProbeError
+from horus_sdk.formats import file_kind
 
 # Look again just after the deadline rather than on it, so the file is really past its limit.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -83,7 +84,8 @@ class LogStalenessCheck(Check[LogStalenessOptions]):
         limit = self.options.max_age_seconds
         current = _stat(self._path_text)
         if current is not None and not stat.S_ISREG(current.st_mode):
-            raise ProbeError(f"cannot observe {self._path_text}: {_kind(current.st_mode)}, not a log file")
+            # A directory's mtime moves whenever a file is created in it: it would pass for a log being written.
+            raise ProbeError(f"cannot observe {self._path_text}: {file_kind(current.st_mode)}, not a log file")
         now_wall, now_mono = ctx.clock.wall(), ctx.clock.monotonic()
         age: float | None = None
         if current is not None:
@@ -146,17 +148,6 @@ def _stat(path: str) -> os.stat_result | None:
         return os.stat(path)
     except FileNotFoundError:
         return None
-
-
-def _kind(mode: int) -> str:
-    # A directory's mtime moves whenever a file is created in it, so it would pass for a log being written.
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
