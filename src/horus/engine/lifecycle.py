@@ -377,7 +377,7 @@ class Lifecycle:
         if verdict.quarantined:
             self._move(life, Phase.QUARANTINED)
             return step
-        blocked = self._why_not_heal(life, verdict)
+        blocked = self._why_not_heal(life)
         if verdict.heal and blocked is None:
             step.heal = True
             return step
@@ -408,7 +408,8 @@ class Lifecycle:
             return Phase.QUARANTINED
         return Phase.VERIFYING if life.verify_deadline is not None else Phase.FAILING
 
-    def _why_not_heal(self, life: LifeState, verdict: Verdict) -> str | None:
+    @staticmethod
+    def _why_not_heal(life: LifeState) -> str | None:
         if life.storm:
             return "restart storm: the service's own supervisor keeps restarting it, and another restart cannot help"
         if life.heal_blocked is not None:
