@@ -121,6 +121,9 @@ class SentinelSettings(BaseModel):
     log_lines: int = Field(40, ge=0, le=1000)
     # A `py-spy dump` of a hung Python service's stacks before it is killed, when py-spy is installed.
     py_spy: bool = True
+    # Commits and config changes this long before the service was last healthy still count as changes that
+    # may have caused its failure: a deploy is committed first and goes live when the service restarts.
+    change_window_seconds: NonNegativeSeconds = 3600.0
 
 
 class MonitorConfig(BaseModel):

@@ -34,14 +34,12 @@ from horus import humanize
 from horus.clock import Clock
 from horus.config.models import MonitorSettings, SentinelSettings
 from horus.log import get_logger
-from horus.sentinel.changes import config_changed_since, recent_commits
+from horus.sentinel.diagnosis import explain
 from horus.sentinel.fingerprint import FINGERPRINT_VERSION, failure_kind, fingerprint, signature
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.postmortem import render_postmortem, write_postmortem
-from horus.sentinel.rootcause import analyse
 from horus.sentinel.snapshot import log_tail, take_snapshot
 from horus.sentinel.store import SqliteIncidentStore
-from horus_sdk.formats import FORMAT_CRASH, read_json
 
 if TYPE_CHECKING:
     from horus.engine.lifecycle import Transition
@@ -195,25 +193,23 @@ class IncidentTracker:
         settings, reason, evidence = detection.settings, detection.reason, detection.evidence
         failing_since, last_healthy_at = detection.failing_since, detection.last_healthy_at
         name = settings.name
-        snapshot = await self._snapshot(settings, evidence, before_heal=detection.before_heal)
-        crash_record = _crash_record(evidence)
-        tail = log_tail(snapshot)
-        since = last_healthy_at if last_healthy_at is not None else (failing_since or now) - 3600
-        commits = await recent_commits(settings.work_tree, since) if settings.work_tree is not None else []
-        config_changed = self.config_path is not None and await asyncio.to_thread(
-            config_changed_since, self.config_path, since
+        snapshot = await self._snapshot(
+            settings, evidence, before_heal=detection.before_heal, healthy_until=last_healthy_at
         )
-        hypotheses = analyse(
-            snapshot=snapshot,
-            crash_record=crash_record,
-            log_tail=tail,
+        diagnosis = await explain(
+            settings,
+            snapshot,
             reason=reason,
-            check_type=settings.check.type,
+            evidence=evidence,
             upstreams=detection.upstreams,
-            commits=commits,
-            config_changed=config_changed,
+            failing_since=failing_since,
             last_healthy_at=last_healthy_at,
+            config_path=self.config_path,
+            change_window_seconds=self.settings.change_window_seconds,
+            now=now,
         )
+        hypotheses = diagnosis.hypotheses
+        tail = log_tail(snapshot)
         kind = failure_kind(settings.check.type, reason)
         sig = signature(tail, evidence.get("crash_summary"))
         print_ = fingerprint(
@@ -268,7 +264,12 @@ class IncidentTracker:
         return 0, None
 
     async def _snapshot(
-        self, settings: MonitorSettings, evidence: dict[str, Any], *, before_heal: bool = False
+        self,
+        settings: MonitorSettings,
+        evidence: dict[str, Any],
+        *,
+        before_heal: bool = False,
+        healthy_until: float | None = None,
     ) -> dict[str, Any]:
         take = functools.partial(
             take_snapshot,
@@ -278,6 +279,7 @@ class IncidentTracker:
             py_spy=self.settings.py_spy,
             log_lines=self.settings.log_lines,
             timeout=SNAPSHOT_TIMEOUT_SECONDS - 1,
+            healthy_until=healthy_until,
         )
         # Never on the loop's default executor, which probes share: a burst of slow snapshots must not hold
         # up a check, nor a heal that waits for its own snapshot.
@@ -472,16 +474,6 @@ def _in_own_thread(fn: Callable[[], T], *, done: Callable[[], None]) -> asyncio.
 
     threading.Thread(target=work, name="horus-snapshot-heal", daemon=True).start()
     return future
-
-
-def _crash_record(evidence: dict[str, Any]) -> dict[str, Any] | None:
-    path = evidence.get("crash_record")
-    if not path:
-        return None
-    try:
-        return read_json(path, FORMAT_CRASH)
-    except (OSError, ValueError):
-        return None
 
 
 def _http_status(snapshot: dict[str, Any]) -> int | None:

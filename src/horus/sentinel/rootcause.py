@@ -765,6 +765,7 @@ def analyse(
     commits: Sequence[Commit],
     config_changed: bool,
     last_healthy_at: float | None,
+    failing_since: float | None = None,
     rules: Sequence[Rule] = RULES,
 ) -> list[Hypothesis]:
     """The probable causes, most confident first; never empty (an ``unknown`` hypothesis says what was

@@ -132,6 +132,7 @@ def take_snapshot(
     py_spy: bool = True,
     log_lines: int = 40,
     timeout: float = 10.0,
+    healthy_until: float | None = None,
 ) -> dict[str, Any]:
     """Everything observable about ``settings``'s service right now, as a JSON-ready dict.
 
