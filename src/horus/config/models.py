@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from horus.checks.base import CheckOptions
 from horus.checks.registry import CHECK_TYPES
@@ -19,9 +19,11 @@ from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.heals.base import HealOptions
 from horus.heals.registry import HEAL_ACTIONS
 from horus.notify.config import NotifyList, NotifySettings
+from horus.processes import ServiceUser, validate_pattern
 
 __all__ = [
     "Defaults",
+    "EvidenceOptions",
     "HealBudget",
     "HorusConfig",
     "MonitorConfig",
@@ -126,6 +128,49 @@ class SentinelSettings(BaseModel):
     change_window_seconds: NonNegativeSeconds = 3600.0
 
 
+# A service writes a few logs (its own, stderr, an access log); more is a glob gone wrong, and each one costs
+# a read of up to 256 KiB in every snapshot.
+MAX_EVIDENCE_LOGS = 16
+
+
+class EvidenceOptions(BaseModel):
+    """Where a service leaves evidence, whatever its check type: an incident's snapshot reads its logs,
+    describes its process (and dumps its stacks with py-spy) and looks for its newest crash record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The service's own logs, read (their last 256 KiB) into every snapshot beside any log_file of the check.
+    logs: list[AbsolutePath] = Field(default_factory=list)
+    # Declared before process_pattern so that its validator sees it and can compile the regex.
+    regex: bool = False
+    # Matched as process_alive and kill_process match: a substring (or re.search) of the full command line.
+    process_pattern: str | None = None
+    # Whose processes the pattern may name (a name or a uid), by default the user Horus runs as.
+    user: ServiceUser | None = None
+    # Where horus-sdk's LoopWatchdog writes the service's crash records.
+    crash_dir: AbsolutePath | None = None
+
+    @field_validator("logs")
+    @classmethod
+    def _few_logs(cls, value: list[Path]) -> list[Path]:
+        if len(value) > MAX_EVIDENCE_LOGS:
+            raise ValueError(f"at most {MAX_EVIDENCE_LOGS} logs, got {len(value)}")
+        return value
+
+    @field_validator("process_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else validate_pattern(value, regex=info.data.get("regex", False))
+
+    @model_validator(mode="after")
+    def _names_something(self) -> EvidenceOptions:
+        if self.process_pattern is None and {"user", "regex"} & self.model_fields_set:
+            raise ValueError("user and regex say how process_pattern matches: set process_pattern too")
+        if not self.logs and self.process_pattern is None and self.crash_dir is None:
+            raise ValueError("names no evidence: give logs, process_pattern or crash_dir")
+        return self
+
+
 class MonitorConfig(BaseModel):
     """One watched service: how to check it and, optionally, how to heal it."""
 
@@ -158,6 +203,8 @@ class MonitorConfig(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     # The service's git work tree, so an incident can name the commits made since it was last healthy.
     work_tree: AbsolutePath | None = None
+    # Where the service leaves evidence (logs, its process, crash records) that its check does not name.
+    evidence: EvidenceOptions | None = None
 
     @model_validator(mode="after")
     def _one_way_to_heal(self) -> MonitorConfig:
@@ -254,6 +301,7 @@ class MonitorSettings:
     verify: CheckOptions | None = None
     depends_on: tuple[str, ...] = ()
     work_tree: Path | None = None
+    evidence: EvidenceOptions | None = None
 
     @classmethod
     def resolve(cls, monitor: MonitorConfig, defaults: Defaults) -> MonitorSettings:
@@ -271,5 +319,6 @@ class MonitorSettings:
             verify=monitor.verify,
             depends_on=tuple(monitor.depends_on),
             work_tree=monitor.work_tree,
+            evidence=monitor.evidence,
             **inherited,
         )
