@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["duration", "seconds"]
+__all__ = ["duration", "seconds", "size"]
 
 
 def seconds(value: float) -> str:
@@ -28,3 +28,12 @@ def duration(value: float) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def size(value: float) -> str:
+    """``512 B``, ``64 KB``, ``3.2 MB``, ``1.5 GB``: a size in bytes, in the unit a person reads."""
+    for unit in ("B", "KB", "MB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 10 else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

@@ -90,7 +90,7 @@ def test_a_log_ending_in_http_429_is_probably_rate_limiting_with_the_429_line_qu
 
     [first, *_] = analyse_with(snapshot=snapshot_of_log(tmp_path, lines))
 
-    assert first.title == "probable: rate limited by an upstream (HTTP 429 / too many requests)"
+    assert first.title == "probable: rate limited by an upstream (HTTP 429, throttling)"
     assert first.confidence == 0.8
     assert first.evidence[0] == "log: " + log_line(
         "POST /order Authorization: Bearer *** -> HTTP 429 Too Many Requests"
@@ -175,13 +175,13 @@ async def test_an_import_error_just_after_a_commit_cites_the_commit(tmp_path):
     [commit] = commits
     assert commit.subject == "switch to the v2 exchange client" and commit.files == ("main.py",)
     assert commit.author == "Knox" and commit.at == now - 60
-    assert (
-        first.title
-        == f'probable: import or config error after commit {commit.short_sha} "switch to the v2 exchange client"'
-    )
+    assert first.cause == "import_or_config_error" and first.confidence >= 0.85
+    subject = '"switch to the v2 exchange client"'
+    assert first.title == f"probable: ModuleNotFoundError in <string>:1 after commit {commit.short_sha} {subject}"
     assert first.evidence == [
         "log: ModuleNotFoundError: No module named 'exchange_v2_that_does_not_exist'",
-        f'commit {commit.short_sha} "switch to the v2 exchange client" by Knox, 9 min after last healthy',
+        'log: File "<string>", line 1, in <module>',
+        f'commit {commit.short_sha} "switch to the v2 exchange client" by Knox, 9 min after it was last seen healthy',
     ]
     # The traceback is this very error: it is not reported a second time, nor is the commit.
     assert rest == []
@@ -202,7 +202,7 @@ def test_a_connection_refused_while_a_declared_upstream_is_down_blames_the_upstr
 
     assert first.title == "probable: connection refused by declared dependency exchange-api"
     assert first.evidence == [f"log: {refused}", "upstream exchange-api: unhealthy: connection refused"]
-    assert first.confidence == 0.85 and "Heal exchange-api first" in (first.recommendation or "")
+    assert first.confidence == 0.9 and "Heal exchange-api first" in (first.recommendation or "")
 
 
 def test_a_refused_connection_without_a_failing_upstream_names_the_address(tmp_path):
@@ -212,7 +212,7 @@ def test_a_refused_connection_without_a_failing_upstream_names_the_address(tmp_p
     [first] = analyse_with(log_tail=[line], upstreams={"price-feed": "healthy"})
 
     assert first.title == f"probable: connection refused by 127.0.0.1:{port}"
-    assert first.confidence == 0.6
+    assert first.confidence == 0.7
 
 
 def test_a_failing_upstream_alone_is_cited():
@@ -289,9 +289,9 @@ async def test_a_deadline_exceeded_is_an_upstream_timeout_naming_the_operation()
 @pytest.mark.parametrize(
     ("given", "title"),
     [
-        ({"log_tail": ["Killed"]}, "probable: out of memory (killed or MemoryError)"),
+        ({"log_tail": ["Killed"]}, "probable: killed by SIGKILL (often the kernel's OOM killer)"),
         ({"log_tail": ["Traceback (most recent call last):", "  File ...", "MemoryError"]}, "probable: out of memory"),
-        ({"reason": "command exited with code 137"}, "probable: killed by SIGKILL, often the kernel's OOM killer"),
+        ({"reason": "command exited with code 137"}, "probable: killed by SIGKILL (often the kernel's OOM killer)"),
     ],
 )
 def test_out_of_memory_and_sigkill_are_recognised(given, title):
@@ -307,7 +307,7 @@ def test_a_commit_since_last_healthy_with_no_other_signal_is_a_low_confidence_po
 
     assert first.title == 'possible: a recent change (commit aaaaaaaaaa "tune the spread")'
     assert first.confidence == 0.3
-    assert first.evidence == ['commit aaaaaaaaaa "tune the spread" by Knox, 100 s after last healthy']
+    assert first.evidence == ['commit aaaaaaaaaa "tune the spread" by Knox, 100 s after it was last seen healthy']
 
 
 def test_a_hung_process_seen_idle_by_py_spy_is_an_await_that_never_returns(spawner, stubs, tmp_path):
@@ -331,7 +331,7 @@ def test_a_hung_process_seen_idle_by_py_spy_is_an_await_that_never_returns(spawn
     assert first.evidence[0].startswith("snapshot: Running (pid ")
     assert first.evidence[2:] == [
         "log (last line): " + log_line("price 3000.5, placing maker order"),
-        "py-spy: main thread (idle) in EpollSelector.select (selectors.py:468)",
+        "py-spy: main thread (idle) in EpollSelector.select at selectors.py:468",
     ]
 
 
@@ -356,11 +356,14 @@ def test_nothing_recognisable_is_unknown_and_says_what_was_looked_at(tmp_path):
     [only] = analyse_with(snapshot=snapshot_of_log(tmp_path, ["price 3000.5", "price 3001.0"]))
 
     assert only.title == UNKNOWN_TITLE and only.confidence == 0.1
-    assert only.evidence == [
+    assert only.evidence[:2] == [
         f"check: {STALE}",
-        "looked at: 2 log lines; no crash record; 0 declared upstreams (0 failing); 0 commits since last healthy; "
+        "looked at: 2 log lines; no crash record; 0 declared upstreams (0 failing); 0 commits in the change window; "
         "config unchanged; snapshot: logs",
     ]
+    assert only.evidence[2].startswith("snapshot: Log bot.log last written")
+    # An honest unknown says what would have told more: this monitor named no process.
+    assert only.recommendation is not None and "process_pattern" in only.recommendation
 
 
 # --- the whole -----------------------------------------------------------------------------------------

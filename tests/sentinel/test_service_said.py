@@ -251,7 +251,7 @@ def test_an_older_crash_record_and_the_watchdogs_warning_now_at_the_same_line_ar
     )
 
     assert first.title == f"probable: event loop blocked in fetch_ohlcv at bot.py:{BLOCKING_LINE}"
-    assert first.confidence == 0.9
+    assert first.confidence >= 0.9  # the crash record and the log agree
     assert f"log: {now}" in first.evidence
     assert any(e.startswith("crash record: stuck in fetch_ohlcv") for e in first.evidence)
     assert not any("fetch_ohlcv" in h.title for h in others)  # one cause, not the same one twice

@@ -1,40 +1,55 @@
-"""Probable root causes of an incident, from the evidence Horus holds: deterministic rules, no guessing.
+"""Probable root causes of an incident, from the evidence Horus holds: deterministic rules, then a ranking.
 
-:func:`analyse` runs every rule in :data:`RULES` over one :class:`Evidence` (the snapshot taken at
-detection, the crash record, the log tail, the check's reason, the declared upstreams' status, the
-commits and config changes since the service was last healthy) and returns what matched, most
-confident first. Every hypothesis quotes what supports it (the exact log line, redacted; the crash
-record's frame; an upstream's status; a commit) and says what would prevent it. A hypothesis is never
-a verdict: titles say ``probable:`` (confidence 0.5 and above) or ``possible:``.
+:func:`analyse` runs every rule in :data:`RULES` over one :class:`Evidence`: the snapshot taken at
+detection (processes, py-spy stacks, ports and who holds them, HTTP answers, disk space, logs), the crash
+record, the service's log lines (JSON lines unpacked, each with its time when the line says it), the
+check's reason, the declared upstreams' status, and the commits and config changes in the change window.
+Each rule that recognises something returns a :class:`~horus.sentinel.hypothesis.Hypothesis` naming one
+of :data:`~horus.sentinel.hypothesis.CAUSES`, quoting what supports it (the exact log line, redacted; a
+crash record's frame; a snapshot fact; a commit) and saying what would prevent it.
+
+**The ranking.** A rule gives its *prior*: how often its evidence means its cause (below). The ranking
+then weighs the log lines a hypothesis quotes:
+
+- *baseline*: a line seen while the service was still healthy (timed before its last healthy look, or
+  among the healthy lines the snapshot counted before the tail) is routine, not the failure: x0.5;
+- *recency*: the closer a line came to when the output stopped, the more it counts: x1 within two
+  minutes (or in the newest quarter of an untimed tail), down to x0.7 for the oldest;
+- *repetition*: a line repeated three or more times since the service was last healthy: +0.05;
+- *agreement*: each further kind of source that supports the same cause (crash record, stacks,
+  snapshot fact, upstream status, a change, the check's own reason) adds 0.05, at most 0.15.
+
+A count of zero is no mention ("0 errors, 0 throttled requests" says nothing is throttled). A stack seen by
+py-spy says *where* the service waits, not *why*: when the log says why, the frame joins that cause's
+evidence, and a frame in the standard library or site-packages is described through the service's own
+caller. A confidence of 0.5 and above is **probable**, below it **possible**; when nothing reaches 0.3, the
+first answer is ``unknown``, with the facts the snapshot holds and what evidence would have told more.
+
+Priors: the service's own words about where its loop was stuck (crash record, LoopWatchdog's warning)
+0.9, its watchdog ending it 0.85, BlockingDetector's report or an older crash record 0.8, a crash record
+with no frame 0.6; disk full 0.9; out of memory 0.85; address in use 0.85; too many open files 0.85; an
+import, syntax or config error 0.7 (0.85 after a change, 0.9 when the change touched the failing file);
+connection refused by a failing declared dependency 0.85 (the dependency failing alone 0.7, refused alone
+0.7); TLS failure 0.8; DNS failure 0.8; rate limited 0.8; authentication refused 0.8; database error 0.75;
+permission denied 0.75; upstream timeout 0.7; a call that never returns seen by py-spy 0.7, the event loop
+idle on I/O 0.65; SIGKILL 0.6; busy loop 0.5; hung with the process running 0.45; unhandled exception 0.5
+(its end cut off 0.4); recent change 0.3 (0.2 beside other signals); unknown 0.1.
 
 A rule is one small function ``(evidence, found) -> Hypothesis | None``, registered in :data:`RULES`;
 ``found`` holds the hypotheses of the rules before it, so a general rule (an unhandled traceback) can
 stay quiet when a specific one already explained the same line. A rule that breaks is logged
-(``rootcause.rule_failed``) and skipped: one bad rule must not cost the post-mortem.
-
-What the service said about itself outranks every guess from outside: its crash record, and the lines
-horus-sdk wrote to its log (LoopWatchdog's ``watchdog.loop_blocked`` warning, written while the loop is
-blocked and before the watchdog ends the process, so often before Horus heals; ``watchdog.stalled`` as
-it ends it; BlockingDetector's ``blocking.detected``). When they name a frame, the py-spy and "hung"
-guesses stay quiet, and the advice is about that call, never "add LoopWatchdog"; a service that shows
-any sign of running the SDK (a crash record, its log lines, a heartbeat) is never told to add it.
-
-Confidences: event loop blocked or stalled at a frame, by the crash record or the watchdog's warning in
-the log, 0.9 (the watchdog's line as it ended the process 0.85; the newest record in crash_dir, written
-before this failure, 0.8 unless the watchdog's warning now names the same frame; BlockingDetector's
-report 0.8; a crash record without a frame 0.6, 0.5 when older); disk full 0.9; out of memory 0.85 (a
-SIGKILL or exit 137 alone 0.6); address in use 0.85; import or config error after a change 0.85;
-connection refused by a failing upstream 0.85 (upstream failing alone 0.7, refused alone 0.6); rate
-limited 0.8; stuck in a frame seen by py-spy 0.75; upstream timeout 0.7; idle event loop (py-spy) 0.65;
-hung with the process running 0.45 (busy loop 0.5); unhandled traceback 0.5 (its end cut off 0.4);
-recent change 0.3 (0.2 beside other signals); unknown 0.1.
+(``rootcause.rule_failed``) and skipped: one bad rule must not cost the post-mortem. A service that shows
+any sign of running horus-sdk (a crash record, its log lines, a heartbeat) is never told to add it.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import math
 import os
 import re
+import sysconfig
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +57,9 @@ from typing import Any
 from horus import humanize
 from horus.log import get_logger
 from horus.sentinel.changes import Commit
+from horus.sentinel.fingerprint import failure_kind, normalise
 from horus.sentinel.hypothesis import Hypothesis
+from horus.sentinel.logtext import read_lines
 from horus.sentinel.snapshot import describe_process_state, redact_line
 from horus.sentinel.snapshot import log_tail as snapshot_log_tail
 
@@ -54,13 +71,42 @@ UNKNOWN_TITLE = "unknown: no known failure signature in the evidence"
 QUOTE_LIMIT = 300
 COMMITS_CITED = 3
 SUMMARY_LIMIT = 4000
+PROBABLE = 0.5
+# Below this, no hypothesis is worth leading with: the answer is "unknown", with the facts.
+UNKNOWN_BELOW = 0.3
+CONFIDENCE_CAP = 0.97
+BASELINE_FACTOR = 0.5
+OLDEST_FACTOR = 0.7
+RECENT_SECONDS = 120.0
+BASELINE_GRACE_SECONDS = 60.0
+REPEATED = 3
+REPETITION_BONUS = 0.05
+AGREEMENT_BONUS = 0.05
+AGREEMENT_MAX = 0.15
 # An upstream whose status text starts with one of these is not failing.
 _NOT_FAILING = ("healthy", "ok", "up", "running", "recovered", "unknown", "pending", "disabled", "not checked")
+# Check failures that mean "the output stopped or nobody answers", where a running process is hung.
+_QUIET_KINDS = frozenset(
+    {"stale", "no_output", "no_response", "channel_stalled", "no_heartbeat", "too_small", "missing", "unhealthy"}
+)
+
+
+class Quote(str):
+    """An evidence line that quotes a log line: a ``str`` (as stored and shown) that remembers the whole
+    line it quotes, so that the ranking can find it in the log and weigh it."""
+
+    line: str
+
+    def __new__(cls, text: str, line: str) -> Quote:
+        quote = super().__new__(cls, text)
+        quote.line = line
+        return quote
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Everything the rules may look at, read-only. ``lines`` is the log tail, redacted, oldest first."""
+    """Everything the rules may look at, read-only. ``lines`` is the log tail as text (JSON lines unpacked,
+    redacted), oldest first, and ``times`` when each was written (None when the log does not say)."""
 
     snapshot: Mapping[str, Any]
     crash: Mapping[str, Any] | None
@@ -71,16 +117,19 @@ class Evidence:
     commits: tuple[Commit, ...]
     config_changed: bool
     last_healthy_at: float | None
+    failing_since: float | None = None
+    times: tuple[float | None, ...] = ()
+    baseline: frozenset[str] = frozenset()
 
     def last(self, pattern: re.Pattern[str]) -> str | None:
-        """The newest log line matching ``pattern``."""
+        """The newest log line that mentions ``pattern`` (a count of zero is no mention)."""
         for line in reversed(self.lines):
-            if pattern.search(line):
+            if _mention(pattern, line):
                 return line
         return None
 
     def count(self, pattern: re.Pattern[str]) -> int:
-        return sum(1 for line in self.lines if pattern.search(line))
+        return sum(1 for line in self.lines if _mention(pattern, line))
 
     def failing_upstreams(self) -> dict[str, str]:
         return {
@@ -90,15 +139,61 @@ class Evidence:
         }
 
     def changes(self) -> list[Commit]:
-        """Commits made since the service was last healthy (all of them when that time is unknown)."""
-        since = self.last_healthy_at
-        return [c for c in self.commits if since is None or c.at >= since]
+        """The commits in the change window, newest first (the caller chose the window)."""
+        return list(self.commits)
+
+    def failure_began(self) -> float | None:
+        """When the failure began, as near as Horus knows: just after the last healthy look."""
+        return self.last_healthy_at if self.last_healthy_at is not None else self.failing_since
+
+    def healthy_until(self) -> float | None:
+        """Lines written up to this moment belong to the healthy period: a minute before the last healthy
+        look, or before the output stopped if that came first (a service that goes quiet stays "healthy"
+        to a staleness check for a while, and its last words before going quiet are the failure's)."""
+        began = self.failure_began()
+        if began is None:
+            return None
+        stopped = self.output_stopped_at()
+        return min(began, stopped if stopped is not None else began) - BASELINE_GRACE_SECONDS
+
+    def output_stopped_at(self) -> float | None:
+        """When the service last wrote: the newest timed log line, else the newest log's modification."""
+        timed = [at for at in self.times if at is not None]
+        if timed:
+            return max(timed)
+        taken = self.snapshot.get("taken_at")
+        ages = [
+            float(entry["age_seconds"])
+            for entry in self.snapshot.get("logs") or []
+            if isinstance(entry, dict) and isinstance(entry.get("age_seconds"), int | float)
+        ]
+        if ages and isinstance(taken, int | float):
+            return float(taken) - min(ages)
+        return None
 
     def http_statuses(self) -> list[tuple[str, int]]:
         return [
             (str(entry.get("url")), int(entry["status"]))
             for entry in self.snapshot.get("http") or []
             if isinstance(entry, dict) and isinstance(entry.get("status"), int)
+        ]
+
+    def processes(self) -> list[Mapping[str, Any]]:
+        """The service's processes the snapshot found running."""
+        return [
+            match
+            for section in self.snapshot.get("processes") or []
+            if isinstance(section, dict)
+            for match in section.get("matches") or []
+            if isinstance(match, dict) and not match.get("error")
+        ]
+
+    def not_running(self) -> list[str]:
+        """The process patterns the snapshot looked for and found no process of."""
+        return [
+            str(section.get("pattern"))
+            for section in self.snapshot.get("processes") or []
+            if isinstance(section, dict) and section.get("running") is False
         ]
 
     def sdk_said(self) -> list[_Said]:
@@ -145,13 +240,40 @@ class Evidence:
 Rule = Callable[[Evidence, Sequence[Hypothesis]], Hypothesis | None]
 
 
-def _probable(text: str, confidence: float, evidence: list[str], recommendation: str | None) -> Hypothesis:
-    label = "probable" if confidence >= 0.5 else "possible"
-    return Hypothesis(f"{label}: {text}", confidence, evidence, recommendation)
+def _probable(cause: str, text: str, confidence: float, evidence: list[str], recommendation: str | None) -> Hypothesis:
+    return Hypothesis(_labelled(text, confidence), confidence, evidence, recommendation, cause)
 
 
-def _log(line: str) -> str:
-    return f"log: {_clip(line)}"
+def _labelled(text: str, confidence: float) -> str:
+    bare = text.split(": ", 1)[1] if text.startswith(("probable: ", "possible: ")) else text
+    return f"{'probable' if confidence >= PROBABLE else 'possible'}: {bare}"
+
+
+# A count of zero next to a phrase: "0 throttled", "throttled=0", "errors: 0".
+_ZERO_BEFORE = re.compile(r"(?<![\d.,])0+\s*(?:x\s*)?$")
+_ZERO_AFTER = re.compile(r"^\s*[:=]\s*0+(?![\d.,])")
+
+
+def _mention(pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
+    """The first match of ``pattern`` in ``line`` that is not a count of zero."""
+    for match in pattern.finditer(line):
+        before = line[max(0, match.start() - 12) : match.start()]
+        after = line[match.end() : match.end() + 8]
+        if _ZERO_BEFORE.search(before) or _ZERO_AFTER.search(after):
+            continue
+        return match
+    return None
+
+
+def _log(line: str, pattern: re.Pattern[str] | None = None) -> Quote:
+    """``log: <line>``, clipped around what ``pattern`` matched so that the match is always shown."""
+    text = line.strip()
+    if len(text) > QUOTE_LIMIT and pattern is not None and (match := _mention(pattern, text)):
+        start = max(0, min(match.start() - QUOTE_LIMIT // 3, len(text) - QUOTE_LIMIT + 2))
+        window = text[start : start + QUOTE_LIMIT - 2]
+        text = ("…" if start else "") + window + ("…" if start + len(window) < len(text) else "")
+        return Quote(f"log: {text}", line)
+    return Quote(f"log: {_clip(text)}", line)
 
 
 def _clip(text: str) -> str:
@@ -159,11 +281,33 @@ def _clip(text: str) -> str:
     return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…"
 
 
-def _cite_commit(commit: Commit, last_healthy_at: float | None) -> str:
+def _cite_commit(commit: Commit, ev: Evidence, touched: str | None = None) -> str:
     when = ""
-    if last_healthy_at is not None:
-        when = f", {humanize.duration(max(0.0, commit.at - last_healthy_at))} after last healthy"
-    return f'commit {commit.short_sha} "{commit.subject}" by {commit.author}{when}'
+    began = ev.failure_began()
+    if began is not None:
+        gap = commit.at - began
+        when = (
+            f", {humanize.duration(-gap)} before the service was last seen healthy"
+            if gap < 0
+            else f", {humanize.duration(gap)} after it was last seen healthy"
+        )
+    change = f"; it changed {touched}" if touched else ""
+    return f'commit {commit.short_sha} "{commit.subject}" by {commit.author}{when}{change}'
+
+
+def _deployed(commit: Commit, ev: Evidence) -> str | None:
+    """A snapshot fact: the service's process started after ``commit``, so it runs that code."""
+    for process in ev.processes():
+        age = process.get("age_seconds")
+        taken = ev.snapshot.get("taken_at")
+        if isinstance(age, int | float) and isinstance(taken, int | float):
+            started = float(taken) - float(age)
+            if started >= commit.at:
+                return (
+                    f"snapshot: the process (pid {process.get('pid')}) started "
+                    f"{humanize.duration(started - commit.at)} after commit {commit.short_sha}: it runs that code"
+                )
+    return None
 
 
 def _cites_a_change(found: Sequence[Hypothesis]) -> bool:
@@ -171,8 +315,7 @@ def _cites_a_change(found: Sequence[Hypothesis]) -> bool:
 
 
 def _already_cited(line: str, found: Sequence[Hypothesis]) -> bool:
-    quoted = _log(line)
-    return any(quoted in h.evidence for h in found)
+    return any(isinstance(e, Quote) and e.line == line for h in found for e in h.evidence)
 
 
 # --- what horus-sdk writes to the service's log -----------------------------------------------------------
@@ -321,6 +464,7 @@ def event_loop_stuck(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     stuck = crash.get("stuck") if isinstance(crash.get("stuck"), dict) else None
     if not stuck or not stuck.get("function"):
         return _probable(
+            "event_loop_blocked" if crash.get("kind") == "loop_blocked" else "await_never_returned",
             f"ended by its own watchdog ({_clip(reason)}){since}",
             0.5 if older is not None else 0.6,
             evidence,
@@ -344,10 +488,22 @@ def event_loop_stuck(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
             since = ""
     confidence = 0.8 if older is not None else 0.9
     if crash.get("kind") == "loop_blocked":
-        return _probable(f"event loop blocked in {where}{since}", confidence, evidence, _unblock(function, where, code))
+        return _probable(
+            "event_loop_blocked",
+            f"event loop blocked in {where}{since}",
+            confidence,
+            evidence,
+            _unblock(function, where, code),
+        )
     operation = str(operations[0]["name"]) if operations else function
     channel = f" (channel {crash['channel']!r} made no progress)" if crash.get("channel") else ""
-    return _probable(f"stuck in {where}{channel}{since}", confidence, evidence, _await_deadline(where, operation))
+    return _probable(
+        "await_never_returned",
+        f"stuck in {where}{channel}{since}",
+        confidence,
+        evidence,
+        _await_deadline(where, operation),
+    )
 
 
 def blocked_in_its_log(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
@@ -362,9 +518,10 @@ def blocked_in_its_log(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
     where = newest.where
     if _already_cited(newest.line, found) or (where and any(where in h.title for h in found)):
         return None  # the crash record says the same
-    evidence = [_log(newest.line)]
+    evidence: list[str] = [_log(newest.line)]
     if where is None and newest.kind == "channel_stalled":
         return _probable(
+            "await_never_returned",
             f"an await that never returned (channel {newest.channel!r} made no progress, said its own watchdog)",
             0.8,
             evidence,
@@ -374,6 +531,7 @@ def blocked_in_its_log(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
     if where is None:
         seconds = f" for {newest.seconds} s" if newest.seconds else ""
         return _probable(
+            "event_loop_blocked",
             f"event loop blocked{seconds}, said its own watchdog (it saw no frame of the service's code)",
             0.8,
             evidence,
@@ -388,116 +546,258 @@ def blocked_in_its_log(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
     ended, confidence = (" (its watchdog ended it)", 0.85) if newest.ending else ("", 0.9)
     if newest.kind == "channel_stalled":
         channel = f" (channel {newest.channel!r} made no progress)" if newest.channel else ""
-        return _probable(f"stuck in {where}{channel}{ended}", confidence, evidence, _await_deadline(where, function))
+        return _probable(
+            "await_never_returned",
+            f"stuck in {where}{channel}{ended}",
+            confidence,
+            evidence,
+            _await_deadline(where, function),
+        )
     if newest.kind == "blocked_briefly":
         seconds = f" for {newest.seconds} s" if newest.seconds else ""
         return _probable(
-            f"event loop blocked{seconds} in {where}", 0.8, evidence, _unblock(function, where, newest.code)
+            "event_loop_blocked",
+            f"event loop blocked{seconds} in {where}",
+            0.8,
+            evidence,
+            _unblock(function, where, newest.code),
         )
     return _probable(
-        f"event loop blocked in {where}{ended}", confidence, evidence, _unblock(function, where, newest.code)
+        "event_loop_blocked",
+        f"event loop blocked in {where}{ended}",
+        confidence,
+        evidence,
+        _unblock(function, where, newest.code),
     )
 
 
-_DISK_FULL = re.compile(r"(?i)\bENOSPC\b|no space left on device|disk quota exceeded|\bEDQUOT\b")
+# --- what the log says went wrong ----------------------------------------------------------------------
+
+
+def _address(line: str) -> str | None:
+    """The address a line names (host:port, ('host', port), "port N"), never a time like 02:23:01."""
+    if match := _ADDRESS_IN_LINE.search(line):
+        host = match["host"] or match["qhost"] or match["phost"]
+        port = match["port"] or match["qport"] or match["pport"] or match["bare"]
+        return f"{host}:{port}" if host else f"port {port}"
+    return None
+
+
+_ADDRESS_IN_LINE = re.compile(
+    r"(?P<host>\[[0-9a-fA-F:]+\]|\d{1,3}(?:\.\d{1,3}){3}|localhost|[A-Za-z][\w-]*(?:\.[\w-]+)+)"
+    r":(?P<port>\d{2,5})\b"
+    r"|\(['\"](?P<qhost>[^'\"]+)['\"],\s*(?P<qport>\d{2,5})\)"
+    r"|host \"?(?P<phost>[\w.-]+)\"?.{0,60}?port (?P<pport>\d{2,5})"
+    r"|\bport (?P<bare>\d{2,5})\b",
+    re.IGNORECASE,
+)
+
+
+def _holder(ev: Evidence, port: str | None) -> str | None:
+    """Who the snapshot saw listening on ``port`` (from a ports or http entry's ``holder``)."""
+    for entry in [*(ev.snapshot.get("ports") or []), *(ev.snapshot.get("http") or [])]:
+        if not isinstance(entry, dict):
+            continue
+        holder = entry.get("holder")
+        if not isinstance(holder, dict) or holder.get("pid") is None:
+            continue
+        where = entry.get("port") or _port_of_url(str(entry.get("url") or ""))
+        if port is None or str(where) == port:
+            command = holder.get("cmdline") or holder.get("name") or "?"
+            return f"snapshot: pid {holder['pid']} ({_clip(str(command))}) listens on port {where}"
+    return None
+
+
+def _port_of_url(url: str) -> str | None:
+    match = re.search(r"://[^/:]+:(\d+)", url)
+    return match.group(1) if match else None
+
+
+_DISK_FULL = re.compile(
+    r"(?i)\bENOSPC\b|no space left on device|disk quota exceeded|\bEDQUOT\b|database or disk is full"
+    r"|not enough space on the disk|could not extend file"
+)
 
 
 def disk_full(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     line = ev.last(_DISK_FULL)
     if line is None:
         return None
+    evidence: list[str] = [_log(line, _DISK_FULL)]
+    count = ev.count(_DISK_FULL)
+    if count > 1:
+        evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
+    for disk in ev.snapshot.get("disk") or []:
+        if isinstance(disk, dict) and isinstance(disk.get("free_bytes"), int):
+            total = disk.get("total_bytes") or 0
+            if disk["free_bytes"] < max(1 << 20, 0.01 * total):
+                evidence.append(
+                    f"snapshot: {disk.get('path')} has {humanize.size(disk['free_bytes'])} free"
+                    f" of {humanize.size(int(total))}"
+                )
     return _probable(
+        "disk_full",
         "disk full (no space left on device)",
         0.9,
-        [_log(line)],
+        evidence,
         "Free space on the volume; rotate and cap logs and other output (logrotate, RotatingFileHandler), and "
         "watch disk usage so that it is noticed before it is full.",
     )
 
 
+# "OOM" as a word, not inside a path or a name ("/var/OOM-reports/", "OOM_SCORE").
 _OUT_OF_MEMORY = re.compile(
-    r"(?i)\bMemoryError\b|\bout of memory\b|\bOOM\b|oom[-_ ]kill|killed process \d+|cannot allocate memory|\bENOMEM\b"
+    r"(?i)\bMemoryError\b|\bout of memory\b|(?<![/\w.-])OOM(?![/\w.-])|oom[-_ ]kill(?:ed|er)?\b"
+    r"|killed process \d+|cannot allocate memory|\bENOMEM\b|std::bad_alloc|heap out of memory"
 )
-_KILLED_LINE = re.compile(r"^\s*Killed\s*$|\bKilled\b.*\bsignal 9\b")
-_SIGKILL = re.compile(r"(?i)\bSIGKILL\b|\bsignal 9\b|exit(?:ed)?(?: with)?(?: status| code)?:? ?(?:-9|137)\b")
+# How a shell, a supervisor or a runtime says its child got SIGKILL.
+_KILLED = re.compile(
+    r"(?i)^\s*Killed\s*$|(?:line \d+|\bsh|\bbash):?\s+\d+\s+Killed\b|\bKilled\b.*\bsignal 9\b|\bsignal: killed\b"
+    r"|\bSIGKILL\b|\bsignal 9\b|exit(?:ed)?(?: with)?(?: status| code)?:? ?(?:-9|137)\b|\bstatus=9/KILL\b"
+)
+_MEMORY_ADVICE = (
+    "Find what grows (tracemalloc, RSS over time) and bound it (caches, queues, buffered responses); raise "
+    "the memory limit only once the growth is understood."
+)
 
 
 def out_of_memory(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_OUT_OF_MEMORY) or ev.last(_KILLED_LINE)
-    recommendation = (
-        "Find what grows (tracemalloc, RSS over time) and bound it (caches, queues, buffered responses); raise "
-        "the memory limit only once the growth is understood."
-    )
+    line = ev.last(_OUT_OF_MEMORY)
+    if line is None:
+        return None
+    evidence: list[str] = [_log(line, _OUT_OF_MEMORY)]
+    killed = ev.last(_KILLED)
+    if killed is not None and killed != line:
+        evidence.append(_log(killed, _KILLED))
+    evidence += _memory_facts(ev)
+    return _probable("out_of_memory", "out of memory (killed or MemoryError)", 0.85, evidence, _MEMORY_ADVICE)
+
+
+def _memory_facts(ev: Evidence) -> list[str]:
+    facts = []
+    for process in ev.processes():
+        limit = (process.get("rlimits") or {}).get("as")
+        if isinstance(limit, list) and limit and isinstance(limit[0], int) and limit[0] > 0:
+            facts.append(f"snapshot: pid {process.get('pid')} may use at most {humanize.size(limit[0])} (RLIMIT_AS)")
+    return facts
+
+
+def killed(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+    if any(h.cause == "out_of_memory" for h in found):
+        return None
+    line = ev.last(_KILLED)
+    evidence: list[str] = []
     if line is not None:
-        return _probable("out of memory (killed or MemoryError)", 0.85, [_log(line)], recommendation)
-    killed = _SIGKILL.search(ev.reason)
-    if killed is None:
-        line = ev.last(_SIGKILL)
-        if line is None:
-            return None
-        return _probable("killed by SIGKILL, often the kernel's OOM killer", 0.6, [_log(line)], recommendation)
+        evidence.append(_log(line, _KILLED))
+    if _KILLED.search(ev.reason):
+        evidence.append(f"check: {_clip(ev.reason)}")
+    if not evidence:
+        return None
     return _probable(
-        "killed by SIGKILL, often the kernel's OOM killer",
+        "killed",
+        "killed by SIGKILL (often the kernel's OOM killer)",
         0.6,
-        [f"check: {_clip(ev.reason)}"],
-        recommendation + " Look for 'Out of memory: Killed process' in the kernel log (dmesg, journalctl -k).",
+        evidence + _memory_facts(ev),
+        _MEMORY_ADVICE + " Look for 'Out of memory: Killed process' in the kernel log (dmesg, journalctl -k); "
+        "if it is not there, find who sends the signal.",
     )
 
 
-_ADDRESS_IN_USE = re.compile(r"(?i)\bEADDRINUSE\b|address already in use|\[Errno (?:98|48)\]")
-# "port 8080", "localhost:8080", "127.0.0.1:8080", "[::1]:8080", "('0.0.0.0', 8080)"; never a time "02:23:01".
-_PORT_IN_LINE = re.compile(
-    r"\bport\s+(\d{2,5})\b|(?:[A-Za-z][\w.-]*|\d+\.\d+\.\d+\.\d+|\])\s*:(\d{2,5})\b|',\s*(\d{2,5})\)"
-)
+_ADDRESS_IN_USE = re.compile(r"(?i)\bEADDRINUSE\b|address already in use|\[Errno (?:98|48)\]|bind\(\) .* failed")
 
 
 def address_in_use(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     line = ev.last(_ADDRESS_IN_USE)
     if line is None:
         return None
-    port = _PORT_IN_LINE.search(line)
-    where = f"port {next(group for group in port.groups() if group)}" if port else "its port"
+    address = _address(line)
+    port = address.rsplit(":", 1)[-1].removeprefix("port ") if address else None
+    evidence: list[str] = [_log(line, _ADDRESS_IN_USE)]
+    holder = _holder(ev, port)
+    if holder:
+        evidence.append(holder)
+    where = address or "its port"
     return _probable(
+        "address_in_use",
         f"address in use: another process holds {where}",
         0.85,
-        [_log(line)],
+        evidence,
         f"Find the holder of {where} (lsof -i, ss -ltnp): often the previous instance still shutting down. Let "
         "the supervisor wait for the old process to exit before starting a new one, or set SO_REUSEADDR.",
     )
 
 
 _CHANGE_ERROR = re.compile(
-    r"\b(?:ModuleNotFoundError|ImportError|SyntaxError|IndentationError|\w*Config(?:uration)?Error)\b"
+    r"\b(?:ModuleNotFoundError|ImportError|SyntaxError|IndentationError|TabError|\w*Config(?:uration)?Error"
+    r"|ValidationError)\b"
     r"|\bKeyError: '[A-Z][A-Z0-9_]{2,}'"  # a missing environment variable: os.environ["API_KEY"]
     r"|(?i:\b(?:invalid|missing|bad|malformed)\s+(?:config(?:uration)?|setting|environment variable)\b)"
     r"|(?i:\bconfig(?:uration)?(?:\s+file)?\s+(?:error|is invalid|not found|is missing)\b)"
+    r"|(?i:\benvironment variable \S+ (?:is )?(?:not set|missing|required)\b)"
 )
 
 
-def import_or_config_error_after_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+def import_or_config_error(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     line = ev.last(_CHANGE_ERROR)
-    changes = ev.changes()
-    if line is None or not (changes or ev.config_changed):
+    if line is None:
         return None
-    evidence = [_log(line)]
-    evidence += [_cite_commit(c, ev.last_healthy_at) for c in changes[:COMMITS_CITED]]
+    evidence: list[str] = [_log(line, _CHANGE_ERROR)]
+    trace = _traceback_ending_at(ev, line)
+    site = trace.error_site() if trace else None
+    if site is not None:
+        evidence.append(Quote(f"log: {site.text.strip()}", site.text))
+    exception = line.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+    what = exception if re.fullmatch(r"\w+(?:Error|Exception)", exception) else "configuration error"
+    at = f" in {os.path.basename(site.file)}:{site.line}" if site else ""
+    changes = ev.changes()
+    touched_commit, touched = _commit_touching(changes, site.file if site else None)
+    culprit_commit = touched_commit or (changes[0] if changes else None)
+    if culprit_commit is not None:
+        evidence.append(_cite_commit(culprit_commit, ev, touched))
+        deployed = _deployed(culprit_commit, ev)
+        if deployed:
+            evidence.append(deployed)
+        evidence += [_cite_commit(c, ev) for c in changes[:COMMITS_CITED] if c is not culprit_commit][:2]
     if ev.config_changed:
         evidence.append("config: the config file changed since the service was last healthy")
-    if changes:
-        newest = changes[0]
-        culprit = f'commit {newest.short_sha} "{newest.subject}"'
+    if culprit_commit is not None:
+        culprit = f'commit {culprit_commit.short_sha} "{culprit_commit.subject}"'
+        confidence = 0.9 if touched else 0.85
+        file = f" ({touched})" if touched else ""
         recommendation = (
-            f"Fix or revert {culprit}; run an import and config smoke test (python -c 'import main', a config "
-            "validation) before every deploy so this fails in CI, not in production."
+            f"Fix or revert {culprit}{file}: the service has failed with {what}{at} since it went live. Run an "
+            "import and config smoke test (python -c 'import main', a config validation) before every deploy, "
+            "so that this fails in CI, not in production."
         )
-    else:
-        culprit = "a config change"
+        text = f"{what}{at} after {culprit}"
+    elif ev.config_changed:
+        confidence = 0.85
         recommendation = "Check the config change against what the service expects, and validate it before reloading."
-    return _probable(f"import or config error after {culprit}", 0.85, evidence, recommendation)
+        text = f"{what}{at} after a config change"
+    else:
+        confidence = 0.7
+        recommendation = (
+            f"The service cannot start: fix the {what}{at} (a missing module, a broken file, a missing setting); "
+            "give the monitor its work_tree so that the next incident names the commit that brought it."
+        )
+        text = f"{what}{at}: the service cannot start"
+    return _probable("import_or_config_error", text, confidence, evidence, recommendation)
 
 
-_REFUSED = re.compile(r"(?i)\bECONNREFUSED\b|connection refused|ConnectionRefusedError|connect call failed")
-_TARGET = re.compile(r"(?i)(?:host\s+|to\s+|\(')([\w.-]+)(?::|',\s*)(\d{2,5})")
+def _commit_touching(commits: Sequence[Commit], path: str | None) -> tuple[Commit | None, str | None]:
+    if not path:
+        return None, None
+    for commit in commits:
+        for name in commit.files:
+            if path.endswith(name) or os.path.basename(path) == os.path.basename(name):
+                return commit, name
+    return None, None
+
+
+_REFUSED = re.compile(
+    r"(?i)\bECONNREFUSED\b|connection refused|ConnectionRefusedError|connect call failed|\[Errno 111\]"
+    r"|\bError 111\b|actively refused"
+)
 
 
 def dependency_refused(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
@@ -506,63 +806,185 @@ def dependency_refused(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
     failing = ev.failing_upstreams()
     if line is None and not failing:
         return None
-    evidence = [f"upstream {name}: {_clip(status)}" for name, status in failing.items()]
+    evidence: list[str] = [f"upstream {name}: {_clip(status)}" for name, status in failing.items()]
+    address = _address(line) if line else None
     if line is not None:
-        evidence.insert(0, _log(line))
+        evidence.insert(0, _log(line, _REFUSED))
+        port = address.rsplit(":", 1)[-1].removeprefix("port ") if address else None
+        for entry in ev.snapshot.get("ports") or []:
+            if isinstance(entry, dict) and str(entry.get("port")) == port and entry.get("accepting") is False:
+                evidence.append(f"snapshot: nothing accepts connections on port {port} ({entry.get('detail')})")
     if failing:
         names = ", ".join(failing)
         text = f"connection refused by declared dependency {names}" if line else f"declared dependency {names} failing"
         return _probable(
+            "dependency_refused",
             text,
             0.85 if line else 0.7,
             evidence,
             f"Heal {names} first: this service fails because it does. Make the service retry its connections "
             "with exponential backoff and jitter, and report the dependency as down rather than hanging on it.",
         )
-    target = _TARGET.search(line or "")
-    whom = f"{target.group(1)}:{target.group(2)}" if target else "an upstream"
+    whom = address or "an upstream"
     return _probable(
+        "dependency_refused",
         f"connection refused by {whom}",
-        0.6,
+        0.7,
         evidence,
         f"Check that {whom} is running and listening; declare it in depends_on (and watch it) so that Horus heals "
         "it rather than this service. Retry connections with exponential backoff and jitter.",
     )
 
 
-_RATE_LIMIT = re.compile(
-    r"(?i)\b(?:http(?:/\d(?:\.\d)?)?|status(?:[_ ]code)?|code|response)\W{0,3}429\b"
-    r"|\b429\s+too many requests|too many requests"
-    # "rate limit exceeded", "rate-limited"; not a setting such as "rate_limit_per_second=10"
-    r"|\brate[ -]?limit(?:ed|ing|\s+(?:exceeded|reached|hit))\b|\bthrottl(?:ed|ing)\b"
+@dataclass(frozen=True)
+class Signature:
+    """A cause the log names in so many words: its pattern, prior, title and advice."""
+
+    cause: str
+    pattern: re.Pattern[str]
+    prior: float
+    title: str
+    advice: str
+    # Snapshot HTTP statuses that say the same.
+    statuses: frozenset[int] = frozenset()
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "too_many_open_files",
+        re.compile(r"(?i)too many open files|\bEMFILE\b|\bENFILE\b|\[Errno 24\]"),
+        0.85,
+        "too many open files (out of file descriptors)",
+        "Find what leaks descriptors (connections or files never closed: ls /proc/PID/fd) and close them; raise "
+        "LimitNOFILE / ulimit -n only once the leak is understood.",
+    ),
+    Signature(
+        "tls_failure",
+        re.compile(
+            r"(?i)CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError|\bSSLError\b"
+            r"|x509: certificate|WRONG_VERSION_NUMBER|tlsv1 alert|ssl handshake|handshake failure"
+            r"|self[- ]signed certificate|certificate has expired|unable to get local issuer certificate"
+        ),
+        0.8,
+        "TLS failure (the certificate or the handshake was refused)",
+        "Check the upstream's certificate (expiry, host name, chain) and the CA bundle the service trusts; never "
+        "turn verification off to get past it.",
+    ),
+    Signature(
+        "dns_failure",
+        re.compile(
+            r"(?i)Name or service not known|Temporary failure in name resolution|No address associated with hostname"
+            r"|nodename nor servname|getaddrinfo (?:failed|ENOTFOUND|EAI_AGAIN)|\bENOTFOUND\b|no such host"
+            r"|Could not resolve host|NameResolutionError|Failed to resolve|\bgaierror\b|\[Errno -[235]\]"
+        ),
+        0.8,
+        "DNS failure (a host name could not be resolved)",
+        "Check the host name in the service's config and the machine's resolver (/etc/resolv.conf); retry with "
+        "backoff, since resolvers fail for moments too.",
+    ),
+    Signature(
+        "rate_limited",
+        re.compile(
+            r"(?i)\b(?:http(?:/\d(?:\.\d)?)?|status(?:[_ ]code)?|code|response)\W{0,3}429\b"
+            r"|\b429\s+(?:too many requests|client error)|too many requests|\bTooManyRequests"
+            # "rate limit exceeded", "rate-limited"; not a setting such as "rate_limit_per_second=10"
+            r"|\brate[ -]?limit(?:ed|ing|\s+(?:exceeded|reached|hit))\b|\bthrottl(?:ed|ing)\b|ThrottlingException"
+            r"|\bThrottling\b|\brate exceeded\b|\bSlowDown\b|RequestLimitExceeded|ProvisionedThroughputExceeded"
+            r"|RESOURCE_EXHAUSTED|ResourceExhausted|quota exceeded|\bretry[- ]after\b"
+        ),
+        0.8,
+        "rate limited by an upstream (HTTP 429, throttling)",
+        "Add explicit rate-limit detection (HTTP 429, throttling errors, Retry-After) and exponential backoff with "
+        "jitter; log a heartbeat every 60 s regardless of work state, so that waiting out a limit is not mistaken "
+        "for a hang.",
+        frozenset({429}),
+    ),
+    Signature(
+        "auth_failure",
+        re.compile(
+            r"(?i)\b(?:http|status(?:[_ ]code)?|code|response)\W{0,3}(?:401|403)\b|\b401 Unauthorized\b"
+            r"|\b403 Forbidden\b|\bAuthenticationError\b|\bUnauthorized\b|invalid (?:api[ _-]?key|token|signature"
+            r"|credentials)|(?:token|credentials?|signature) (?:has )?expired|password authentication failed"
+            r"|access denied for user|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken|UNAUTHENTICATED"
+            r"|Permission denied \(publickey"
+        ),
+        0.8,
+        "authentication refused by an upstream (expired or wrong credentials)",
+        "Renew or fix the credentials the service uses (an expired token, a rotated key, a wrong secret), and make "
+        "the service report an authentication failure loudly instead of retrying it forever.",
+        frozenset({401, 403}),
+    ),
+    Signature(
+        "database_error",
+        re.compile(
+            r"(?i)database is locked|deadlock detected|could not serialize access|too many connections"
+            r"|server closed the connection unexpectedly|lock wait timeout exceeded|QueuePool limit"
+            r"|connection pool exhausted|remaining connection slots are reserved|database table is locked"
+            r"|ServerSelectionTimeoutError|the database system is (?:shutting down|starting up|in recovery mode)"
+        ),
+        0.75,
+        "database error (locked, out of connections or gone)",
+        "Find who holds the lock or the connections (pg_stat_activity, another writer on the SQLite file); keep "
+        "transactions short, bound the pool, and retry with backoff.",
+    ),
+    Signature(
+        "permission_denied",
+        re.compile(
+            r"(?i)\bPermissionError\b|\[Errno 13\]|\bEACCES\b|\bEPERM\b|permission denied(?! \(publickey)"
+            r"|Read-only file system|\bEROFS\b|\[Errno 30\]|operation not permitted"
+        ),
+        0.75,
+        "permission denied (a file or resource the service needs)",
+        "Give the service's user the access it needs (ownership, mode, a writable mount), or point it at a path "
+        "it may write; a deploy or a new mount that changed ownership is the usual cause.",
+    ),
 )
 
 
-def rate_limited(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_RATE_LIMIT)
-    evidence = []
-    if line is not None:
-        count = ev.count(_RATE_LIMIT)
-        evidence.append(_log(line))
-        if count > 1:
-            evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
-    if _RATE_LIMIT.search(ev.reason):
-        evidence.append(f"check: {_clip(ev.reason)}")
-    evidence += [f"snapshot: HTTP 429 from {url}" for url, status in ev.http_statuses() if status == 429]
-    if not evidence:
-        return None
-    return _probable(
-        "rate limited by an upstream (HTTP 429 / too many requests)",
-        0.8,
-        evidence,
-        "Add explicit rate-limit detection (HTTP 429, Retry-After) and exponential backoff with jitter; log a "
-        "heartbeat every 60 s regardless of work state, so that waiting out a limit is not mistaken for a hang.",
-    )
+def _signature_rule(signature: Signature) -> Rule:
+    def rule(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+        line = ev.last(signature.pattern)
+        evidence: list[str] = []
+        if line is not None:
+            evidence.append(_log(line, signature.pattern))
+            count = ev.count(signature.pattern)
+            if count > 1:
+                evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
+        if _mention(signature.pattern, ev.reason):
+            evidence.append(f"check: {_clip(ev.reason)}")
+        evidence += [
+            f"snapshot: HTTP {status} from {url}" for url, status in ev.http_statuses() if status in signature.statuses
+        ]
+        if signature.cause == "too_many_open_files":
+            evidence += _descriptor_facts(ev)
+        if not any(e.startswith(("log: ", "check: ", "snapshot: HTTP")) for e in evidence):
+            return None
+        address = _address(line) if line else None
+        title = f"{signature.title}: {address}" if address and signature.cause in _NAMES_AN_ADDRESS else signature.title
+        return _probable(signature.cause, title, signature.prior, evidence, signature.advice)
+
+    rule.__name__ = signature.cause
+    rule.__doc__ = f"The log says {signature.title}."
+    return rule
+
+
+_NAMES_AN_ADDRESS = frozenset({"tls_failure", "database_error"})
+
+
+def _descriptor_facts(ev: Evidence) -> list[str]:
+    facts = []
+    for process in ev.processes():
+        limit = (process.get("rlimits") or {}).get("nofile")
+        fds = process.get("num_fds")
+        if isinstance(fds, int) and isinstance(limit, list) and limit and isinstance(limit[0], int) and limit[0] > 0:
+            facts.append(f"snapshot: pid {process.get('pid')} has {fds} descriptors open, limit {limit[0]}")
+    return facts
 
 
 _TIMEOUT = re.compile(
     r"\b(?:ReadTimeout|ConnectTimeout|ReadTimeoutError|ConnectTimeoutError|ServerTimeoutError|TimeoutError"
-    r"|DeadlineExceeded|DEADLINE_EXCEEDED|StreamStalled)\b|(?i:\btimed out\b|did not finish within|deadline exceeded)"
+    r"|DeadlineExceeded|DEADLINE_EXCEEDED|StreamStalled|ETIMEDOUT|socket\.timeout|PoolTimeout|WriteTimeout)\b"
+    r"|(?i:\btimed out\b|did not finish within|deadline exceeded|read timeout|connect timeout|operation timed out)"
 )
 _OPERATION = re.compile(r"([\w.]+) did not finish within ([\d.]+ ?s)|stream '([^']+)' sent nothing for ([\d.]+ ?s)")
 
@@ -572,6 +994,7 @@ def upstream_timeout(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     if line is None:
         return None
     named = _OPERATION.search(line)
+    address = _address(line)
     if named and named.group(1):
         what = f"{named.group(1)} timed out after {named.group(2)}"
         operation = named.group(1)
@@ -579,18 +1002,24 @@ def upstream_timeout(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
         what = f"stream {named.group(3)!r} went quiet for {named.group(4)}"
         operation = f"the {named.group(3)} stream"
     else:
-        what = "an upstream call timed out"
+        what = f"a call to {address} timed out" if address else "an upstream call timed out"
         operation = "the call"
+    evidence: list[str] = [_log(line, _TIMEOUT)]
+    count = ev.count(_TIMEOUT)
+    if count > 1:
+        evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
     return _probable(
+        "upstream_timeout",
         f"upstream timeout: {what}",
         0.7,
-        [_log(line)],
+        evidence,
         f"The upstream is slow or not answering: retry {operation} with exponential backoff and jitter, keep a "
         "deadline on every external call, and watch the upstream itself.",
     )
 
 
-# Where an idle event loop waits for I/O; py-spy names methods with their class (EpollSelector.select).
+# --- what the stacks say -------------------------------------------------------------------------------
+
 _ADD_THE_WATCHDOG = "add horus-sdk's LoopWatchdog so that the next hang records the function and line it was stuck in."
 # For a service that runs the SDK already: what it writes did not reach Horus, so say how it would.
 _LET_HORUS_READ = (
@@ -598,58 +1027,152 @@ _LET_HORUS_READ = (
     "crash_dir its LoopWatchdog writes to, and send the horus_sdk logger to a log Horus reads, so that the next "
     "post-mortem names the line it was stuck in."
 )
-_IDLE_FRAMES = frozenset({"select", "poll", "epoll", "kqueue", "_run_once", "run_forever"})
+_IDLE_FRAMES = frozenset({"select", "poll", "epoll", "kqueue", "_run_once", "run_forever", "run_until_complete"})
+# Where a thread waits for an upstream: a socket read, an SSL read, an HTTP response.
+_IO_FRAMES = re.compile(
+    r"(?:^|\.)(?:readinto|recv|recv_into|recvfrom|read|readline|_read_status|begin|getresponse|connect"
+    r"|create_connection|do_handshake|accept|_safe_read|_read_exactly|getaddrinfo)$"
+)
 _PY_SPY_THREAD = re.compile(r'^Thread \S+ \((?P<state>\w+)\)(?::\s*"(?P<name>[^"]*)")?')
 _PY_SPY_FRAME = re.compile(r"^\s+(?P<function>\S+) \((?P<file>[^()]+):(?P<line>\d+)\)")
-_QUIET_CHECKS = frozenset({"log_staleness", "heartbeat", "file_exists", "artifact_growth"})
+_LIBRARY_DIRS = tuple(
+    {
+        os.path.normpath(path) + os.sep
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (path := sysconfig.get_paths().get(key))
+    }
+)
+
+
+def _is_library(path: str) -> bool:
+    """Whether a frame's file is the standard library's or an installed package's, not the service's code."""
+    return (
+        "/site-packages/" in path
+        or "/dist-packages/" in path
+        or path.startswith(("<frozen", "<built-in"))
+        or bool(re.search(r"/lib/python\d+(?:\.\d+)?/", path))
+        or path.startswith(_LIBRARY_DIRS)
+    )
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """The main thread as py-spy saw it: its state, the innermost frame, and the innermost frame in the
+    service's own code (None when every frame is a library's)."""
+
+    state: str
+    innermost: tuple[str, str, str]
+    own: tuple[str, str, str] | None
+
+    def where(self) -> str:
+        """``fetch_book at bot.py:42, waiting in SocketIO.readinto (socket.py)``."""
+        function, file, line = self.own or self.innermost
+        text = f"{function} at {os.path.basename(file)}:{line}"
+        if self.own is not None and self.own != self.innermost:
+            inner_function, inner_file, _ = self.innermost
+            text += f", in {inner_function} ({os.path.basename(inner_file)})"
+        return text
+
+    def is_idle_loop(self) -> bool:
+        function, file, _ = self.innermost
+        return function.rsplit(".", 1)[-1] in _IDLE_FRAMES or file.endswith(("selectors.py", "base_events.py"))
+
+    def is_io_wait(self) -> bool:
+        function, file, _ = self.innermost
+        return _is_library(file) and bool(_IO_FRAMES.search(function))
+
+
+def _main_stack(snapshot: Mapping[str, Any]) -> _Stack | None:
+    """The main thread (else the first thread with frames) of the first usable py-spy dump.
+    py-spy lists each thread's frames innermost first."""
+    for dump in (snapshot.get("py_spy") or {}).get("dumps") or []:
+        output = dump.get("output") if isinstance(dump, dict) and not dump.get("error") else None
+        if not output:
+            continue
+        threads: list[tuple[str | None, str, list[tuple[str, str, str]]]] = []
+        for text in output.splitlines():
+            if thread := _PY_SPY_THREAD.match(text):
+                threads.append((thread["name"], thread["state"], []))
+            elif threads and (frame := _PY_SPY_FRAME.match(text)):
+                threads[-1][2].append((frame["function"], frame["file"], frame["line"]))
+        with_frames = [t for t in threads if t[2]]
+        main = next((t for t in with_frames if t[0] == "MainThread"), with_frames[0] if with_frames else None)
+        if main is not None:
+            frames = main[2]
+            own = next((f for f in frames if not _is_library(f[1])), None)
+            return _Stack(main[1], frames[0], own)
+    return None
 
 
 def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    """The process runs but its output stopped: where py-spy saw it, else what its CPU says."""
-    if ev.check_type not in _QUIET_CHECKS or _said_by_the_service(found):
+    """The process runs but its output stopped (or it does not answer): where py-spy saw it, else its CPU.
+
+    A stack says where the service waits, not why: when a rule before this one found the why in the log,
+    this one stays quiet (the ranking adds the frame to that cause's evidence)."""
+    if failure_kind(ev.check_type, ev.reason) not in _QUIET_KINDS or _said_by_the_service(found):
         return None  # what the service said about itself outranks a guess from outside
-    matches = [
-        m
-        for section in ev.snapshot.get("processes") or []
-        if isinstance(section, dict)
-        for m in section.get("matches") or []
-        if isinstance(m, dict) and not m.get("error")
-    ]
+    matches = ev.processes()
     if not matches:
         return None
-    evidence = [f"snapshot: {describe_process_state(ev.snapshot)}", f"check: {_clip(ev.reason)}"]
+    evidence: list[str] = [f"snapshot: {describe_process_state(ev.snapshot)}", f"check: {_clip(ev.reason)}"]
     if ev.lines:
-        evidence.append(f"log (last line): {_clip(ev.lines[-1])}")
+        evidence.append(Quote(f"log (last line): {_clip(ev.lines[-1])}", ev.lines[-1]))
     deadline_advice = "Put a deadline on every external call (asyncio.wait_for or horus_sdk.deadline), and " + (
         _LET_HORUS_READ if ev.runs_the_sdk() else _ADD_THE_WATCHDOG
     )
-    top = _py_spy_main_frame(ev.snapshot)
-    if top is not None:
-        state, function, file, line = top
-        evidence.append(f"py-spy: main thread ({state}) in {function} ({file}:{line})")
-        if function.rsplit(".", 1)[-1] in _IDLE_FRAMES or file.endswith(("selectors.py", "base_events.py")):
+    stack = _main_stack(ev.snapshot)
+    cpu = matches[0].get("cpu_percent")
+    spinning = isinstance(cpu, int | float) and cpu >= 90
+    if stack is not None:
+        evidence.append(f"py-spy: main thread ({stack.state}) in {stack.where()}")
+        if _explained(found):
+            return None
+        if stack.is_idle_loop():
             return _probable(
+                "await_never_returned",
                 "an await that never returns (the event loop is idle, waiting on I/O, while nothing progresses)",
                 0.65,
                 evidence,
                 deadline_advice,
             )
+        if stack.is_io_wait():
+            return _probable(
+                "await_never_returned",
+                f"a call that never returns: {stack.where()} waits on I/O (seen by py-spy)",
+                0.7,
+                evidence,
+                f"{stack.where()} waits for an answer that never comes: give that call a timeout (the client's "
+                "own, and horus_sdk.deadline around it) so that it becomes an error the service retries.",
+            )
+        if spinning or stack.state == "active":
+            return _probable(
+                "busy_loop",
+                f"busy loop in {stack.where()} (seen by py-spy{f', {cpu:.0f}% CPU' if spinning else ''})",
+                0.6 if spinning else 0.5,
+                evidence,
+                f"{stack.where()} runs without yielding: look for a retry loop without a sleep or a computation "
+                "that never ends, and bound it.",
+            )
         return _probable(
-            f"stuck in {function} at {os.path.basename(file)}:{line} (seen by py-spy)",
-            0.75,
+            "hung",
+            f"hung: the process waits in {stack.where()} (seen by py-spy) and nothing it logged says why",
+            0.45,
             evidence,
-            f"{function} at {file}:{line} does not return: give it a deadline, or if it is synchronous, run it off "
-            "the event loop (asyncio.to_thread).",
+            f"{stack.where()} does not return: give it a deadline, or if it is synchronous, run it off the event "
+            "loop (asyncio.to_thread). " + deadline_advice,
         )
-    cpu = matches[0].get("cpu_percent")
-    if isinstance(cpu, int | float) and cpu >= 90:
+    if _explained(found):
+        return None
+    if spinning:
         return _probable(
+            "busy_loop",
             f"busy loop: running at {cpu:.0f}% CPU while its output stopped",
             0.5,
             evidence,
             "Install py-spy so that the next snapshot shows where it spins; look for a retry loop without a sleep.",
         )
     return _probable(
+        "hung",
         "hung: the process is running but stopped producing output",
         0.45,
         evidence,
@@ -657,61 +1180,97 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     )
 
 
-def _py_spy_main_frame(snapshot: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
-    """(state, function, file, line) of the innermost frame of the main thread (else the first thread)
-    in the first usable py-spy dump. py-spy lists each thread's frames innermost first."""
-    for dump in (snapshot.get("py_spy") or {}).get("dumps") or []:
-        output = dump.get("output") if isinstance(dump, dict) and not dump.get("error") else None
-        if not output:
-            continue
-        threads: list[tuple[str | None, str, list[re.Match[str]]]] = []
-        for text in output.splitlines():
-            if thread := _PY_SPY_THREAD.match(text):
-                threads.append((thread["name"], thread["state"], []))
-            elif threads and (frame := _PY_SPY_FRAME.match(text)):
-                threads[-1][2].append(frame)
-        with_frames = [t for t in threads if t[2]]
-        main = next((t for t in with_frames if t[0] == "MainThread"), with_frames[0] if with_frames else None)
-        if main is not None:
-            top = main[2][0]
-            return main[1], top["function"], top["file"], top["line"]
-    return None
+def _explained(found: Sequence[Hypothesis]) -> bool:
+    """Whether a rule before found why in what the service wrote (a log line of a known cause)."""
+    return any(h.cause not in ("recent_change", "unknown") and _quotes(h) for h in found)
 
+
+def _quotes(hypothesis: Hypothesis) -> list[Quote]:
+    return [e for e in hypothesis.evidence if isinstance(e, Quote) and e.startswith("log: ")]
+
+
+# --- tracebacks ----------------------------------------------------------------------------------------
 
 _TRACEBACK = "Traceback (most recent call last):"
-_TRACEBACK_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
+# A frame line; a SyntaxError's location has no ", in F".
+_TRACEBACK_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>\S+))?')
+
+
+@dataclass(frozen=True)
+class _Frame:
+    text: str
+    file: str
+    line: str
+    function: str | None
+
+
+@dataclass(frozen=True)
+class _Traceback:
+    start: int
+    frames: tuple[_Frame, ...]
+    final: str | None
+
+    def error_site(self) -> _Frame | None:
+        """Where the error is: a SyntaxError's location, else the innermost frame in the service's code,
+        else the innermost frame."""
+        if not self.frames:
+            return None
+        if self.frames[-1].function is None:
+            return self.frames[-1]
+        own = [f for f in self.frames if not _is_library(f.file)]
+        return own[-1] if own else self.frames[-1]
+
+
+def _tracebacks(ev: Evidence) -> list[_Traceback]:
+    found: list[_Traceback] = []
+    starts = [i for i, line in enumerate(ev.lines) if _TRACEBACK in line]
+    for position, start in enumerate(starts):
+        end = starts[position + 1] if position + 1 < len(starts) else len(ev.lines)
+        frames: list[_Frame] = []
+        final: str | None = None
+        for line in ev.lines[start + 1 : end]:
+            if not line.strip():
+                continue
+            if frame := _TRACEBACK_FRAME.search(line):
+                frames.append(_Frame(line, frame["file"], frame["line"], frame["function"]))
+                continue
+            if line[:1].isspace() or line.strip().startswith("^"):
+                continue  # a frame's source line, or a SyntaxError's caret
+            final = line
+            break
+        found.append(_Traceback(start, tuple(frames), final))
+    return found
+
+
+def _traceback_ending_at(ev: Evidence, line: str) -> _Traceback | None:
+    return next((t for t in reversed(_tracebacks(ev)) if t.final == line), None)
 
 
 def unhandled_traceback(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    starts = [i for i, line in enumerate(ev.lines) if _TRACEBACK in line]
-    if not starts:
+    traces = _tracebacks(ev)
+    if not traces:
         return None
-    frame: re.Match[str] | None = None
-    final: str | None = None
-    for line in ev.lines[starts[-1] + 1 :]:
-        if not line.strip():
-            continue
-        if line[:1].isspace():
-            frame = _TRACEBACK_FRAME.search(line) or frame
-            continue
-        final = line
-        break
-    if final is None:
+    trace = traces[-1]
+    if trace.final is None:
         return _probable(
+            "unhandled_exception",
             "an unhandled exception (its traceback is cut off)",
             0.4,
-            [_log(ev.lines[starts[-1]])],
+            [_log(ev.lines[trace.start])],
             "Log the whole traceback; see the service's log around the incident.",
         )
-    if _already_cited(final, found):
+    if _already_cited(trace.final, found):
         return None  # a specific rule explained this exception already
-    exception = final.split(":", 1)[0].strip().rsplit(".", 1)[-1] or "exception"
+    exception = trace.final.split(":", 1)[0].strip().rsplit(".", 1)[-1] or "exception"
+    exception = exception.split()[-1] if exception.split() else "exception"
     where = ""
-    evidence = [_log(final)]
-    if frame is not None:
-        where = f" at {os.path.basename(frame['file'])}:{frame['line']} in {frame['function']}"
-        evidence.append(f'log: File "{frame["file"]}", line {frame["line"]}, in {frame["function"]}')
+    evidence: list[str] = [_log(trace.final)]
+    site = trace.error_site()
+    if site is not None:
+        where = f" at {os.path.basename(site.file)}:{site.line}" + (f" in {site.function}" if site.function else "")
+        evidence.append(Quote(f"log: {site.text.strip()}", site.text))
     return _probable(
+        "unhandled_exception",
         f"unhandled {exception}{where}",
         0.5,
         evidence,
@@ -721,11 +1280,13 @@ def unhandled_traceback(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis
 
 
 def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    """A commit or config change since last healthy that no other rule has cited already."""
+    """A commit or config change in the change window that no other rule has cited already."""
     changes = ev.changes()
     if not (changes or ev.config_changed) or _cites_a_change(found):
         return None
-    evidence = [_cite_commit(c, ev.last_healthy_at) for c in changes[:COMMITS_CITED]]
+    evidence: list[str] = [_cite_commit(c, ev) for c in changes[:COMMITS_CITED]]
+    if changes and (deployed := _deployed(changes[0], ev)):
+        evidence.append(deployed)
     if ev.config_changed:
         evidence.append("config: the config file changed since the service was last healthy")
     if changes:
@@ -734,7 +1295,7 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     else:
         text = "a recent change to the config file"
         recommendation = "Review the config change; restore the previous config if the failure began with it."
-    return _probable(text, 0.2 if found else 0.3, evidence, recommendation)
+    return _probable("recent_change", text, 0.2 if found else 0.3, evidence, recommendation)
 
 
 RULES: tuple[Rule, ...] = (
@@ -742,16 +1303,89 @@ RULES: tuple[Rule, ...] = (
     blocked_in_its_log,
     disk_full,
     out_of_memory,
+    killed,
     address_in_use,
-    import_or_config_error_after_change,
+    import_or_config_error,
     dependency_refused,
-    rate_limited,
+    *(_signature_rule(signature) for signature in SIGNATURES),
     upstream_timeout,
     hung_but_running,
     unhandled_traceback,
     recent_change,
 )
 """Every rule, in the order they run (specific before general); ties in confidence keep this order."""
+
+
+# --- the ranking ---------------------------------------------------------------------------------------
+
+_SOURCES = (
+    ("log", ("log: ", "log (")),
+    ("crash record", ("crash record",)),
+    ("stacks", ("py-spy",)),
+    ("snapshot", ("snapshot",)),
+    ("upstream", ("upstream ",)),
+    ("change", ("commit ", "config:")),
+    ("check", ("check:",)),
+)
+
+
+def _source(line: str) -> str | None:
+    return next((name for name, prefixes in _SOURCES if line.startswith(prefixes)), None)
+
+
+def _line_weight(ev: Evidence, line: str) -> tuple[float, bool]:
+    """How much one quoted log line counts (baseline and recency), and whether it repeated since the
+    failure began."""
+    indexes = [i for i, text in enumerate(ev.lines) if text == line]
+    if not indexes:
+        return 1.0, False
+    normalised = normalise(line)
+    newest = indexes[-1]
+    at = ev.times[newest] if newest < len(ev.times) else None
+    healthy_until = ev.healthy_until()
+    seen_while_healthy = normalised in ev.baseline or (
+        healthy_until is not None
+        and any(
+            when is not None and when <= healthy_until and normalise(text) == normalised
+            for text, when in zip(ev.lines, ev.times, strict=False)
+        )
+    )
+    stopped = ev.output_stopped_at()
+    if at is not None and stopped is not None:
+        gap = max(0.0, stopped - at)
+        recency = 1.0 if gap <= RECENT_SECONDS else max(OLDEST_FACTOR, 1.0 - 0.05 * math.log2(gap / RECENT_SECONDS))
+    else:
+        after = (len(ev.lines) - 1 - newest) / max(1, len(ev.lines))
+        recency = 1.0 if after <= 0.25 else 1.0 - (1.0 - OLDEST_FACTOR) * (after - 0.25) / 0.75
+    repeated = not seen_while_healthy and len(indexes) >= REPEATED
+    return recency * (BASELINE_FACTOR if seen_while_healthy else 1.0), repeated
+
+
+def _weigh(ev: Evidence, hypothesis: Hypothesis) -> Hypothesis:
+    """The hypothesis with its confidence from its prior, the lines it quotes and how many sources agree."""
+    quotes = _quotes(hypothesis)
+    factor, repeated = 1.0, False
+    if quotes:
+        weights = [_line_weight(ev, quote.line) for quote in quotes]
+        factor = max(weight for weight, _ in weights)
+        repeated = any(again for _, again in weights)
+    sources = {source for line in hypothesis.evidence if (source := _source(line)) is not None}
+    bonus = min(AGREEMENT_MAX, AGREEMENT_BONUS * max(0, len(sources) - 1)) + (REPETITION_BONUS if repeated else 0.0)
+    confidence = round(min(CONFIDENCE_CAP, (hypothesis.confidence + bonus) * factor), 2)
+    return dataclasses.replace(hypothesis, title=_labelled(hypothesis.title, confidence), confidence=confidence)
+
+
+def _with_the_stack(ev: Evidence, ranked: list[Hypothesis]) -> list[Hypothesis]:
+    """The frame py-spy saw, as evidence of where the best log-borne cause left the service waiting."""
+    stack = _main_stack(ev.snapshot)
+    if stack is None:
+        return ranked
+    for index, hypothesis in enumerate(ranked):
+        if _quotes(hypothesis) and not any(line.startswith("py-spy") for line in hypothesis.evidence):
+            where = f"py-spy: main thread ({stack.state}) in {stack.where()}"
+            ranked[index] = dataclasses.replace(hypothesis, evidence=[*hypothesis.evidence, where])
+            break
+    return ranked
 
 
 def analyse(
@@ -773,20 +1407,24 @@ def analyse(
     when None); ``log_tail`` the service's last log lines (the snapshot's when empty); ``upstreams`` each
     declared ``depends_on`` monitor's current status text (one that starts with healthy, ok, up, running,
     recovered, unknown, pending, disabled or "not checked" is not failing; anything else, such as
-    "unhealthy: connection refused", is); ``commits`` those since ``last_healthy_at``.
+    "unhealthy: connection refused", is); ``commits`` those in the change window.
     Deterministic: the same evidence gives the same answer."""
-    lines = list(log_tail) or snapshot_log_tail(snapshot)
+    raw = list(log_tail) or snapshot_log_tail(snapshot)
+    lines = read_lines(raw)
     crash = crash_record if crash_record is not None else snapshot.get("crash")
     evidence = Evidence(
         snapshot=snapshot,
         crash=crash if isinstance(crash, Mapping) and crash else None,
-        lines=tuple(redact_line(line) for line in lines),
+        lines=tuple(redact_line(line.text) for line in lines),
         reason=redact_line(reason),
         check_type=check_type,
         upstreams=dict(upstreams),
         commits=tuple(sorted(commits, key=lambda c: c.at, reverse=True)),
         config_changed=config_changed,
         last_healthy_at=last_healthy_at,
+        failing_since=failing_since,
+        times=tuple(line.at for line in lines),
+        baseline=_baseline(snapshot),
     )
     found: list[Hypothesis] = []
     for rule in rules:
@@ -797,31 +1435,66 @@ def analyse(
             continue
         if hypothesis is not None:
             found.append(hypothesis)
-    if not found:
-        found.append(_unknown(evidence))
-    return sorted(found, key=lambda h: -h.confidence)
+    order = {id(h): i for i, h in enumerate(found)}
+    weighed = {id(h): _weigh(evidence, h) for h in found}
+    ranked = sorted(found, key=lambda h: (-weighed[id(h)].confidence, order[id(h)]))
+    ranked = _with_the_stack(evidence, [weighed[id(h)] for h in ranked])
+    if not ranked or ranked[0].confidence < UNKNOWN_BELOW:
+        ranked.insert(0, _unknown(evidence))
+    return ranked
+
+
+def _baseline(snapshot: Mapping[str, Any]) -> frozenset[str]:
+    """The normalised lines each log's snapshot counted while the service was healthy, before its tail."""
+    return frozenset(
+        str(item["line"])
+        for entry in snapshot.get("logs") or []
+        if isinstance(entry, dict)
+        for item in entry.get("baseline") or []
+        if isinstance(item, dict) and item.get("line")
+    )
 
 
 def _unknown(ev: Evidence) -> Hypothesis:
     failing = ev.failing_upstreams()
-    sections = [key for key in ("processes", "py_spy", "ports", "http", "logs", "heartbeats") if ev.snapshot.get(key)]
+    sections = [
+        key for key in ("processes", "py_spy", "ports", "http", "logs", "heartbeats", "disk") if ev.snapshot.get(key)
+    ]
     looked_at = [
         f"check: {_clip(ev.reason)}",
         f"looked at: {len(ev.lines)} log lines; {'a' if ev.crash else 'no'} crash record; "
-        f"{len(ev.upstreams)} declared upstreams ({len(failing)} failing); {len(ev.changes())} commits since last "
-        f"healthy; config {'changed' if ev.config_changed else 'unchanged'}; "
+        f"{len(ev.upstreams)} declared upstreams ({len(failing)} failing); {len(ev.changes())} commits in the "
+        f"change window; config {'changed' if ev.config_changed else 'unchanged'}; "
         f"snapshot: {', '.join(sections) or 'nothing'}",
     ]
-    if ev.snapshot.get("processes"):
-        looked_at.append(f"snapshot: {describe_process_state(ev.snapshot)}")
+    facts = describe_process_state(ev.snapshot)
+    if not facts.startswith("Not observed"):
+        looked_at.append(f"snapshot: {facts}")
+    return Hypothesis(UNKNOWN_TITLE, 0.1, looked_at, _what_would_have_told(ev), "unknown")
+
+
+def _what_would_have_told(ev: Evidence) -> str:
+    """What evidence this monitor lacked: the advice of an honest "unknown"."""
+    wanted = []
+    if not ev.lines:
+        wanted.append("name the service's log in this monitor (evidence: {logs: [...]}) so that incidents quote it")
+    elif not any(_TELLING.search(line) for line in ev.lines):
+        wanted.append("make the service log its errors (with the exception) before it stops or retries")
+    if not ev.snapshot.get("processes"):
+        wanted.append("name its process (evidence: {process_pattern: ...}) so that the snapshot shows its state")
+    elif ev.processes() and not ev.snapshot.get("py_spy", {}).get("dumps"):
+        wanted.append("install py-spy so that the snapshot shows where a Python service waits")
     if ev.runs_the_sdk():
-        advice = "Put a deadline on every external call (horus_sdk.deadline), and " + _LET_HORUS_READ
+        wanted.append("put a deadline on every external call (horus_sdk.deadline), and " + _LET_HORUS_READ)
     else:
-        advice = (
-            "Instrument the service with horus-sdk (Heartbeat channels, deadline on external calls, LoopWatchdog) "
-            "so that the next failure records what it was waiting for and where."
+        wanted.append(
+            "instrument the service with horus-sdk (Heartbeat channels, deadline on external calls, LoopWatchdog) "
+            "so that the next failure records what it was waiting for and where"
         )
-    return Hypothesis(UNKNOWN_TITLE, 0.1, looked_at, advice)
+    return "Nothing Horus could read said why. To know next time: " + "; ".join(wanted) + "."
+
+
+_TELLING = re.compile(r"(?i)\b(?:error|exception|fatal|critical|panic|traceback|failed|refused|denied|timeout)\b")
 
 
 def summarise(hypotheses: Sequence[Hypothesis], summariser: Callable[[str], str] | None) -> str | None:
