@@ -275,8 +275,18 @@ def test_with_a_verify_check_only_output_confirms_recovery_after_a_heal():
     bot.heal(2)
     bot.look(Status.HEALTHY, 4)
     assert kinds(bot.look(Status.HEALTHY, 30)) == [], "liveness alone does not confirm"
-    done = bot.lc.verify_passed(bot.state, bot.life, "output resumed", at(31))
+    done = bot.lc.verify_passed(bot.state, bot.life, "27 s", "3 new files", at(31))
     assert done is not None and done.kind is TransitionKind.RECOVERED and done.details["credited"]
+    assert done.reason == "output resumed 27 s after the heal: 3 new files"
+
+
+def test_output_that_resumes_after_a_failed_heal_is_never_said_to_follow_the_heal():
+    bot = Bot(lifecycle(has_verify=True))
+    bot.fail_to_threshold()
+    bot.heal(2, ok=False)
+    done = bot.lc.verify_passed(bot.state, bot.life, "27 s", "3 new files", at(31))
+    assert done is not None and done.details["outcome"] == "recovered without a working heal"
+    assert done.reason == "output resumed 27 s after a heal that failed: 3 new files"
 
 
 def test_a_restored_failing_monitor_must_prove_its_recovery():

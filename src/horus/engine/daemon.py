@@ -890,9 +890,7 @@ class Monitor:
             if run.result.is_healthy and (growth is None or (isinstance(growth, int | float) and growth > 0)):
                 since = life.heal_finished
                 took = humanize.duration(since.seconds_until(self.daemon.now())) if since is not None else "soon"
-                done = self.lifecycle.verify_passed(
-                    state, life, f"output resumed {took} after the heal: {run.result.reason}", self.daemon.now()
-                )
+                done = self.lifecycle.verify_passed(state, life, took, run.result.reason, self.daemon.now())
                 if done is not None:
                     await self.verify_check.aclose()
                     self.verify_check = None

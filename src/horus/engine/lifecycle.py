@@ -461,11 +461,15 @@ class Lifecycle:
         kind = TransitionKind.HEALED if ok else TransitionKind.HEAL_FAILED
         return self._transition(kind, life, Phase.HEALING, now, summary)
 
-    def verify_passed(self, state: MonitorState, life: LifeState, note: str, now: Instant) -> Transition | None:
-        """The ``verify`` check proved output resumed since the heal."""
+    def verify_passed(
+        self, state: MonitorState, life: LifeState, took: str, reason: str, now: Instant
+    ) -> Transition | None:
+        """The ``verify`` check proved output resumed ``took`` after the last heal attempt. Its words say
+        whether that heal worked: output that resumed after a failed heal came back by something else."""
         if not life.healed_in_episode or life.phase not in (Phase.VERIFYING, Phase.CONFIRMING):
             return None
-        return self._recovered(state, life, now, note)
+        after = "after the heal" if life.heal_credited else "after a heal that failed"
+        return self._recovered(state, life, now, f"output resumed {took} {after}: {reason}")
 
     def tick(self, state: MonitorState, life: LifeState, now: Instant) -> Transition | None:
         """Deadlines that pass between looks: a heal whose effect was not confirmed in time."""
