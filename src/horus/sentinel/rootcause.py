@@ -11,8 +11,9 @@ crash record's frame; a snapshot fact; a commit) and saying what would prevent i
 **The ranking.** A rule gives its *prior*: how often its evidence means its cause (below). The ranking
 then weighs the log lines a hypothesis quotes:
 
-- *baseline*: a line seen while the service was still healthy (timed before its last healthy look, or
-  among the healthy lines the snapshot counted before the tail) is routine, not the failure: x0.5;
+- *baseline*: a line also seen while the service was still healthy (timed five minutes or more before
+  its last healthy look or before its output stopped, whichever came first, or among the healthy lines
+  the snapshot counted before the tail) is routine, not the failure: x0.5;
 - *recency*: the closer a line came to when the output stopped, the more it counts: x1 within two
   minutes (or in the newest quarter of an untimed tail), down to x0.7 for the oldest;
 - *repetition*: a line repeated three or more times since the service was last healthy: +0.05;
@@ -78,7 +79,7 @@ CONFIDENCE_CAP = 0.97
 BASELINE_FACTOR = 0.5
 OLDEST_FACTOR = 0.7
 RECENT_SECONDS = 120.0
-BASELINE_GRACE_SECONDS = 60.0
+BASELINE_GRACE_SECONDS = 300.0
 REPEATED = 3
 REPETITION_BONUS = 0.05
 AGREEMENT_BONUS = 0.05
@@ -147,7 +148,7 @@ class Evidence:
         return self.last_healthy_at if self.last_healthy_at is not None else self.failing_since
 
     def healthy_until(self) -> float | None:
-        """Lines written up to this moment belong to the healthy period: a minute before the last healthy
+        """Lines written up to this moment belong to the healthy period: five minutes before the last healthy
         look, or before the output stopped if that came first (a service that goes quiet stays "healthy"
         to a staleness check for a while, and its last words before going quiet are the failure's)."""
         began = self.failure_began()
