@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import pwd
+import resource
 import shutil
 import socket
+import string
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from horus.config.models import HorusConfig, MonitorSettings
+from horus.sentinel.fingerprint import normalise
 from horus.sentinel.snapshot import describe_process_state, redact_line, take_snapshot
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, write_json_atomic
 from tests.process_support import ProcessSpawner
@@ -104,6 +110,7 @@ def test_a_bound_port_is_accepting_and_owned_by_the_process_while_a_free_port_is
         "port": free.check.port,  # type: ignore[attr-defined]
         "accepting": False,
         "detail": "connection refused",
+        "holder": None,  # nothing listens there
     }
     assert describe_process_state(refused) == f"Port {free.check.port} connection refused"  # type: ignore[attr-defined]
 
@@ -226,6 +233,259 @@ def test_a_snapshot_never_exceeds_max_bytes_and_keeps_the_newest_lines(tmp_path)
     tail = snapshot["logs"][0]["tail"]
     assert 0 < len(tail) < 1000 and tail[-1].startswith("line 2999 ")
     assert not take_snapshot(settings, crash_evidence=None, log_lines=3)["truncated"]
+
+
+def test_a_log_that_is_a_named_pipe_is_refused_at_once_never_waited_on(tmp_path):
+    fifo = tmp_path / "bot.log"
+    os.mkfifo(fifo)
+    settings = monitor({"type": "log_staleness", "log_file": str(fifo), "max_age_seconds": 60})
+    try:
+        started = time.monotonic()
+        snapshot = take_snapshot(settings, crash_evidence=None, timeout=3)
+        assert time.monotonic() - started < 2
+        assert snapshot["logs"] == [{"path": str(fifo), "error": "cannot read it: a named pipe, not a regular file"}]
+    finally:
+        # Had a reader blocked opening the pipe, opening it to write releases it, so the test never hangs.
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def test_a_log_baseline_counts_the_lines_written_while_the_service_was_healthy(tmp_path):
+    healthy_until = time.time() - 600
+    lines = []
+    for n in range(20):
+        lines.append(f"{iso(healthy_until - 300 + n)} INFO fetched {n + 10} markets")
+        if n % 4 == 0:
+            lines.append(f"{iso(healthy_until - 300 + n)} WARN order book stale for market {n}, refreshing")
+    failed = "ERROR write failed: [Errno 28] No space left on device"
+    lines += [f"{iso(healthy_until + 60 + n)} {failed}" for n in range(8)]
+    lines += [f"{iso(healthy_until + 120 + n)} ERROR giving up on order {n}" for n in range(5)]
+    log = tmp_path / "bot.log"
+    log.write_text("\n".join(lines) + "\n")
+    settings = monitor({"type": "port_open", "port": free_port()}, evidence={"logs": [str(log)]})
+
+    [entry] = take_snapshot(settings, crash_evidence=None, log_lines=5, healthy_until=healthy_until)["logs"]
+
+    assert entry["tail"] == lines[-5:]  # raw lines, exactly as before
+    assert entry["lines_before_tail"] == len(lines) - 5
+    # The disk errors came after the service was last healthy: they are not part of its baseline.
+    assert entry["baseline"] == [
+        {"line": normalise(lines[0]), "count": 20},
+        {"line": normalise(lines[1]), "count": 5},
+    ]
+    assert not any("space" in item["line"] for item in entry["baseline"])
+
+
+def test_a_baseline_of_untimed_lines_is_the_older_half_of_those_before_the_tail(tmp_path):
+    lines = ["connected to the price feed"] * 6 + ["heartbeat sent"] * 4
+    lines += ["OSError: [Errno 28] No space left on device"] * 10 + ["giving up"] * 3
+    log = tmp_path / "bot.log"
+    log.write_text("\n".join(lines) + "\n")
+    settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
+
+    [entry] = take_snapshot(settings, crash_evidence=None, log_lines=3, healthy_until=time.time() - 60)["logs"]
+
+    assert entry["tail"] == ["giving up"] * 3 and entry["lines_before_tail"] == 20
+    assert entry["baseline"] == [
+        {"line": "connected to the price feed", "count": 6},
+        {"line": "heartbeat sent", "count": 4},
+    ]
+
+
+def test_without_a_healthy_moment_the_baseline_is_empty(tmp_path):
+    log = tmp_path / "bot.log"
+    log.write_text("".join(f"{iso(time.time() - 100 + n)} INFO tick\n" for n in range(10)))
+    settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
+
+    [entry] = take_snapshot(settings, crash_evidence=None, log_lines=4)["logs"]
+
+    assert entry["baseline"] == [] and entry["lines_before_tail"] == 6 and len(entry["tail"]) == 4
+
+
+def word(n: int) -> str:
+    # Distinct after normalising, which masks digits.
+    letters = string.ascii_lowercase
+    return letters[n // 26 % 26] + letters[n % 26] + letters[n // 676 % 26]
+
+
+def test_a_baseline_holds_at_most_100_lines_most_frequent_first_each_clipped_and_redacted(tmp_path):
+    lines = ["password=hunter2 accepted"] * 3 + ["x" * 50 + " " + "long " * 200] * 2
+    lines += [f"event {word(n)}" for n in range(250)] + ["tail line"]
+    log = tmp_path / "bot.log"
+    log.write_text("\n".join(lines) + "\n")
+    settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
+
+    [entry] = take_snapshot(settings, crash_evidence=None, log_lines=1, healthy_until=time.time())["logs"]
+
+    baseline = entry["baseline"]
+    assert len(baseline) == 100
+    assert baseline[0] == {"line": "password=*** accepted", "count": 3}
+    assert baseline[1]["count"] == 2 and len(baseline[1]["line"]) == 300
+    assert all(item["count"] == 1 for item in baseline[2:])
+
+
+def test_a_snapshot_too_big_gives_up_its_baselines_before_its_tails(tmp_path):
+    lines = [f"event {word(n)} " + "y" * 280 for n in range(400)] + [f"tail {n}" for n in range(5)]
+    log = tmp_path / "bot.log"
+    log.write_text("\n".join(lines) + "\n")
+    settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
+
+    snapshot = take_snapshot(settings, crash_evidence=None, log_lines=5, max_bytes=8192, healthy_until=time.time())
+
+    assert fits(snapshot, 8192) and snapshot["truncated"] is True
+    [entry] = snapshot["logs"]
+    assert entry["tail"] == [f"tail {n}" for n in range(5)]
+    assert len(entry["baseline"]) < 100
+
+
+# --- evidence for every check type ----------------------------------------------------------------------
+
+
+def write_crash_record(crash_dir, pid: int) -> None:
+    record = {
+        "format": FORMAT_CRASH,
+        "pid": pid,
+        "wall_time": time.time(),
+        "reason": "event loop blocked for 12.0 s",
+        "kind": "loop_blocked",
+        "stuck": {"file": "/srv/bot.py", "line": 42, "function": "fetch_ohlcv", "code": "requests.get(url)"},
+    }
+    write_json_atomic(crash_dir / f"horus-crash-{pid}.json", record)
+
+
+def test_an_evidence_block_brings_the_services_logs_process_and_crash_record_to_any_check(spawner, tmp_path):
+    marker = spawner.marker()
+    target = spawner.detached(marker)
+    log, stderr_log = tmp_path / "bot.log", tmp_path / "bot.err"
+    log.write_text("OSError: [Errno 28] No space left on device\n")
+    stderr_log.write_text("Traceback (most recent call last):\n")
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    write_crash_record(crash_dir, 4121)
+    settings = monitor(
+        {"type": "port_open", "port": free_port()},
+        verify={"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60},
+        evidence={
+            "logs": [str(log), str(stderr_log)],  # bot.log is the verify's log_file too: read once
+            "process_pattern": marker,
+            "crash_dir": str(crash_dir),
+        },
+    )
+
+    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=False)
+
+    [section] = snapshot["processes"]
+    assert section["pattern"] == marker and [m["pid"] for m in section["matches"]] == [target.pid]
+    assert [entry["path"] for entry in snapshot["logs"]] == [str(log), str(stderr_log)]
+    assert snapshot["logs"][0]["tail"] == ["OSError: [Errno 28] No space left on device"]
+    assert snapshot["crash"]["source"] == "crash_dir" and snapshot["crash"]["pid"] == 4121
+
+
+def test_an_evidence_pattern_of_another_user_finds_only_that_users_processes(spawner):
+    marker = spawner.marker()
+    spawner.detached(marker)  # ours; the evidence names another user's
+    other = 65534 if os.geteuid() != 65534 else 0
+    settings = monitor({"type": "port_open", "port": free_port()}, evidence={"process_pattern": marker, "user": other})
+
+    [section] = take_snapshot(settings, crash_evidence=None, py_spy=False)["processes"]
+
+    assert section["running"] is False and section["matches"] == []
+
+
+# --- port holders ---------------------------------------------------------------------------------------
+
+
+def test_the_process_listening_on_a_probed_port_is_named_with_its_masked_command_line(spawner):
+    marker = spawner.marker()
+    target = spawner.detached(f"{marker} --token hunter2", LISTENER)
+    wait_until_sync(lambda: target.output.read_text().strip() != "")
+    port = int(target.output.read_text().split()[0])
+
+    [entry] = take_snapshot(monitor({"type": "port_open", "port": port}), crash_evidence=None)["ports"]
+
+    holder = entry["holder"]
+    assert holder["pid"] == target.pid and holder["name"] == psutil.Process(target.pid).name()
+    assert holder["user"] == pwd.getpwuid(os.geteuid()).pw_name
+    assert "hunter2" not in holder["cmdline"] and holder["cmdline"].endswith("horus-test-*** --token ***")
+
+
+def test_a_local_http_endpoint_names_its_listener_and_a_refused_one_names_none(http_server):
+    http_server.routes["/health"] = Route(200, b"ok")
+    answering = monitor({"type": "http_health", "url": http_server.url("/health").replace("127.0.0.1", "localhost")})
+    refusing = monitor({"type": "http_health", "url": f"http://127.0.0.1:{free_port()}/health"})
+
+    [answer] = take_snapshot(answering, crash_evidence=None)["http"]
+    [refusal] = take_snapshot(refusing, crash_evidence=None)["http"]
+
+    assert answer["holder"]["pid"] == os.getpid()  # the loopback server runs in this test's process
+    assert refusal["error"] == "connection refused" and refusal["holder"] is None
+
+
+# --- disks ----------------------------------------------------------------------------------------------
+
+
+def test_the_filesystems_the_service_writes_to_are_measured_once_each(tmp_path):
+    (tmp_path / "bot.log").write_text("started\n")
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    settings = monitor(
+        {"type": "file_exists", "path": str(tmp_path / "out" / "report.csv")},  # its directory is missing
+        verify={"type": "log_staleness", "log_file": str(tmp_path / "bot.log"), "max_age_seconds": 60},
+        evidence={"crash_dir": str(crash_dir)},
+    )
+
+    disk = take_snapshot(settings, crash_evidence=None)["disk"]
+
+    usage = shutil.disk_usage(tmp_path)
+    [entry] = disk  # all three are on one filesystem
+    assert entry["path"] == str(tmp_path) and entry["total_bytes"] == usage.total
+    assert abs(entry["free_bytes"] - usage.free) < 64 * 1024 * 1024
+    assert 0 <= entry["used_percent"] <= 100
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm here")
+def test_logs_on_two_filesystems_give_two_disk_entries(tmp_path):
+    if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is on the same filesystem as the test's directory")
+    settings = monitor(
+        {"type": "port_open", "port": free_port()},
+        evidence={"logs": [str(tmp_path / "bot.log"), "/dev/shm/horus-test-missing.log"]},
+    )
+
+    disk = take_snapshot(settings, crash_evidence=None)["disk"]
+
+    assert [entry["path"] for entry in disk] == [str(tmp_path), "/dev/shm"]
+
+
+# --- file descriptors and limits ------------------------------------------------------------------------
+
+LIMITED = """
+import resource, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(psutil.Process, "rlimit"), reason="psutil reads other processes' limits on Linux")
+def test_a_matched_process_shows_its_open_descriptors_and_its_limits(spawner):
+    marker = spawner.marker()
+    target = spawner.detached(marker, LIMITED)
+    wait_until_sync(lambda: target.said("ready"))
+
+    snapshot = take_snapshot(monitor({"type": "process_alive", "process_pattern": marker}), crash_evidence=None)
+
+    [match] = snapshot["processes"][0]["matches"]
+    assert match["num_fds"] >= 3
+    assert match["rlimits"] == {
+        "nofile": [64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]],
+        "as": list(resource.getrlimit(resource.RLIMIT_AS)),  # inherited from this test, unlimited (-1) as a rule
+    }
 
 
 # --- heartbeat and crash record ------------------------------------------------------------------------
@@ -382,6 +642,7 @@ def test_a_monitor_with_every_probe_is_snapshotted_within_its_time_limit(spawner
         "py_spy",
         "http",
         "logs",
+        "disk",
         "elapsed_ms",
     ]
     state = describe_process_state(snapshot)

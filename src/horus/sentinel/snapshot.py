@@ -3,19 +3,27 @@
 A kill erases the evidence: the hung process, its stacks, its CPU and memory, the port it held. So when
 a monitor crosses its failure threshold the engine calls :func:`take_snapshot` (in a thread, before the
 heal acts) and keeps the result with the incident. Every probe that applies to the monitor is derived
-from its check, verify and heal options:
+from its check, verify and heal options, and from its ``evidence`` block (its service's own logs, process
+pattern and crash_dir, whatever the check type):
 
-- ``processes``: each ``process_pattern`` (``kill_process``, ``process_alive``), matched exactly as the
-  heal matches (never Horus, its ancestors or its descendants): pid, command line (secrets masked),
-  status, CPU, memory, threads, age and listening TCP ports; or not running.
+- ``processes``: each ``process_pattern`` (``kill_process``, ``process_alive``, ``evidence``), matched
+  exactly as the heal matches (never Horus, its ancestors or its descendants): pid, command line (secrets
+  masked), status, CPU, memory, threads, open descriptors (``num_fds``), the ``nofile`` and ``as`` limits
+  (``rlimits``, ``[soft, hard]``, -1 for unlimited; Linux), age and listening TCP ports; or not running.
 - ``py_spy``: ``py-spy dump --pid PID`` of each matched Python process, when py-spy is installed.
-- ``ports``: each ``port_open`` address, accepting or not.
-- ``http``: each ``http_health`` URL, status and latency (redirects are never followed).
-- ``logs``: each ``log_file``: age, size and its last lines, each line redacted of secrets.
+- ``ports``: each ``port_open`` address, accepting or not, and when the address is this machine's, the
+  ``holder`` listening there (pid, name, masked command line, user; ``null`` when nothing listens).
+- ``http``: each ``http_health`` URL, status and latency (redirects are never followed); a loopback URL's
+  ``holder`` too.
+- ``logs``: each ``log_file`` and ``evidence.logs`` (a regular file, never a pipe): age, size, its last
+  lines (``tail``, each redacted of secrets), ``lines_before_tail`` (in the last 256 KiB read) and the
+  ``baseline``: the lines written while the service was still healthy (``healthy_until``), normalised
+  as fingerprints are and counted, most frequent first (a line that repeated then explains little now).
+- ``disk``: free space on each filesystem holding a log, a checked output path or a crash_dir.
 - ``heartbeats``: each heartbeat file: pid, age and the age of each channel.
 - ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck; when
-  it passes none, the newest record in a heartbeat check's ``crash_dir`` that the service wrote, even
-  one older than this failure (``"source": "crash_dir"``, with ``records_in_dir``).
+  it passes none, the newest record in a heartbeat's or the evidence block's ``crash_dir`` that the
+  service wrote, even one older than this failure (``"source": "crash_dir"``, with ``records_in_dir``).
 
 Sample (abridged)::
 
@@ -24,12 +32,17 @@ Sample (abridged)::
      "processes": [{"pattern": "bot.py", "regex": false, "running": true, "count": 1, "matches": [
         {"pid": 4121, "cmdline": "python3 bot.py --token ***", "name": "python3", "status": "sleeping",
          "cpu_percent": 0.0, "cpu_times": {"user": 1.2, "system": 0.3}, "rss_bytes": 89128960,
-         "threads": 3, "create_time": 1795220243.6, "age_seconds": 7200.0, "listening_ports": [8080]}]}],
+         "threads": 3, "num_fds": 12, "rlimits": {"nofile": [1024, 524288], "as": [-1, -1]},
+         "create_time": 1795220243.6, "age_seconds": 7200.0, "listening_ports": [8080]}]}],
      "py_spy": {"dumps": [{"pid": 4121, "exit_code": 0, "output": "Thread 4121 (idle): ..."}]},
-     "ports": [{"host": "127.0.0.1", "port": 8080, "accepting": true, "connect_ms": 0.2}],
+     "ports": [{"host": "127.0.0.1", "port": 8080, "accepting": true, "connect_ms": 0.2,
+                "holder": {"pid": 4121, "name": "python3", "cmdline": "python3 bot.py --token ***",
+                           "user": "knox"}}],
      "http": [{"url": "http://127.0.0.1:8080/health", "method": "GET", "status": 200, "latency_ms": 12.3,
-               "body_head": "ok"}],
-     "logs": [{"path": "/srv/bot/bot.log", "size_bytes": 5120, "age_seconds": 312.0, "tail": ["..."]}],
+               "body_head": "ok", "holder": {"pid": 4121, ...}}],
+     "logs": [{"path": "/srv/bot/bot.log", "size_bytes": 5120, "age_seconds": 312.0, "tail": ["..."],
+               "lines_before_tail": 61, "baseline": [{"line": "<ts> info fetched <n> markets", "count": 52}]}],
+     "disk": [{"path": "/srv/bot", "free_bytes": 0, "total_bytes": 104857600, "used_percent": 100.0}],
      "heartbeats": [{"path": "/srv/bot/hb.json", "pid": 4121, "sequence": 42, "age_seconds": 3.5,
                      "channels": {"scan": {"age_seconds": 3.1, "count": 17}}}],
      "crash": {"crash_record": "/srv/bot/horus-crash-4121.json", "crash_summary": "...", "kind": "loop_blocked",
@@ -37,8 +50,8 @@ Sample (abridged)::
                "function": "place_maker_order", "code": "..."}, "operations": [...]}}
 
 A probe that fails says so in its own entry (``"error": "..."``); :func:`take_snapshot` never raises.
-``json.dumps(snapshot)`` never exceeds ``max_bytes``: log tails and py-spy output are trimmed first and
-``"truncated": true`` says so.
+``json.dumps(snapshot)`` never exceeds ``max_bytes``: log baselines, then log tails, then py-spy output are
+trimmed first and ``"truncated": true`` says so.
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ import base64
 import concurrent.futures
 import contextlib
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -57,6 +71,7 @@ import ssl
 import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,11 +80,13 @@ from urllib.parse import unquote, urlsplit
 import psutil
 
 from horus import humanize
+from horus.checks.artifact_growth import ArtifactGrowthOptions
 from horus.checks.base import CheckOptions
+from horus.checks.file_exists import FileExistsOptions
 from horus.checks.heartbeat import HeartbeatOptions
 from horus.checks.http_health import HttpHealthOptions
 from horus.checks.port_open import PortOpenOptions
-from horus.config.models import MonitorSettings
+from horus.config.models import EvidenceOptions, MonitorSettings
 from horus.config.types import ProcessPatternOptions
 from horus.errors import ExecError
 from horus.execution import CommandResult, run_command
@@ -77,7 +94,9 @@ from horus.heals.base import HealOptions
 from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
-from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, read_json
+from horus.sentinel.fingerprint import normalise
+from horus.sentinel.logtext import read_lines
+from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
 
@@ -90,11 +109,26 @@ HTTP_TIMEOUT_SECONDS = 5.0
 PY_SPY_TIMEOUT_SECONDS = 5.0
 # A log's tail is read from at most this many bytes before its end, so a 10 GB log costs one seek.
 LOG_TAIL_BYTES = 256 * 1024
+# Non-blocking: a log path that is (or became) a named pipe must never hold the snapshot up.
+_LOG_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 LINE_LIMIT = 1000
+# A log's baseline: the lines it repeated while the service was healthy, normalised and counted.
+BASELINE_ENTRIES = 100
+BASELINE_LINE_LIMIT = 300
+# Parsing a line costs about 30 µs and normalising one 50 to 150 µs, so a baseline reads at most the last
+# BASELINE_RAW_LINES lines before the tail and counts the newest healthy ones (the ones worth comparing with
+# the end) for at most BASELINE_SECONDS: 16 logs stay within a few seconds. Baselines stop short of the
+# snapshot's deadline by BASELINE_RESERVE_SECONDS, so they never cost a log its tail.
+BASELINE_RAW_LINES = 4000
+BASELINE_LINES_COUNTED = 2000
+BASELINE_SECONDS = 0.1
+BASELINE_RESERVE_SECONDS = 1.0
 CMDLINE_LIMIT = 1000
 PROCESSES_PER_PATTERN = 10
 PY_SPY_PROCESSES = 3
 HTTP_BODY_HEAD_BYTES = 256
+# Listening sockets kept from one net_connections reading: a server has tens; more are not worth the memory.
+MAX_LISTENERS = 10_000
 # The SDK keeps 20 records of a few KB each; these bound a crash_dir that another process fills.
 MAX_CRASH_DIR_ENTRIES = 1000
 CRASH_RECORDS_TRIED = 5
@@ -139,7 +173,8 @@ def take_snapshot(
     Synchronous and slow-ish (a CPU sample, a connect, an HTTP request, a py-spy dump: run concurrently,
     all done within ``timeout``): call it in a thread. Never raises; a probe that fails records its error
     in its own entry. ``crash_evidence`` is the dict from ``Check.evidence`` (``crash_record`` path and
-    ``crash_summary``). ``json.dumps`` of the result is at most ``max_bytes`` long.
+    ``crash_summary``). ``healthy_until`` is when the service was last seen healthy: each log's baseline
+    counts the lines written until then. ``json.dumps`` of the result is at most ``max_bytes`` long.
     """
     started = time.monotonic()
     snapshot: dict[str, Any] = {
@@ -150,7 +185,14 @@ def take_snapshot(
     }
     try:
         deadline = started + timeout
-        probes = _plan(settings, crash_evidence, py_spy=py_spy, log_lines=log_lines, deadline=deadline)
+        probes = _plan(
+            settings,
+            crash_evidence,
+            py_spy=py_spy,
+            log_lines=log_lines,
+            deadline=deadline,
+            healthy_until=healthy_until,
+        )
         snapshot.update(_run_all(probes, deadline))
     except Exception as exc:  # a bug here must cost the snapshot, never the heal that follows it
         snapshot["error"] = f"snapshot failed: {exc!r}"
@@ -173,38 +215,73 @@ def _plan(
     py_spy: bool,
     log_lines: int,
     deadline: float,
+    healthy_until: float | None,
 ) -> dict[str, Probe]:
     """The probes that apply to this monitor, by the snapshot key each one fills."""
     options = list(_all_options(settings))
+    # The evidence block names what the check may not: the service's logs, process and crash records.
+    evidence = settings.evidence
     patterns = _unique(_pattern_of(o) for o in options if isinstance(o, ProcessPatternOptions))
+    if evidence is not None and evidence.process_pattern is not None:
+        patterns = _unique([*patterns, (evidence.process_pattern, evidence.regex, evidence.user)])
     ports = _unique((o.host, o.port) for o in options if isinstance(o, PortOpenOptions))
     urls = _unique(o for o in options if isinstance(o, HttpHealthOptions))
     # By attribute: any check with a log_file (log_staleness today) has its log read.
-    logs = _unique(Path(getattr(o, "log_file")) for o in options if _has(o, "log_file"))  # noqa: B009
+    logs = _unique(
+        [
+            *(Path(getattr(o, "log_file")) for o in options if _has(o, "log_file")),  # noqa: B009
+            *(evidence.logs if evidence else ()),
+        ]
+    )
     beats = _unique(o for o in options if isinstance(o, HeartbeatOptions))
+    crash_dirs = _unique(
+        [
+            *(o.crash_dir for o in beats if o.crash_dir is not None),
+            *([evidence.crash_dir] if evidence and evidence.crash_dir else []),
+        ]
+    )
+    directories = _unique([*(path.parent for path in logs), *_output_directories(options), *crash_dirs])
+    listeners = _Listeners()
 
     probes: dict[str, Probe] = {}
     if patterns:
         # One task: py-spy must look at exactly the processes found, before the heal kills them.
         probes["processes"] = lambda: _processes_and_stacks(patterns, py_spy=py_spy, deadline=deadline)
     if ports:
-        probes["ports"] = lambda: _each(ports, lambda address: _probe_port(address[0], address[1], deadline))
+        probes["ports"] = lambda: _each(ports, lambda address: _probe_port(address[0], address[1], deadline, listeners))
     if urls:
-        probes["http"] = lambda: _each(urls, lambda o: _probe_http(o, deadline))
+        probes["http"] = lambda: _each(urls, lambda o: _probe_http(o, deadline, listeners))
     if logs:
-        probes["logs"] = lambda: _each(logs, lambda path: _probe_log(path, log_lines))
+        probes["logs"] = lambda: _each(logs, lambda path: _probe_log(path, log_lines, healthy_until, deadline))
+    if directories:
+        probes["disk"] = lambda: _probe_disks(directories)
     if beats:
         probes["heartbeats"] = lambda: _each(beats, _probe_heartbeat)
-    crash_dirs = _unique(o.crash_dir for o in beats if o.crash_dir is not None)
     if crash_evidence and crash_evidence.get("crash_record"):
         probes["crash"] = lambda: _probe_crash(crash_evidence)
     elif crash_dirs:
         # None since this episode began: the newest record the service left is still what it last said
         # about itself (an earlier hang, often at the same line), and outranks any guess.
-        probes["crash"] = lambda: _newest_in_crash_dirs(crash_dirs, beats)
+        probes["crash"] = lambda: _newest_in_crash_dirs(crash_dirs, _crash_record_owner(crash_dirs, beats, evidence))
     elif crash_evidence:
         probes["crash"] = lambda: _probe_crash(crash_evidence)
     return probes
+
+
+def _output_directories(options: list[CheckOptions | HealOptions]) -> Iterator[Path]:
+    """Where the checks look for the service's output: a full disk there is why it stopped."""
+    for o in options:
+        if isinstance(o, FileExistsOptions):
+            yield o.path.parent
+        elif isinstance(o, ArtifactGrowthOptions):
+            if o.glob is not None:
+                yield o.glob.directory
+            if o.file_size is not None:
+                yield o.file_size.parent
+            if o.sqlite is not None:
+                yield o.sqlite.database.parent
+        elif isinstance(o, HeartbeatOptions) and o.path is not None:
+            yield o.path.parent  # the SDK writes it atomically: a full disk stops the beats
 
 
 _SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error")
@@ -246,7 +323,7 @@ def _each(items: list[T], probe: Callable[[T], dict[str, Any]]) -> list[dict[str
     return entries
 
 
-_ORDER = ("processes", "py_spy", "ports", "http", "logs", "heartbeats", "crash")
+_ORDER = ("processes", "py_spy", "ports", "http", "logs", "disk", "heartbeats", "crash")
 
 
 def _run_all(probes: dict[str, Probe], deadline: float) -> dict[str, Any]:
@@ -334,6 +411,11 @@ def _describe_process(identity: ProcessIdentity, found: Found) -> dict[str, Any]
             memory = _optional(proc.memory_info)
             entry["rss_bytes"] = memory.rss if memory else None
             entry["threads"] = _optional(proc.num_threads)
+            # "Too many open files" and a MemoryError under a limit are told by these two, read before the kill.
+            if hasattr(proc, "num_fds"):
+                entry["num_fds"] = _optional(proc.num_fds)
+            if hasattr(proc, "rlimit"):
+                entry["rlimits"] = _optional(lambda: _limits(proc))
             entry["create_time"] = round(identity.create_time, 3)
             entry["age_seconds"] = round(max(0.0, time.time() - identity.create_time), 1)
             entry["listening_ports"] = _listening_ports(proc)
@@ -356,6 +438,14 @@ def _optional(read: Callable[[], T]) -> T | None:
         return read()
     except psutil.AccessDenied:
         return None
+
+
+def _limits(proc: psutil.Process) -> dict[str, list[int]]:
+    # [soft, hard]; psutil gives -1 (RLIM_INFINITY) for unlimited.
+    return {
+        "nofile": list(proc.rlimit(psutil.RLIMIT_NOFILE)),
+        "as": list(proc.rlimit(psutil.RLIMIT_AS)),
+    }
 
 
 def _listening_ports(proc: psutil.Process) -> list[int] | None:
@@ -454,7 +544,7 @@ def _budget(cap: float, deadline: float) -> float:
     return max(0.05, min(cap, deadline - time.monotonic()))
 
 
-def _probe_port(host: str, port: int, deadline: float) -> dict[str, Any]:
+def _probe_port(host: str, port: int, deadline: float, listeners: _Listeners) -> dict[str, Any]:
     entry: dict[str, Any] = {"host": host, "port": port}
     limit = _budget(PORT_TIMEOUT_SECONDS, deadline)
     started = time.monotonic()
@@ -471,10 +561,12 @@ def _probe_port(host: str, port: int, deadline: float) -> dict[str, Any]:
         entry.update(accepting=False, detail=exc.strerror or str(exc))
     else:
         entry.update(accepting=True, connect_ms=round((time.monotonic() - started) * 1000, 1))
+    if listeners.applies_to(host):
+        entry["holder"] = listeners.holder(host, port)
     return entry
 
 
-def _probe_http(options: HttpHealthOptions, deadline: float) -> dict[str, Any]:
+def _probe_http(options: HttpHealthOptions, deadline: float, listeners: _Listeners) -> dict[str, Any]:
     entry: dict[str, Any] = {"url": redact_url(options.url), "method": options.method}
     limit = _budget(HTTP_TIMEOUT_SECONDS, deadline)
     parts = urlsplit(options.url)
@@ -519,24 +611,127 @@ def _probe_http(options: HttpHealthOptions, deadline: float) -> dict[str, Any]:
         entry["error"] = exc.strerror or str(exc)
     finally:
         connection.close()
+    if _is_loopback(host):
+        default_port = 443 if parts.scheme == "https" else 80
+        entry["holder"] = listeners.holder(host, parts.port or default_port)
     return entry
+
+
+class _Listeners:
+    """Who listens on this machine's TCP ports, read at most once per snapshot and shared by its probes.
+
+    A port a check finds refused, or answered by the wrong program, is explained by its holder: the
+    service's previous instance that never let go, or another program that took the port first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_port: dict[int, list[tuple[str, int | None]]] | None = None
+        self._error: str | None = None
+        self._own_addresses: set[str] | None = None
+
+    def applies_to(self, host: str) -> bool:
+        """Whether ``host`` is this machine, so a listener here is what a connection to it reaches."""
+        if _is_loopback(host) or host in _EVERY_ADDRESS:
+            return True
+        with self._lock:
+            if self._own_addresses is None:
+                try:
+                    self._own_addresses = {
+                        address.address.split("%", 1)[0]
+                        for addresses in psutil.net_if_addrs().values()
+                        for address in addresses
+                    }
+                except (OSError, psutil.Error):
+                    self._own_addresses = set()
+            return host in self._own_addresses
+
+    def holder(self, host: str, port: int) -> dict[str, Any] | None:
+        """The process listening where a connection to ``host:port`` arrives, None when nothing listens,
+        or ``{"error": ...}`` when the sockets or their owner may not be read."""
+        with self._lock:
+            if self._by_port is None and self._error is None:
+                self._read()
+        if self._error is not None:
+            return {"error": self._error}
+        assert self._by_port is not None
+        bound = self._by_port.get(port, [])
+        wanted = {"127.0.0.1", "::1"} if host.lower() == "localhost" else {host.strip("[]")}
+        # A socket bound to the very address first, then one bound to every address.
+        exact = [pid for address, pid in bound if address in wanted]
+        wildcard = [pid for address, pid in bound if address in _EVERY_ADDRESS]
+        candidates = exact or wildcard
+        if not candidates:
+            return None
+        known = sorted(pid for pid in candidates if pid is not None)
+        if not known:
+            return {"error": "a process Horus may not inspect listens there (another user's)"}
+        return _describe_holder(known[0])
+
+    def _read(self) -> None:
+        try:
+            # Listening is TCP's state only: kind="tcp" reads the same sockets as "inet" without the UDP tables.
+            connections = psutil.net_connections(kind="tcp")
+        except psutil.AccessDenied:
+            self._error = "cannot list listening sockets: permission denied (this system shows them only to root)"
+            return
+        except (OSError, psutil.Error) as exc:
+            self._error = f"cannot list listening sockets: {exc}"
+            return
+        by_port: dict[int, list[tuple[str, int | None]]] = {}
+        kept = 0
+        for connection in connections:
+            if connection.status != psutil.CONN_LISTEN or not connection.laddr:
+                continue
+            if kept >= MAX_LISTENERS:
+                break
+            address = connection.laddr.ip.removeprefix("::ffff:")  # an IPv4 address on a dual-stack socket
+            by_port.setdefault(connection.laddr.port, []).append((address, connection.pid))
+            kept += 1
+        self._by_port = by_port
+
+
+# How a socket listening on every address shows its local address.
+_EVERY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (compared against, never bound)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe_holder(pid: int) -> dict[str, Any]:
+    holder: dict[str, Any] = {"pid": pid}
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            holder["name"] = _optional(proc.name)
+            argv = _optional(proc.cmdline)
+            holder["cmdline"] = _redact_cmdline(" ".join(argv)) if argv else None
+            holder["user"] = _optional(proc.username)
+    except psutil.NoSuchProcess:
+        holder["error"] = "exited while it was read"
+    except psutil.Error as exc:
+        holder["error"] = f"cannot read it: {exc}"
+    return holder
 
 
 # --- files ---------------------------------------------------------------------------------------------
 
 
-def _probe_log(path: Path, log_lines: int) -> dict[str, Any]:
+def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": str(path)}
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            start = max(0, st.st_size - LOG_TAIL_BYTES)
-            data = b""
-            if log_lines > 0:
-                f.seek(start)
-                data = f.read(LOG_TAIL_BYTES)
+        st, start, data = _read_end(path, LOG_TAIL_BYTES if log_lines > 0 else 0)
     except FileNotFoundError:
         entry["error"] = "does not exist"
+        return entry
+    except _NotRegular as exc:
+        entry["error"] = f"cannot read it: {exc}"
         return entry
     except OSError as exc:
         entry["error"] = f"cannot read it: {exc.strerror or exc}"
@@ -546,8 +741,107 @@ def _probe_log(path: Path, log_lines: int) -> dict[str, Any]:
     lines = data.decode("utf-8", errors="replace").splitlines()
     if start > 0 and lines:
         lines = lines[1:]  # began mid-line
-    entry["tail"] = [_clip(redact_line(line), LINE_LIMIT) for line in lines[-log_lines:]] if log_lines > 0 else []
+    tail = lines[-log_lines:] if log_lines > 0 else []
+    before = lines[: len(lines) - len(tail)]
+    entry["tail"] = [_clip(redact_line(line), LINE_LIMIT) for line in tail]
+    entry["lines_before_tail"] = len(before)
+    until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
+    entry["baseline"] = _baseline(before, healthy_until, until)
     return entry
+
+
+class _NotRegular(OSError):
+    """A log path that names a pipe, a directory or a device: never read."""
+
+
+def _read_end(path: Path, limit: int) -> tuple[os.stat_result, int, bytes]:
+    """The last ``limit`` bytes of the regular file ``path``, its stat, and the offset they start at.
+
+    Looked at before it is opened (a device is never opened), opened non-blocking (a named pipe swapped in
+    since the look cannot block), and looked at again through the descriptor; raises _NotRegular saying
+    what the path is instead.
+    """
+    _require_regular(os.stat(path))
+    fd = os.open(path, _LOG_OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        _require_regular(st)
+        start = max(0, st.st_size - limit)
+        data = os.pread(fd, limit, start) if limit > 0 else b""
+    finally:
+        os.close(fd)
+    return st, start, data
+
+
+def _require_regular(st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise _NotRegular(f"{file_kind(st.st_mode)}, not a regular file")
+
+
+def _baseline(before: list[str], healthy_until: float | None, until: float) -> list[dict[str, Any]]:
+    """The lines of ``before`` that were written while the service was healthy, normalised, counted, most
+    frequent first: a line that also repeated then is weak evidence of what broke it.
+
+    A line counts when its time (or the time of the line before it) is at most ``healthy_until``; in a log
+    whose lines carry no time, the older half of ``before`` stands for the healthy period. Counted newest
+    first, until ``until`` (monotonic) at the latest.
+    """
+    if healthy_until is None or not before or time.monotonic() >= until:
+        return []
+    parsed = read_lines(before[-BASELINE_RAW_LINES:])
+    if any(line.at is not None for line in parsed):
+        healthy = [line.text for line in parsed if line.at is not None and line.at <= healthy_until]
+    else:
+        healthy = [line.text for line in parsed[: len(parsed) // 2]]
+    counts: Counter[str] = Counter()
+    for counted, text in enumerate(reversed(healthy[-BASELINE_LINES_COUNTED:])):
+        if counted % 100 == 99 and time.monotonic() > until:
+            break
+        # Redacted first: normalising keeps words such as "password=hunter2" as they are.
+        line = _clip(normalise(redact_line(text)), BASELINE_LINE_LIMIT)
+        if line:
+            counts[line] += 1
+    return [{"line": line, "count": count} for line, count in counts.most_common(BASELINE_ENTRIES)]
+
+
+def _probe_disks(directories: list[Path]) -> list[dict[str, Any]]:
+    """Free space on each filesystem the service writes to, once per filesystem, in the order first named."""
+    entries: list[dict[str, Any]] = []
+    devices: set[int] = set()
+    for directory in directories:
+        try:
+            existing, st = _nearest_existing(directory)
+        except OSError as exc:
+            entries.append({"path": str(directory), "error": f"cannot look at it: {exc.strerror or exc}"})
+            continue
+        if st.st_dev in devices:
+            continue
+        devices.add(st.st_dev)
+        entry: dict[str, Any] = {"path": str(existing)}
+        try:
+            usage = shutil.disk_usage(existing)
+        except OSError as exc:
+            entry["error"] = f"cannot measure it: {exc.strerror or exc}"
+        else:
+            # As df counts: of the space the service may use, the blocks reserved for root left out.
+            usable = usage.used + usage.free
+            entry.update(
+                free_bytes=usage.free,
+                total_bytes=usage.total,
+                used_percent=round(100 * usage.used / usable, 1) if usable else None,  # None: a pseudo-filesystem
+            )
+        entries.append(entry)
+    return entries
+
+
+def _nearest_existing(directory: Path) -> tuple[Path, os.stat_result]:
+    """``directory``, or its nearest ancestor that exists (a missing output directory is on its parent's disk)."""
+    for candidate in (directory, *directory.parents):
+        try:
+            return candidate, os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    raise FileNotFoundError(f"no part of {directory} exists")
 
 
 def _probe_heartbeat(options: HeartbeatOptions) -> dict[str, Any]:
@@ -598,14 +892,13 @@ def _probe_crash(evidence: dict[str, Any]) -> dict[str, Any]:
     return _describe_crash(entry, record)
 
 
-def _newest_in_crash_dirs(crash_dirs: list[Path], beats: list[HeartbeatOptions]) -> dict[str, Any] | None:
+def _newest_in_crash_dirs(crash_dirs: list[Path], owner: int | None) -> dict[str, Any] | None:
     """The newest crash record in the monitor's crash_dir(s) that this service wrote, or None.
 
     "This service" is checked, not assumed: a crash_dir may be shared (``/tmp``), so a record counts only
-    when it is a regular file named for the pid it holds, owned by whoever owns the service's heartbeat
-    file (else the crash_dir). The record may predate the failure: ``"source": "crash_dir"`` says so.
+    when it is a regular file named for the pid it holds, owned by ``owner`` (see _crash_record_owner).
+    The record may predate the failure: ``"source": "crash_dir"`` says so.
     """
-    owner = _service_owner(crash_dirs, beats)
     candidates: list[tuple[float, Path]] = []
     for crash_dir in crash_dirs:
         try:
@@ -634,7 +927,14 @@ def _newest_in_crash_dirs(crash_dirs: list[Path], beats: list[HeartbeatOptions])
     return None
 
 
-def _service_owner(crash_dirs: list[Path], beats: list[HeartbeatOptions]) -> int | None:
+def _crash_record_owner(
+    crash_dirs: list[Path], beats: list[HeartbeatOptions], evidence: EvidenceOptions | None
+) -> int | None:
+    """Whose crash records are the service's: the evidence block's ``user`` when it names one, else
+    whoever owns the service's heartbeat file, else the first crash_dir; None when none can be seen."""
+    if evidence is not None and evidence.user is not None:
+        with contextlib.suppress(LookupError):  # a user deleted since the config was read
+            return uid_of(evidence.user)
     for path in [o.path for o in beats if o.path is not None] + crash_dirs:
         try:
             return os.stat(path).st_uid
@@ -698,13 +998,14 @@ def _size(snapshot: dict[str, Any]) -> int:
 
 
 def _fit(snapshot: dict[str, Any], max_bytes: int) -> dict[str, Any]:
-    """Trim ``snapshot`` in place until ``json.dumps`` of it fits ``max_bytes``: log tails first (oldest
-    lines go), then py-spy output, then the least telling details; a skeleton if even that is too big."""
+    """Trim ``snapshot`` in place until ``json.dumps`` of it fits ``max_bytes``: log baselines first (the
+    rarest lines go), then log tails (oldest lines go), then py-spy output, then the least telling details;
+    a skeleton if even that is too big."""
     size = _size(snapshot)
     if size <= max_bytes:
         return snapshot
     snapshot["truncated"] = True
-    for trim in (_trim_log_tails, _trim_py_spy, _trim_details):
+    for trim in (_trim_log_baselines, _trim_log_tails, _trim_py_spy, _trim_details):
         size = _size(snapshot)
         while size > max_bytes and trim(snapshot, size - max_bytes):
             size = _size(snapshot)
@@ -724,6 +1025,19 @@ def log_tail(snapshot: Mapping[str, Any]) -> list[str]:
         if isinstance(entry, dict):
             lines.extend(str(line) for line in entry.get("tail") or [])
     return lines
+
+
+def _trim_log_baselines(snapshot: dict[str, Any], excess: int) -> bool:
+    # What the service said while it was healthy only weighs what it said at the end, so it goes first.
+    baselines = [
+        entry["baseline"] for entry in snapshot.get("logs") or [] if isinstance(entry, dict) and entry.get("baseline")
+    ]
+    if not baselines:
+        return False
+    longest = max(baselines, key=lambda baseline: len(json.dumps(baseline)))
+    entry_size = max(1, len(json.dumps(longest)) // len(longest))
+    del longest[-max(1, min(len(longest), -(-excess // entry_size))) :]
+    return True
 
 
 def _trim_log_tails(snapshot: dict[str, Any], excess: int) -> bool:
@@ -768,7 +1082,7 @@ def _trim_details(snapshot: dict[str, Any], excess: int) -> bool:
         if crash.get("stuck"):
             crash["stuck"].pop("code", None)
         return True
-    for key in ("logs", "heartbeats", "http", "ports", "processes"):
+    for key in ("logs", "disk", "heartbeats", "http", "ports", "processes"):
         items = snapshot.get(key)
         if isinstance(items, list) and len(items) > 1:
             del items[1:]
