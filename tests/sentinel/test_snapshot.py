@@ -385,6 +385,21 @@ def test_an_evidence_block_brings_the_services_logs_process_and_crash_record_to_
     assert snapshot["crash"]["source"] == "crash_dir" and snapshot["crash"]["pid"] == 4121
 
 
+def test_a_crash_record_in_the_evidence_crash_dir_counts_only_when_the_evidence_user_wrote_it(tmp_path):
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    write_crash_record(crash_dir, 4121)  # written by this test's user
+    someone_else = 65534 if os.geteuid() != 65534 else 0
+    mine = monitor({"type": "port_open", "port": free_port()}, evidence={"crash_dir": str(crash_dir)})
+    theirs = monitor(
+        {"type": "port_open", "port": free_port()},
+        evidence={"crash_dir": str(crash_dir), "process_pattern": "bot.py", "user": someone_else},
+    )
+
+    assert take_snapshot(mine, crash_evidence=None)["crash"]["pid"] == 4121
+    assert "crash" not in take_snapshot(theirs, crash_evidence=None)
+
+
 def test_an_evidence_pattern_of_another_user_finds_only_that_users_processes(spawner):
     marker = spawner.marker()
     spawner.detached(marker)  # ours; the evidence names another user's
