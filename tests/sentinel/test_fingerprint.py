@@ -93,11 +93,11 @@ def test_a_fingerprint_counts_the_http_status_by_class_and_the_signal_by_name():
 
 def test_a_fingerprint_is_stable_across_releases_unless_its_version_changes():
     # If this fails, what fingerprints are computed from changed: bump FINGERPRINT_VERSION (and this value).
-    assert FINGERPRINT_VERSION == 1
+    assert FINGERPRINT_VERSION == 2
     value = fingerprint(
         monitor="bot", check_type="log_staleness", failure_kind="stale", signature="timeouterror", http_status=504
     )
-    assert value == "eba2576dba950218"
+    assert value == "acc27f90a8d53b13"
     assert len(value) == 16
 
 
@@ -109,7 +109,7 @@ def test_normalise_masks_what_varies_and_keeps_what_names_the_failure():
         "exit code 137, killed by signal 9"
     )
     assert normalise(text) == (
-        "<ts> pid <n> at <time> on <date> get https://api.example.com/… from <ip> and <ip> obj <hex> "
+        "<ts> pid <n> at <time> on <date> get https://<host>.example.com/… from <ip> and <ip> obj <hex> "
         "commit <hex> id <uuid> file bot.log: http 429 too many requests, [errno 111] connection refused, "
         "exit code 137, killed by signal 9"
     )
@@ -119,6 +119,180 @@ def test_normalise_leaves_ordinary_words_and_code_alone():
     assert normalise("  std::map   in ETH/daily  'main.py --mode conservative' ") == (
         "std::map in eth/daily 'main.py --mode conservative'"
     )
+
+
+# Each pair is one failure line as it came on two occasions: only the objects of the service's domain
+# (markets, orders, tickers, users, buckets, tables, keys, queues, hosts) differ.
+SAME_FAILURE_OTHER_OBJECT = [
+    (
+        "TimeoutError: timed out placing order on market 'will-it-rain-2028'",
+        "TimeoutError: timed out placing order on market 'will-the-fed-cut-rates-in-march'",
+    ),
+    ("order_id=ab12cd rejected: insufficient margin", "order_id=zq9 rejected: insufficient margin"),
+    ("orderId=7781 rejected: insufficient margin", "orderId=ffe0-31 rejected: insufficient margin"),
+    ("quote failed symbol=AAPL side=BUY", "quote failed symbol=MSFT side=SELL"),
+    ("quote failed for BTC-USD after 3 s", "quote failed for ETH-PERP after 9 s"),
+    ("no book for BTC/USDT", "no book for SOL/USDC"),
+    ("no book for BTC-28MAR26-60000-C", "no book for ETH-27JUN25-3000-P"),
+    ("permission denied for user alice@example.com", "permission denied for user bob.smith+bot@corp.example.org"),
+    ("NoSuchBucket: bucket my-data-prod does not exist", "NoSuchBucket: bucket analytics-raw-eu does not exist"),
+    ('relation "orders_2026_11" does not exist', 'relation "orders_2025_12" does not exist'),
+    ("table orders_2026_11 is locked", "table orders_2025_12 is locked"),
+    (
+        'WRONGTYPE Operation against a key holding the wrong kind of value: key "sess:af31"',
+        ('WRONGTYPE Operation against a key holding the wrong kind of value: key "sess:9bc0e"'),
+    ),
+    ("publish failed queue=orders.eu-west-1 error=timeout", "publish failed queue=fills.us-east-2 error=timeout"),
+    ("market: will-it-rain-2028 closed unexpectedly", "market: btc-above-100k-friday closed unexpectedly"),
+    (
+        '{"level": "error", "msg": "order timed out", "market": "will-it-rain-2028", "symbol": "AAPL", "id": "a1"}',
+        '{"level": "error", "msg": "order timed out", "market": "us-recession-2026", "symbol": "TSLA", "id": "zz"}',
+    ),
+    (
+        "rejected order {'symbol': 'BTC', 'qty': 3, 'tif': 'GTC'}",
+        "rejected order {'symbol': 'ETH', 'qty': 1, 'tif': 'IOC'}",
+    ),
+    ("connect to db-7.prod.example.com:5432 timed out", "connect to replica-b.prod.example.com:5432 timed out"),
+    (
+        "level=error msg=\"order failed market=x1 order_id=ab12 on 'BTC-USD'\" attempt=3",
+        "level=error msg=\"order failed market=y2 order_id=cd34 on 'ETH-PERP'\" attempt=4",
+    ),
+    (
+        '{"level": "error", "msg": "no book for \'will-it-rain-2028\' (symbol=AAPL)"}',
+        '{"level": "error", "msg": "no book for \'us-recession-2026\' (symbol=TSLA)"}',
+    ),
+    (
+        "POST https://clob-eu.polymarket.com/order failed: HTTP 429",
+        "POST https://clob-us.polymarket.com/order failed: HTTP 429",
+    ),
+    (
+        "ValueError: invalid literal for int() with base 10: 'abc123'",
+        "ValueError: invalid literal for int() with base 10: 'x9'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_FAILURE_OTHER_OBJECT)
+def test_the_same_failure_on_another_object_of_the_domain_normalises_to_the_same_text(first, second):
+    assert normalise(first) == normalise(second)
+
+
+# Each pair is two different failure modes, or one failure mode at two different places in the code: what
+# tells them apart (an exception class, an errno name, a status, a field name, a function, a file) is kept.
+DIFFERENT_FAILURES = [
+    (
+        "TimeoutError: timed out on market 'will-it-rain-2028'",
+        "ConnectionRefusedError: refused on market 'will-it-rain-2028'",
+    ),
+    # A missing field of a record is a bug in the code that reads it: the field name is a name of the code.
+    ("KeyError: 'price'", "KeyError: 'size'"),
+    ("KeyError: 'best_bid'", "KeyError: 'best_ask'"),
+    ("TypeError: 'NoneType' object is not subscriptable", "TypeError: 'int' object is not subscriptable"),
+    ("got 'ECONNREFUSED' from the gateway", "got 'ETIMEDOUT' from the gateway"),
+    ("socket error errno=ECONNRESET", "socket error errno=EPIPE"),
+    ("order status=REJECTED", "order status=EXPIRED"),
+    ('{"status": "REJECTED"}', '{"status": "CANCELED"}'),
+    ("breaker state=closed", "breaker state=open"),
+    ('{"code": -1021, "msg": "rejected"}', '{"code": -2010, "msg": "rejected"}'),
+    ('{"error": "insufficient-balance"}', '{"error": "rate-limited"}'),
+    ("reason=ORDER_WOULD_CROSS", "reason=POST_ONLY_REJECT"),
+    ("method=GET failed", "method=POST failed"),
+    ("unexpected 'GET' request", "unexpected 'POST' request"),
+    ("ack=true", "ack=false"),
+    ("caught 'ConnectionResetError'", "caught 'ConnectionAbortedError'"),
+    ('  File "/srv/bot/bot.py", line 3, in place_order', '  File "/srv/bot/bot.py", line 3, in cancel_order'),
+    ('  File "/srv/bot/bot.py", line 3, in place_order', '  File "/srv/bot/clob.py", line 3, in place_order'),
+    ("request failed: HTTP 429", "request failed: HTTP 503"),
+    ("level=error caller=worker.go:88 msg=stalled", "level=error caller=feed.go:88 msg=stalled"),
+    ("worker exited with code 1", "worker exited with code 137"),
+    ("killed signal=9", "killed signal=15"),
+    ("OSError: [Errno 28] No space left on device", "OSError: [Errno 13] Permission denied"),
+    ("connect to db.example.com timed out", "connect to cache.example.net timed out"),
+    ("failed: out-of-memory", "failed: end-of-file"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), DIFFERENT_FAILURES)
+def test_different_failure_modes_keep_different_text(first, second):
+    assert normalise(first) != normalise(second)
+
+
+def test_normalise_names_what_it_masked():
+    text = (
+        "ERROR place failed market='will-it-rain-2028' order_id=ab12cd symbol=AAPL pair BTC-USD "
+        'user alice@example.com host db-7.prod.example.com bucket my-data-prod key "sess:af31" '
+        "queue=orders.eu-west-1 status=REJECTED state=closed KeyError: 'price' in place_order (bot.py)"
+    )
+    assert normalise(text) == (
+        "error place failed market='<id>' order_id=<id> symbol=<id> pair <id> "
+        'user <email> host <host>.example.com bucket <id> key "<id>" '
+        "queue=<id> status=rejected state=closed keyerror: 'price' in place_order (bot.py)"
+    )
+
+
+def test_normalise_keeps_quoted_phrases_file_names_and_exception_names():
+    assert normalise("no process matches 'main.py --mode conservative'") == (
+        "no process matches 'main.py --mode conservative'"
+    )
+    assert normalise('File "bot2.py", line 9, in <module>') == 'file "bot<n>.py", line <n>, in <module>'
+    assert normalise("raised 'asyncio.exceptions.TimeoutError' and 'S3UploadFailedError'") == (
+        "raised 'asyncio.exceptions.timeouterror' and 's<n>uploadfailederror'"
+    )
+    assert normalise("can't decode, it doesn't parse 'ab12'") == "can't decode, it doesn't parse '<id>'"
+    assert normalise("TCP/IP stack and TLS/SSL and HTTP/2 and UTF-8 and retry-after") == (
+        "tcp/ip stack and tls/ssl and http/<n> and utf-<n> and retry-after"
+    )
+
+
+def test_normalise_is_deterministic():
+    line = "ERROR order_id=ab12cd symbol=AAPL market 'will-it-rain-2028' on db-7.prod.example.com"
+    assert len({normalise(line) for _ in range(20)}) == 1
+
+
+# A market-making bot timing out on its order call on two days: other markets, order ids, tickers, hosts
+# and users; JSON log lines from one logger, logfmt from another, a traceback from asyncio.
+TIMEOUT_TUESDAY = [
+    '{"time": "2026-03-03T09:12:01Z", "level": "info", "msg": "quoting", "market": "will-it-rain-2028"}',
+    'time=2026-03-03T09:12:05Z level=warn msg="slow ack" order_id=ab12cd symbol=AAPL venue=clob-eu.polymarket.com',
+    '{"time": "2026-03-03T09:12:09Z", "level": "error", "msg": "order timed out", "market": "will-it-rain-2028", '
+    '"orderId": "0x9f3e", "user": "alice@example.com"}',
+    "Traceback (most recent call last):",
+    '  File "/srv/mm/v3/bot.py", line 88, in place_order',
+    "    await asyncio.wait_for(self.clob.post(order), 5)",
+    "TimeoutError: order on market 'will-it-rain-2028' not acknowledged within 5 s (symbol=AAPL)",
+]
+TIMEOUT_FRIDAY = [
+    '{"time": "2026-03-06T22:40:17Z", "level": "info", "msg": "quoting", "market": "btc-above-100k-friday"}',
+    'time=2026-03-06T22:40:19Z level=warn msg="slow ack" order_id=zz81qp symbol=BTC-USD venue=clob-us.polymarket.com',
+    '{"time": "2026-03-06T22:40:31Z", "level": "error", "msg": "order timed out", "market": "btc-above-100k-friday", '
+    '"orderId": "0x11aa", "user": "bob@example.org"}',
+    "Traceback (most recent call last):",
+    '  File "/opt/mm-4.0.2/bot.py", line 91, in place_order',
+    "    await asyncio.wait_for(self.clob.post(order), 5)",
+    "TimeoutError: order on market 'btc-above-100k-friday' not acknowledged within 7 s (symbol=BTC-USD)",
+]
+# The same bot on the same market, but now the exchange refuses the connection.
+REFUSED_SATURDAY = [
+    '{"time": "2026-03-07T08:00:02Z", "level": "error", "msg": "order failed", "market": "will-it-rain-2028", '
+    '"orderId": "0x9f3e", "user": "alice@example.com"}',
+    "Traceback (most recent call last):",
+    '  File "/srv/mm/v3/bot.py", line 88, in place_order',
+    "    await asyncio.wait_for(self.clob.post(order), 5)",
+    "ConnectionRefusedError: [Errno 111] Connection refused (symbol=AAPL)",
+]
+
+
+def test_signature_of_the_same_timeout_on_other_markets_orders_and_users_is_the_same():
+    tuesday = signature(TIMEOUT_TUESDAY)
+    assert tuesday == signature(TIMEOUT_FRIDAY)
+    assert tuesday.startswith("timeouterror: order on market '<id>' not acknowledged within <n> s (symbol=<id>)")
+    assert "will-it-rain" not in tuesday and "alice" not in tuesday
+    assert bot_fingerprint(TIMEOUT_TUESDAY) == bot_fingerprint(TIMEOUT_FRIDAY)
+
+
+def test_signature_of_a_refused_connection_on_the_same_market_is_different():
+    assert signature(REFUSED_SATURDAY) != signature(TIMEOUT_TUESDAY)
+    assert bot_fingerprint(REFUSED_SATURDAY) != bot_fingerprint(TIMEOUT_TUESDAY)
 
 
 def test_signature_puts_the_exception_and_where_it_was_raised_first():
