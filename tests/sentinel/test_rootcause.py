@@ -359,7 +359,7 @@ def test_nothing_recognisable_is_unknown_and_says_what_was_looked_at(tmp_path):
     assert only.evidence[:2] == [
         f"check: {STALE}",
         "looked at: 2 log lines; no crash record; 0 declared upstreams (0 failing); 0 commits in the change window; "
-        "config unchanged; snapshot: logs",
+        "config unchanged; snapshot: logs, disk",
     ]
     assert only.evidence[2].startswith("snapshot: Log bot.log last written")
     # An honest unknown says what would have told more: this monitor named no process.

@@ -258,9 +258,9 @@ def test_a_log_baseline_counts_the_lines_written_while_the_service_was_healthy(t
     healthy_until = time.time() - 600
     lines = []
     for n in range(20):
-        lines.append(f"{iso(healthy_until - 300 + n)} INFO fetched {n + 10} markets")
+        lines.append(f"{iso(healthy_until - 900 + n)} INFO fetched {n + 10} markets")
         if n % 4 == 0:
-            lines.append(f"{iso(healthy_until - 300 + n)} WARN order book stale for market {n}, refreshing")
+            lines.append(f"{iso(healthy_until - 900 + n)} WARN order book stale for market {n}, refreshing")
     failed = "ERROR write failed: [Errno 28] No space left on device"
     lines += [f"{iso(healthy_until + 60 + n)} {failed}" for n in range(8)]
     lines += [f"{iso(healthy_until + 120 + n)} ERROR giving up on order {n}" for n in range(5)]
@@ -272,7 +272,7 @@ def test_a_log_baseline_counts_the_lines_written_while_the_service_was_healthy(t
 
     assert entry["tail"] == lines[-5:]  # raw lines, exactly as before
     assert entry["lines_before_tail"] == len(lines) - 5
-    # The disk errors came after the service was last healthy: they are not part of its baseline.
+    # The disk errors came within five minutes of the last healthy look: they are not part of its baseline.
     assert entry["baseline"] == [
         {"line": normalise(lines[0]), "count": 20},
         {"line": normalise(lines[1]), "count": 5},
@@ -585,7 +585,9 @@ def test_py_spy_dumps_the_matched_python_process_before_the_heal_and_its_output_
         crash_evidence=None,
     )
 
-    assert [["py-spy", *argv] for argv in stubs.calls("py-spy")] == [["py-spy", "dump", "--pid", str(target.pid)]]
+    assert [["py-spy", *argv] for argv in stubs.calls("py-spy")] == [
+        ["py-spy", "dump", "--full-filenames", "--pid", str(target.pid)]
+    ]
     assert snapshot["py_spy"] == {"dumps": [{"pid": target.pid, "exit_code": 0, "output": dump.rstrip("\n")}]}
 
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["LogLine", "read_lines", "timestamp_of"]
+__all__ = ["BASELINE_GRACE_SECONDS", "LogLine", "healthy_period_end", "read_lines", "timestamp_of"]
 
+# The healthy period ends this long before the service was last seen healthy (or went quiet, if earlier).
+BASELINE_GRACE_SECONDS = 300.0
 # Only a line's start is searched for its time: a time quoted further along is not when it was written.
 _TIME_PREFIX_CHARS = 80
 _MONTHS = {
@@ -54,6 +56,17 @@ class LogLine:
 
     text: str
     at: float | None
+
+
+def healthy_period_end(last_healthy_at: float | None, output_stopped_at: float | None) -> float | None:
+    """Lines written up to this moment are the healthy period's: routine, the baseline a failure is told
+    from. It ends five minutes before the last healthy look, or before the output stopped if that came
+    first: a service that goes quiet stays "healthy" to a staleness check for a while, and its last words
+    before going quiet, and whatever led up to them, are the failure's."""
+    if last_healthy_at is None:
+        return None
+    end = last_healthy_at if output_stopped_at is None else min(last_healthy_at, output_stopped_at)
+    return end - BASELINE_GRACE_SECONDS
 
 
 def read_lines(raw: Iterable[str], *, year: int | None = None) -> list[LogLine]:

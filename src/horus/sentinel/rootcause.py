@@ -12,8 +12,8 @@ crash record's frame; a snapshot fact; a commit) and saying what would prevent i
 then weighs the log lines a hypothesis quotes:
 
 - *baseline*: a line also seen while the service was still healthy (timed five minutes or more before
-  its last healthy look or before its output stopped, whichever came first, or among the healthy lines
-  the snapshot counted before the tail) is routine, not the failure: x0.5;
+  its last healthy look or before its output stopped, whichever came first: ``healthy_period_end``; in
+  the tail, or among the lines the snapshot counted before it) is routine, not the failure: x0.5;
 - *recency*: the closer a line came to when the output stopped, the more it counts: x1 within two
   minutes (or in the newest quarter of an untimed tail), down to x0.7 for the oldest;
 - *repetition*: a line repeated three or more times since the service was last healthy: +0.05;
@@ -50,6 +50,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 import sysconfig
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ from horus.log import get_logger
 from horus.sentinel.changes import Commit
 from horus.sentinel.fingerprint import failure_kind, normalise
 from horus.sentinel.hypothesis import Hypothesis
-from horus.sentinel.logtext import read_lines
+from horus.sentinel.logtext import healthy_period_end, read_lines
 from horus.sentinel.snapshot import describe_process_state, redact_line
 from horus.sentinel.snapshot import log_tail as snapshot_log_tail
 
@@ -79,7 +80,6 @@ CONFIDENCE_CAP = 0.97
 BASELINE_FACTOR = 0.5
 OLDEST_FACTOR = 0.7
 RECENT_SECONDS = 120.0
-BASELINE_GRACE_SECONDS = 300.0
 REPEATED = 3
 REPETITION_BONUS = 0.05
 AGREEMENT_BONUS = 0.05
@@ -148,14 +148,8 @@ class Evidence:
         return self.last_healthy_at if self.last_healthy_at is not None else self.failing_since
 
     def healthy_until(self) -> float | None:
-        """Lines written up to this moment belong to the healthy period: five minutes before the last healthy
-        look, or before the output stopped if that came first (a service that goes quiet stays "healthy"
-        to a staleness check for a while, and its last words before going quiet are the failure's)."""
-        began = self.failure_began()
-        if began is None:
-            return None
-        stopped = self.output_stopped_at()
-        return min(began, stopped if stopped is not None else began) - BASELINE_GRACE_SECONDS
+        """The end of the healthy period (:func:`~horus.sentinel.logtext.healthy_period_end`)."""
+        return healthy_period_end(self.failure_began(), self.output_stopped_at())
 
     def output_stopped_at(self) -> float | None:
         """When the service last wrote: the newest timed log line, else the newest log's modification."""
@@ -1046,7 +1040,11 @@ _LIBRARY_DIRS = tuple(
 
 
 def _is_library(path: str) -> bool:
-    """Whether a frame's file is the standard library's or an installed package's, not the service's code."""
+    """Whether a frame's file is the standard library's or an installed package's, not the service's code.
+    A relative name (py-spy without --full-filenames: ``socket.py``, ``asyncio/base_events.py``) is the
+    standard library's when its top-level module is."""
+    if not path.startswith((os.sep, "<")) and path.endswith(".py"):
+        return path.split(os.sep, 1)[0].removesuffix(".py") in sys.stdlib_module_names
     return (
         "/site-packages/" in path
         or "/dist-packages/" in path
@@ -1330,6 +1328,11 @@ _SOURCES = (
 )
 
 
+_WHY_SOURCES = frozenset({"log", "crash record", "upstream", "change"})
+# Causes that name a state rather than a reason: agreement makes them no more certain.
+_SYMPTOMS = frozenset({"hung", "busy_loop", "recent_change", "unknown"})
+
+
 def _source(line: str) -> str | None:
     return next((name for name, prefixes in _SOURCES if line.startswith(prefixes)), None)
 
@@ -1371,7 +1374,11 @@ def _weigh(ev: Evidence, hypothesis: Hypothesis) -> Hypothesis:
         factor = max(weight for weight, _ in weights)
         repeated = any(again for _, again in weights)
     sources = {source for line in hypothesis.evidence if (source := _source(line)) is not None}
-    bonus = min(AGREEMENT_MAX, AGREEMENT_BONUS * max(0, len(sources) - 1)) + (REPETITION_BONUS if repeated else 0.0)
+    bonus = REPETITION_BONUS if repeated else 0.0
+    # Facts about the symptom (the check's reason, a process that runs, a frame) agree with a cause only
+    # beside something that says why: a logged line, a crash record, an upstream's state, a change.
+    if (sources & _WHY_SOURCES) and not (hypothesis.cause in _SYMPTOMS and not quotes):
+        bonus += min(AGREEMENT_MAX, AGREEMENT_BONUS * max(0, len(sources - {"check"}) - 1))
     confidence = round(min(CONFIDENCE_CAP, (hypothesis.confidence + bonus) * factor), 2)
     return dataclasses.replace(hypothesis, title=_labelled(hypothesis.title, confidence), confidence=confidence)
 

@@ -95,7 +95,7 @@ from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
 from horus.sentinel.fingerprint import normalise
-from horus.sentinel.logtext import read_lines
+from horus.sentinel.logtext import healthy_period_end, read_lines
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -153,6 +153,14 @@ def _redact_cmdline(cmdline: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip_middle(text: str, limit: int) -> str:
+    """A long log line's start (its time, level and logger) and its end (where the error usually is)."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 3
+    return f"{text[: keep // 2]} … {text[len(text) - (keep - keep // 2) :]}"
 
 
 # --- the snapshot --------------------------------------------------------------------------------------
@@ -498,7 +506,8 @@ def _py_spy_dump(pid: int, timeout: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"pid": pid}
     try:
         result: CommandResult = _run_coroutine(
-            lambda: run_command(["py-spy", "dump", "--pid", str(pid)], timeout=timeout)
+            # Whole file names: a frame in the standard library or site-packages is told from the service's own.
+            lambda: run_command(["py-spy", "dump", "--full-filenames", "--pid", str(pid)], timeout=timeout)
         )
     except ExecError as exc:
         entry["error"] = str(exc)
@@ -743,10 +752,12 @@ def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline
         lines = lines[1:]  # began mid-line
     tail = lines[-log_lines:] if log_lines > 0 else []
     before = lines[: len(lines) - len(tail)]
-    entry["tail"] = [_clip(redact_line(line), LINE_LIMIT) for line in tail]
+    entry["tail"] = [_clip_middle(redact_line(line), LINE_LIMIT) for line in tail]
     entry["lines_before_tail"] = len(before)
     until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
-    entry["baseline"] = _baseline(before, healthy_until, until)
+    timed = [line.at for line in read_lines(tail) if line.at is not None]
+    stopped = max(timed) if timed else st.st_mtime
+    entry["baseline"] = _baseline(before, healthy_period_end(healthy_until, stopped), until)
     return entry
 
 
@@ -782,7 +793,8 @@ def _baseline(before: list[str], healthy_until: float | None, until: float) -> l
     """The lines of ``before`` that were written while the service was healthy, normalised, counted, most
     frequent first: a line that also repeated then is weak evidence of what broke it.
 
-    A line counts when its time (or the time of the line before it) is at most ``healthy_until``; in a log
+    A line counts when its time (or the time of the line before it) is at most ``healthy_until`` (the end
+    of the healthy period, :func:`~horus.sentinel.logtext.healthy_period_end`); in a log
     whose lines carry no time, the older half of ``before`` stands for the healthy period. Counted newest
     first, until ``until`` (monotonic) at the latest.
     """
