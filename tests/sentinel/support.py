@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from horus.sentinel.fingerprint import FINGERPRINT_VERSION
 from horus.sentinel.store import Incident, SqliteIncidentStore
 
 
@@ -21,7 +22,7 @@ def open_incident(
         monitor,
         at=at,
         fingerprint=fingerprint,
-        fingerprint_version=1,
+        fingerprint_version=FINGERPRINT_VERSION,
         signature=signature,
         check_type=check_type,
         failure_kind=failure_kind,
