@@ -65,6 +65,10 @@ def sqlite_rows(database: Path, query: str, window: float = 1.0) -> dict[str, An
     return {"type": "artifact_growth", "sqlite": {"database": str(database), "query": query}, "window_seconds": window}
 
 
+def log_growth(path: Path, window: float = 1.0) -> dict[str, Any]:
+    return {"type": "artifact_growth", "file_size": str(path), "window_seconds": window}
+
+
 def stale_log(path: Path, max_age: float = 1.0) -> dict[str, Any]:
     return {"type": "log_staleness", "log_file": str(path), "max_age_seconds": max_age}
 

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,10 +183,10 @@ class StructlogAdapter:
 
 def make_logger(name: str, log_format: str, log_file: str | None, *, tag: str | None = None) -> Any:
     """A logger writing ``log_format`` to ``log_file`` (stderr when None), flushed at every line."""
-    stream: Any = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115 - lives as long as the process
     if log_format.startswith("structlog"):
+        stream: Any = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115 - the process's
         return StructlogAdapter(log_format, stream, name)
-    handler = logging.StreamHandler(stream)
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     if log_format in _TEXT_FORMATS:
         datefmt = "%Y-%m-%d %H:%M:%S %z" if log_format == "gunicorn" else None
         handler.setFormatter(logging.Formatter(_TEXT_FORMATS[log_format], datefmt=datefmt))
@@ -331,15 +329,3 @@ class Noise:
                 int("n/a")
             except ValueError:
                 self.log.warning("ignoring market with unparsable volume", exc_info=True)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def last_exception_text() -> str:
-    return "".join(traceback.format_exception(*sys.exc_info()))
-
-
-def pid() -> int:
-    return os.getpid()
