@@ -21,12 +21,14 @@ def monitor(
     heal: dict[str, Any] | None = None,
     work_tree: Path | None = None,
     depends_on: list[str] | tuple[str, ...] = (),
+    interval: float = INTERVAL,
+    min_failures: int = 2,
 ) -> dict[str, Any]:
     """A monitor's block: its check, where its evidence is, how it heals, and what it depends on."""
     block: dict[str, Any] = {
-        "interval_seconds": INTERVAL,
+        "interval_seconds": interval,
         "check_timeout_seconds": CHECK_TIMEOUT,
-        "min_failures_to_heal": 2,
+        "min_failures_to_heal": min_failures,
         "check": check,
     }
     evidence: dict[str, Any] = {}

@@ -283,6 +283,16 @@ class Run:
             script = f"ulimit {plan.ulimit}; {script}"
         return self.detached(["/bin/sh", "-c", script], plan.output, cwd=self.app, env=env)
 
+    def supervisor(self) -> psutil.Process:
+        """The shell loop that runs the service."""
+        assert self.plan is not None and self.plan.loop_message is not None
+        program = str(self.app / self.plan.service)
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if cmdline[:2] == ["/bin/sh", "-c"] and program in cmdline[2]:
+                return proc
+        raise AssertionError("the shell loop is not running")
+
     def service_processes(self) -> list[psutil.Process]:
         """The service's Python processes (not its shell loop), oldest first."""
         program = str(self.app / (self.plan.service if self.plan else ""))
