@@ -25,7 +25,9 @@ def main() -> None:
             if after == "exit":
                 return
             threading.Event().wait()
-        Path(kit["out_dir"], f"quote-{tick:05d}.json").write_text(json.dumps({"tick": tick, "bid": 2211.4}))
+        quote = json.dumps({"tick": tick, "bid": 2211.4})
+        Path(kit["out_dir"], f"quote-{tick:05d}.json").write_text(quote)
+        Path(kit["out_dir"], "last-quote.json").write_text(quote)
         log.info("quoted %s: bid 2211.4 ask 2211.6 (tick %d)", kit.get("market", "ETH-PERP"), tick)
         kit.tick_noise(tick)
 

@@ -154,6 +154,23 @@ class StructlogAdapter:
             structlog.processors.JSONRenderer(),
         ]
         self._log = structlog.wrap_logger(structlog.WriteLogger(stream), processors=processors).bind(logger=name)
+        # Libraries log through the standard library; structlog's ProcessorFormatter renders their records as
+        # the same JSON lines, into the same stream (attach ``handlers`` to their loggers).
+        formatter = structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                tracebacks or structlog.processors.format_exc_info,
+            ],
+        )
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        self.handlers: list[logging.Handler] = [handler]
 
     def _emit(self, method: str, msg: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         fields = dict(kwargs.pop("extra", None) or {})
