@@ -33,7 +33,7 @@ from tests.sentinel.corpus.blocks import (
     stale_log,
     upstream,
 )
-from tests.sentinel.corpus.harness import SERVICES, Helper, Plan, Run, Scenario, Skip
+from tests.sentinel.corpus.harness import SERVICES, Helper, Plan, Run, Scenario
 
 __all__ = ["SCENARIOS"]
 
@@ -282,8 +282,6 @@ def build_descriptors_exhausted(run: Run) -> Plan:
 
 
 def build_permission_after_rotation(run: Run) -> Plan:
-    if os.geteuid() != 0:
-        raise Skip("the service drops from root to nobody")
     _install(run, "audit_trail.py")
     audit = run.path("audit")
     audit.mkdir()
@@ -844,6 +842,7 @@ SCENARIOS: list[Scenario] = [
         evidence="ScannerError",
         build=build_bad_yaml_commit,
         story="A commit mis-indents settings.yaml; the restarted gunicorn worker fails to boot, again and again.",
+        requires=("git",),
     ),
     Scenario(
         name="holdout-missing-env-var",
@@ -851,6 +850,7 @@ SCENARIOS: list[Scenario] = [
         evidence="KeyError: 'LEDGER_DSN'",
         build=build_missing_env_var,
         story="A commit reads the DSN from the environment; the deploy does not set it; the import fails in a loop.",
+        requires=("git",),
     ),
     Scenario(
         name="holdout-poll-interval-commit",
@@ -858,6 +858,7 @@ SCENARIOS: list[Scenario] = [
         evidence="poll funding rates every hour",
         build=build_poll_interval_commit,
         story="A commit sets the poll to an hour; nothing fails, the log just goes quiet after the restart.",
+        requires=("git",),
     ),
     Scenario(
         name="holdout-stripe-429-retry-after",
