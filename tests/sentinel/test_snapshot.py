@@ -280,20 +280,17 @@ def test_a_log_baseline_counts_the_lines_written_while_the_service_was_healthy(t
     assert not any("space" in item["line"] for item in entry["baseline"])
 
 
-def test_a_baseline_of_untimed_lines_is_the_older_half_of_those_before_the_tail(tmp_path):
-    lines = ["connected to the price feed"] * 6 + ["heartbeat sent"] * 4
-    lines += ["OSError: [Errno 28] No space left on device"] * 10 + ["giving up"] * 3
+def test_a_log_whose_lines_carry_no_time_has_no_baseline(tmp_path):
+    # Nothing tells its healthy lines from the failure's: the disk errors may be all it ever said.
+    lines = ["OSError: [Errno 28] No space left on device"] * 10 + ["giving up"] * 3
     log = tmp_path / "bot.log"
     log.write_text("\n".join(lines) + "\n")
     settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
 
     [entry] = take_snapshot(settings, crash_evidence=None, log_lines=3, healthy_until=time.time() - 60)["logs"]
 
-    assert entry["tail"] == ["giving up"] * 3 and entry["lines_before_tail"] == 20
-    assert entry["baseline"] == [
-        {"line": "connected to the price feed", "count": 6},
-        {"line": "heartbeat sent", "count": 4},
-    ]
+    assert entry["tail"] == ["giving up"] * 3 and entry["lines_before_tail"] == 10
+    assert entry["baseline"] == []
 
 
 def test_without_a_healthy_moment_the_baseline_is_empty(tmp_path):
@@ -313,8 +310,9 @@ def word(n: int) -> str:
 
 
 def test_a_baseline_holds_at_most_100_lines_most_frequent_first_each_clipped_and_redacted(tmp_path):
-    lines = ["password=hunter2 accepted"] * 3 + ["x" * 50 + " " + "long " * 200] * 2
-    lines += [f"event {word(n)}" for n in range(250)] + ["tail line"]
+    then = iso(time.time() - 1200)  # long before the service was last healthy
+    lines = [f"{then} password=hunter2 accepted"] * 3 + [f"{then} " + "x" * 50 + " " + "long " * 200] * 2
+    lines += [f"{then} event {word(n)}" for n in range(250)] + ["tail line"]
     log = tmp_path / "bot.log"
     log.write_text("\n".join(lines) + "\n")
     settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})
@@ -323,13 +321,14 @@ def test_a_baseline_holds_at_most_100_lines_most_frequent_first_each_clipped_and
 
     baseline = entry["baseline"]
     assert len(baseline) == 100
-    assert baseline[0] == {"line": "password=*** accepted", "count": 3}
+    assert baseline[0] == {"line": "<ts> password=*** accepted", "count": 3}
     assert baseline[1]["count"] == 2 and len(baseline[1]["line"]) == 300
     assert all(item["count"] == 1 for item in baseline[2:])
 
 
 def test_a_snapshot_too_big_gives_up_its_baselines_before_its_tails(tmp_path):
-    lines = [f"event {word(n)} " + "y" * 280 for n in range(400)] + [f"tail {n}" for n in range(5)]
+    then = iso(time.time() - 1200)
+    lines = [f"{then} event {word(n)} " + "y" * 280 for n in range(400)] + [f"tail {n}" for n in range(5)]
     log = tmp_path / "bot.log"
     log.write_text("\n".join(lines) + "\n")
     settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 60})

@@ -73,7 +73,7 @@ def read_lines(raw: Iterable[str], *, year: int | None = None) -> list[LogLine]:
     """``raw`` log lines as text lines with their times, JSON lines unpacked; oldest first as given."""
     lines: list[LogLine] = []
     last: float | None = None
-    for line in raw:
+    for line in _unescaped(raw):
         record = _json_record(line)
         if record is not None:
             at = _json_time(record)
@@ -85,6 +85,16 @@ def read_lines(raw: Iterable[str], *, year: int | None = None) -> list[LogLine]:
             lines.append(LogLine(line, at))
         last = at
     return lines
+
+
+def _unescaped(raw: Iterable[str]) -> Iterable[str]:
+    """rsyslog writes a message's newlines and tabs as ``#012`` and ``#011``: a traceback is one line there.
+    Its lines come back, the first with the syslog header (and so the time) of the whole message."""
+    for line in raw:
+        if "#012" in line:
+            yield from line.replace("#011", "\t").split("#012")
+        else:
+            yield line
 
 
 def timestamp_of(line: str, *, year: int | None = None) -> float | None:
@@ -199,10 +209,30 @@ def _unpack(record: Mapping[str, Any]) -> list[str]:
     lines = [first] if first else []
     if isinstance(stack, str) and "\n" in stack:
         lines.extend(part for part in stack.splitlines() if part.strip())
+    elif isinstance(stack, list) and stack and all(isinstance(part, dict) for part in stack):
+        lines.extend(_dict_traceback(stack))
     elif isinstance(stack, list):
         lines.extend(str(part) for part in stack if str(part).strip())
     if not lines:
         lines.append(json.dumps(record, ensure_ascii=False)[:1000])
+    return lines
+
+
+def _dict_traceback(chain: list[dict[str, Any]]) -> list[str]:
+    """structlog's dict tracebacks (``dict_tracebacks``: each exception of the chain with its frames) as
+    the text a traceback prints, oldest exception first."""
+    lines: list[str] = []
+    for exception in chain:
+        lines.append("Traceback (most recent call last):")
+        for frame in exception.get("frames") or []:
+            if isinstance(frame, dict):
+                name = frame.get("name") or frame.get("function") or "?"
+                lines.append(f'  File "{frame.get("filename", "?")}", line {frame.get("lineno", "?")}, in {name}')
+                if frame.get("line"):
+                    lines.append(f"    {frame['line']}")
+        kind = exception.get("exc_type") or "Exception"
+        value = exception.get("exc_value")
+        lines.append(f"{kind}: {value}" if value else str(kind))
     return lines
 
 

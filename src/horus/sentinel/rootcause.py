@@ -87,6 +87,9 @@ AGREEMENT_MAX = 0.15
 # An upstream whose status text starts with one of these is not failing.
 _NOT_FAILING = ("healthy", "ok", "up", "running", "recovered", "unknown", "pending", "disabled", "not checked")
 # Check failures that mean "the output stopped or nobody answers", where a running process is hung.
+# A process that uses this much of a core while its output has stopped is spinning (on a loaded machine a
+# spinning process gets only its share of a core).
+SPINNING_CPU_PERCENT = 40.0
 _QUIET_KINDS = frozenset(
     {"stale", "no_output", "no_response", "channel_stalled", "no_heartbeat", "too_small", "missing", "unhealthy"}
 )
@@ -122,15 +125,23 @@ class Evidence:
     times: tuple[float | None, ...] = ()
     baseline: frozenset[str] = frozenset()
 
-    def last(self, pattern: re.Pattern[str]) -> str | None:
-        """The newest log line that mentions ``pattern`` (a count of zero is no mention)."""
-        for line in reversed(self.lines):
-            if _mention(pattern, line):
-                return line
-        return None
+    def strongest(self, pattern: re.Pattern[str], accept: Callable[[str], bool] | None = None) -> str | None:
+        """The log line that best shows ``pattern`` (a count of zero is no mention): one not seen while the
+        service was healthy before one that was, then an error before a warning before the rest, then the
+        newest. ``accept`` narrows which mentions count."""
+        best: tuple[float, int, int] | None = None
+        chosen: str | None = None
+        for index, line in enumerate(self.lines):
+            if not _mention(pattern, line) or (accept is not None and not accept(line)):
+                continue
+            weight, _ = _line_weight(self, line)
+            rank = (weight, _severity(line), index)
+            if best is None or rank >= best:
+                best, chosen = rank, line
+        return chosen
 
-    def count(self, pattern: re.Pattern[str]) -> int:
-        return sum(1 for line in self.lines if _mention(pattern, line))
+    def count(self, pattern: re.Pattern[str], accept: Callable[[str], bool] | None = None) -> int:
+        return sum(1 for line in self.lines if _mention(pattern, line) and (accept is None or accept(line)))
 
     def failing_upstreams(self) -> dict[str, str]:
         return {
@@ -242,6 +253,20 @@ def _probable(cause: str, text: str, confidence: float, evidence: list[str], rec
 def _labelled(text: str, confidence: float) -> str:
     bare = text.split(": ", 1)[1] if text.startswith(("probable: ", "possible: ")) else text
     return f"{'probable' if confidence >= PROBABLE else 'possible'}: {bare}"
+
+
+_ERROR_LEVEL = re.compile(
+    r"(?i)\b(?:error|err|fatal|critical|crit|panic|severe|emerg|alert)\b|^\s*(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception)\b"
+)
+_WARNING_LEVEL = re.compile(r"(?i)\bwarn(?:ing)?\b")
+
+
+def _severity(line: str) -> int:
+    """2 for a line logged as an error (or an exception's own line), 1 for a warning, 0 for the rest."""
+    head = line[:120]
+    if _ERROR_LEVEL.search(head):
+        return 2
+    return 1 if _WARNING_LEVEL.search(head) else 0
 
 
 # A count of zero next to a phrase: "0 throttled", "throttled=0", "errors: 0".
@@ -615,7 +640,7 @@ _DISK_FULL = re.compile(
 
 
 def disk_full(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_DISK_FULL)
+    line = ev.strongest(_DISK_FULL)
     if line is None:
         return None
     evidence: list[str] = [_log(line, _DISK_FULL)]
@@ -643,7 +668,8 @@ def disk_full(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
 # "OOM" as a word, not inside a path or a name ("/var/OOM-reports/", "OOM_SCORE").
 _OUT_OF_MEMORY = re.compile(
     r"(?i)\bMemoryError\b|\bout of memory\b|(?<![/\w.-])OOM(?![/\w.-])|oom[-_ ]kill(?:ed|er)?\b"
-    r"|killed process \d+|cannot allocate memory|\bENOMEM\b|std::bad_alloc|heap out of memory"
+    r"|killed process \d+|cannot allocate memory|\bENOMEM\b|std::bad_alloc|heap out of memory|\w+OutOfMemoryError\b"
+    r"|Java heap space|GC overhead limit exceeded|failed to allocate \d+ bytes"
 )
 # How a shell, a supervisor or a runtime says its child got SIGKILL.
 _KILLED = re.compile(
@@ -656,12 +682,21 @@ _MEMORY_ADVICE = (
 )
 
 
+# "Perhaps out of memory?" (gunicorn, of a worker sent SIGKILL) is a guess, not a statement.
+_HEDGED = re.compile(r"(?i)\b(?:perhaps|maybe|possibly|might be|probably)\b[^.;]{0,20}$")
+
+
+def _states_out_of_memory(line: str) -> bool:
+    match = _mention(_OUT_OF_MEMORY, line)
+    return match is not None and not _HEDGED.search(line[: match.start()])
+
+
 def out_of_memory(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_OUT_OF_MEMORY)
+    line = ev.strongest(_OUT_OF_MEMORY, accept=_states_out_of_memory)
     if line is None:
         return None
     evidence: list[str] = [_log(line, _OUT_OF_MEMORY)]
-    killed = ev.last(_KILLED)
+    killed = ev.strongest(_KILLED)
     if killed is not None and killed != line:
         evidence.append(_log(killed, _KILLED))
     evidence += _memory_facts(ev)
@@ -680,7 +715,7 @@ def _memory_facts(ev: Evidence) -> list[str]:
 def killed(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     if any(h.cause == "out_of_memory" for h in found):
         return None
-    line = ev.last(_KILLED)
+    line = ev.strongest(_KILLED)
     evidence: list[str] = []
     if line is not None:
         evidence.append(_log(line, _KILLED))
@@ -702,7 +737,7 @@ _ADDRESS_IN_USE = re.compile(r"(?i)\bEADDRINUSE\b|address already in use|\[Errno
 
 
 def address_in_use(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_ADDRESS_IN_USE)
+    line = ev.strongest(_ADDRESS_IN_USE)
     if line is None:
         return None
     address = _address(line)
@@ -729,11 +764,14 @@ _CHANGE_ERROR = re.compile(
     r"|(?i:\b(?:invalid|missing|bad|malformed)\s+(?:config(?:uration)?|setting|environment variable)\b)"
     r"|(?i:\bconfig(?:uration)?(?:\s+file)?\s+(?:error|is invalid|not found|is missing)\b)"
     r"|(?i:\benvironment variable \S+ (?:is )?(?:not set|missing|required)\b)"
+    # A config file that does not parse: the exceptions of YAML, TOML and INI readers.
+    r"|\b(?:yaml|ruamel\.yaml|toml|tomllib|tomli|configparser)\.(?:\w+\.)*\w+Error\b"
+    r"|\b(?:ScannerError|ParserError|ComposerError|TOMLDecodeError|MissingSectionHeaderError|DuplicateSectionError)\b"
 )
 
 
 def import_or_config_error(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_CHANGE_ERROR)
+    line = ev.strongest(_CHANGE_ERROR)
     if line is None:
         return None
     evidence: list[str] = [_log(line, _CHANGE_ERROR)]
@@ -797,7 +835,7 @@ _REFUSED = re.compile(
 
 def dependency_refused(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     """Connections refused, and/or a declared upstream failing now: this service is probably a symptom."""
-    line = ev.last(_REFUSED)
+    line = ev.strongest(_REFUSED)
     failing = ev.failing_upstreams()
     if line is None and not failing:
         return None
@@ -820,7 +858,7 @@ def dependency_refused(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
             f"Heal {names} first: this service fails because it does. Make the service retry its connections "
             "with exponential backoff and jitter, and report the dependency as down rather than hanging on it.",
         )
-    whom = address or "an upstream"
+    whom = address or _refusing_port(ev) or "an upstream"
     return _probable(
         "dependency_refused",
         f"connection refused by {whom}",
@@ -829,6 +867,14 @@ def dependency_refused(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis 
         f"Check that {whom} is running and listening; declare it in depends_on (and watch it) so that Horus heals "
         "it rather than this service. Retry connections with exponential backoff and jitter.",
     )
+
+
+def _refusing_port(ev: Evidence) -> str | None:
+    """The address the snapshot found refusing connections, when the log named none."""
+    for entry in ev.snapshot.get("ports") or []:
+        if isinstance(entry, dict) and entry.get("accepting") is False and "refused" in str(entry.get("detail")):
+            return f"{entry.get('host')}:{entry.get('port')}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -842,6 +888,8 @@ class Signature:
     advice: str
     # Snapshot HTTP statuses that say the same.
     statuses: frozenset[int] = frozenset()
+    # Causes whose own words on the same line explain it better: that line is theirs, not this one's.
+    more_precise: tuple[str, ...] = ()
 
 
 SIGNATURES: tuple[Signature, ...] = (
@@ -915,12 +963,26 @@ SIGNATURES: tuple[Signature, ...] = (
             r"(?i)database is locked|deadlock detected|could not serialize access|too many connections"
             r"|server closed the connection unexpectedly|lock wait timeout exceeded|QueuePool limit"
             r"|connection pool exhausted|remaining connection slots are reserved|database table is locked"
-            r"|ServerSelectionTimeoutError|the database system is (?:shutting down|starting up|in recovery mode)"
+            r"|the database system is (?:shutting down|starting up|in recovery mode)|lost connection to \w+ server"
+            r"|connection was closed in the middle of operation|terminating connection due to"
+            # An exception of a database driver's own module: the failure is in talking to the database.
+            r"|\b(?:asyncpg|psycopg2?|sqlalchemy|pymongo|motor|redis|aioredis|sqlite3|pymysql|MySQLdb|aiomysql"
+            r"|aiosqlite|cassandra|elasticsearch)\.(?:\w+\.)*\w+(?:Error|Exception)\b"
         ),
         0.75,
         "database error (locked, out of connections or gone)",
         "Find who holds the lock or the connections (pg_stat_activity, another writer on the SQLite file); keep "
         "transactions short, bound the pool, and retry with backoff.",
+        # A driver's exception that says the connection was refused, timed out or was not allowed names
+        # that cause more precisely.
+        more_precise=(
+            "dependency_refused",
+            "upstream_timeout",
+            "auth_failure",
+            "dns_failure",
+            "disk_full",
+            "tls_failure",
+        ),
     ),
     Signature(
         "permission_denied",
@@ -936,13 +998,25 @@ SIGNATURES: tuple[Signature, ...] = (
 )
 
 
+def _pattern_of(cause: str) -> re.Pattern[str]:
+    """The log pattern of a cause named in so many words (called as RULES is built, once all are defined)."""
+    table = {"dependency_refused": _REFUSED, "upstream_timeout": _TIMEOUT, "disk_full": _DISK_FULL}
+    table.update((signature.cause, signature.pattern) for signature in SIGNATURES)
+    return table[cause]
+
+
 def _signature_rule(signature: Signature) -> Rule:
+    precise = [_pattern_of(cause) for cause in signature.more_precise]
+
+    def mine(line: str) -> bool:
+        return not any(_mention(p, line) for p in precise)
+
     def rule(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-        line = ev.last(signature.pattern)
+        line = ev.strongest(signature.pattern, accept=mine)
         evidence: list[str] = []
         if line is not None:
             evidence.append(_log(line, signature.pattern))
-            count = ev.count(signature.pattern)
+            count = ev.count(signature.pattern, accept=mine)
             if count > 1:
                 evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
         if _mention(signature.pattern, ev.reason):
@@ -977,15 +1051,16 @@ def _descriptor_facts(ev: Evidence) -> list[str]:
 
 
 _TIMEOUT = re.compile(
-    r"\b(?:ReadTimeout|ConnectTimeout|ReadTimeoutError|ConnectTimeoutError|ServerTimeoutError|TimeoutError"
-    r"|DeadlineExceeded|DEADLINE_EXCEEDED|StreamStalled|ETIMEDOUT|socket\.timeout|PoolTimeout|WriteTimeout)\b"
-    r"|(?i:\btimed out\b|did not finish within|deadline exceeded|read timeout|connect timeout|operation timed out)"
+    # Any exception class named for a timeout: ReadTimeout, SocketTimeoutError, ConnectTimeoutError...
+    r"\b\w*Timeout(?:Error|Exception)?\b(?=[:\s(]|$)|\b(?:DeadlineExceeded|DEADLINE_EXCEEDED|StreamStalled|ETIMEDOUT)\b"
+    r"|\bsocket\.timeout\b|(?i:\btimed out\b|did not finish within|deadline exceeded|read timeout|connect timeout"
+    r"|operation timed out|timeout (?:on reading|while|waiting))"
 )
 _OPERATION = re.compile(r"([\w.]+) did not finish within ([\d.]+ ?s)|stream '([^']+)' sent nothing for ([\d.]+ ?s)")
 
 
 def upstream_timeout(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-    line = ev.last(_TIMEOUT)
+    line = ev.strongest(_TIMEOUT)
     if line is None:
         return None
     named = _OPERATION.search(line)
@@ -1028,7 +1103,8 @@ _IO_FRAMES = re.compile(
     r"(?:^|\.)(?:readinto|recv|recv_into|recvfrom|read|readline|_read_status|begin|getresponse|connect"
     r"|create_connection|do_handshake|accept|_safe_read|_read_exactly|getaddrinfo)$"
 )
-_PY_SPY_THREAD = re.compile(r'^Thread \S+ \((?P<state>\w+)\)(?::\s*"(?P<name>[^"]*)")?')
+# "Thread 4121 (idle): "MainThread"", "(active+gil)", "(active)".
+_PY_SPY_THREAD = re.compile(r'^Thread \S+ \((?P<state>[\w+]+)\)(?::\s*"(?P<name>[^"]*)")?')
 _PY_SPY_FRAME = re.compile(r"^\s+(?P<function>\S+) \((?P<file>[^()]+):(?P<line>\d+)\)")
 _LIBRARY_DIRS = tuple(
     {
@@ -1121,11 +1197,20 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     )
     stack = _main_stack(ev.snapshot)
     cpu = matches[0].get("cpu_percent")
-    spinning = isinstance(cpu, int | float) and cpu >= 90
+    spinning = isinstance(cpu, int | float) and cpu >= SPINNING_CPU_PERCENT
     if stack is not None:
         evidence.append(f"py-spy: main thread ({stack.state}) in {stack.where()}")
         if _explained(found):
             return None
+        if spinning or stack.state.startswith("active"):
+            return _probable(
+                "busy_loop",
+                f"busy loop in {stack.where()} (seen by py-spy{f', {cpu:.0f}% CPU' if spinning else ''})",
+                0.6 if spinning else 0.5,
+                evidence,
+                f"{stack.where()} runs without yielding: look for a retry loop without a sleep or a computation "
+                "that never ends, and bound it.",
+            )
         if stack.is_idle_loop():
             return _probable(
                 "await_never_returned",
@@ -1142,15 +1227,6 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
                 evidence,
                 f"{stack.where()} waits for an answer that never comes: give that call a timeout (the client's "
                 "own, and horus_sdk.deadline around it) so that it becomes an error the service retries.",
-            )
-        if spinning or stack.state == "active":
-            return _probable(
-                "busy_loop",
-                f"busy loop in {stack.where()} (seen by py-spy{f', {cpu:.0f}% CPU' if spinning else ''})",
-                0.6 if spinning else 0.5,
-                evidence,
-                f"{stack.where()} runs without yielding: look for a retry loop without a sleep or a computation "
-                "that never ends, and bound it.",
             )
         return _probable(
             "hung",
@@ -1284,7 +1360,8 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     if not (changes or ev.config_changed) or _cites_a_change(found):
         return None
     evidence: list[str] = [_cite_commit(c, ev) for c in changes[:COMMITS_CITED]]
-    if changes and (deployed := _deployed(changes[0], ev)):
+    deployed = _deployed(changes[0], ev) if changes else None
+    if deployed:
         evidence.append(deployed)
     if ev.config_changed:
         evidence.append("config: the config file changed since the service was last healthy")
@@ -1294,7 +1371,15 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     else:
         text = "a recent change to the config file"
         recommendation = "Review the config change; restore the previous config if the failure began with it."
-    return _probable("recent_change", text, 0.2 if found else 0.3, evidence, recommendation)
+    if _explained(found):
+        confidence = 0.2  # a logged cause explains the failure better; the change may still be behind it
+    elif deployed:
+        # The service runs the new code, and nothing it said explains the failure: what changed is the
+        # best lead there is.
+        confidence = 0.55
+    else:
+        confidence = 0.3
+    return _probable("recent_change", text, confidence, evidence, recommendation)
 
 
 RULES: tuple[Rule, ...] = (
@@ -1308,8 +1393,8 @@ RULES: tuple[Rule, ...] = (
     dependency_refused,
     *(_signature_rule(signature) for signature in SIGNATURES),
     upstream_timeout,
-    hung_but_running,
     unhandled_traceback,
+    hung_but_running,
     recent_change,
 )
 """Every rule, in the order they run (specific before general); ties in confidence keep this order."""

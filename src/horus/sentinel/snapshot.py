@@ -112,6 +112,7 @@ LOG_TAIL_BYTES = 256 * 1024
 # Non-blocking: a log path that is (or became) a named pipe must never hold the snapshot up.
 _LOG_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 LINE_LIMIT = 1000
+JSON_LINE_LIMIT = 16 * 1024
 # A log's baseline: the lines it repeated while the service was healthy, normalised and counted.
 BASELINE_ENTRIES = 100
 BASELINE_LINE_LIMIT = 300
@@ -153,6 +154,19 @@ def _redact_cmdline(cmdline: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip_line(line: str) -> str:
+    """A log line as the snapshot keeps it. A JSON line is kept whole up to JSON_LINE_LIMIT, since cutting
+    it makes it unreadable as JSON (a traceback in ``exc_info`` is often a few KB); others to LINE_LIMIT."""
+    if len(line) > LINE_LIMIT and len(line) <= JSON_LINE_LIMIT and line.lstrip().startswith("{"):
+        try:
+            json.loads(line)
+        except ValueError:
+            pass
+        else:
+            return line
+    return _clip_middle(line, LINE_LIMIT)
 
 
 def _clip_middle(text: str, limit: int) -> str:
@@ -752,7 +766,7 @@ def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline
         lines = lines[1:]  # began mid-line
     tail = lines[-log_lines:] if log_lines > 0 else []
     before = lines[: len(lines) - len(tail)]
-    entry["tail"] = [_clip_middle(redact_line(line), LINE_LIMIT) for line in tail]
+    entry["tail"] = [_clip_line(redact_line(line)) for line in tail]
     entry["lines_before_tail"] = len(before)
     until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
     timed = [line.at for line in read_lines(tail) if line.at is not None]
@@ -794,17 +808,14 @@ def _baseline(before: list[str], healthy_until: float | None, until: float) -> l
     frequent first: a line that also repeated then is weak evidence of what broke it.
 
     A line counts when its time (or the time of the line before it) is at most ``healthy_until`` (the end
-    of the healthy period, :func:`~horus.sentinel.logtext.healthy_period_end`); in a log
-    whose lines carry no time, the older half of ``before`` stands for the healthy period. Counted newest
-    first, until ``until`` (monotonic) at the latest.
+    of the healthy period, :func:`~horus.sentinel.logtext.healthy_period_end`); a log whose lines carry
+    no time has none. Counted newest first, until ``until`` (monotonic) at the latest.
     """
     if healthy_until is None or not before or time.monotonic() >= until:
         return []
     parsed = read_lines(before[-BASELINE_RAW_LINES:])
-    if any(line.at is not None for line in parsed):
-        healthy = [line.text for line in parsed if line.at is not None and line.at <= healthy_until]
-    else:
-        healthy = [line.text for line in parsed[: len(parsed) // 2]]
+    # A log whose lines carry no time has no baseline: nothing tells its healthy lines from the failure's.
+    healthy = [line.text for line in parsed if line.at is not None and line.at <= healthy_until]
     counts: Counter[str] = Counter()
     for counted, text in enumerate(reversed(healthy[-BASELINE_LINES_COUNTED:])):
         if counted % 100 == 99 and time.monotonic() > until:
