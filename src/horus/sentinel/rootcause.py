@@ -90,6 +90,7 @@ _NOT_FAILING = ("healthy", "ok", "up", "running", "recovered", "unknown", "pendi
 # A process that uses this much of a core while its output has stopped is spinning (on a loaded machine a
 # spinning process gets only its share of a core).
 SPINNING_CPU_PERCENT = 40.0
+LOADED_SAMPLE_PERCENT = 15.0
 _QUIET_KINDS = frozenset(
     {"stale", "no_output", "no_response", "channel_stalled", "no_heartbeat", "too_small", "missing", "unhealthy"}
 )
@@ -1196,8 +1197,8 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
         _LET_HORUS_READ if ev.runs_the_sdk() else _ADD_THE_WATCHDOG
     )
     stack = _main_stack(ev.snapshot)
-    cpu = matches[0].get("cpu_percent")
-    spinning = isinstance(cpu, int | float) and cpu >= SPINNING_CPU_PERCENT
+    cpu = _cpu_percent(matches[0])
+    spinning = cpu is not None and cpu >= SPINNING_CPU_PERCENT
     if stack is not None:
         evidence.append(f"py-spy: main thread ({stack.state}) in {stack.where()}")
         if _explained(found):
@@ -1253,6 +1254,21 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
         evidence,
         deadline_advice,
     )
+
+
+def _cpu_percent(process: Mapping[str, Any]) -> float | None:
+    """How busy the process is now: the snapshot's CPU sample (0.2 s). On a loaded machine a spinning
+    process gets only its share of a core, so a sample that is merely high counts when the process has
+    also used most of a core over its life (a hung process idles now, whatever it did before)."""
+    sample = process.get("cpu_percent")
+    if not isinstance(sample, int | float):
+        return None
+    times, age = process.get("cpu_times") or {}, process.get("age_seconds")
+    used = sum(float(v) for v in times.values() if isinstance(v, int | float)) if isinstance(times, dict) else 0.0
+    lifetime = 100.0 * used / float(age) if isinstance(age, int | float) and age >= 1 else 0.0
+    if sample < SPINNING_CPU_PERCENT and sample >= LOADED_SAMPLE_PERCENT and lifetime >= 60:
+        return lifetime
+    return float(sample)
 
 
 def _explained(found: Sequence[Hypothesis]) -> bool:
