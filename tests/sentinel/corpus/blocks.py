@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def upstream(name: str, check: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "interval_seconds": 5, "check_timeout_seconds": CHECK_TIMEOUT, "check": check}
 
 
-def artifacts(directory: Path, pattern: str = "*", window: float = 1.0) -> dict[str, Any]:
+def artifacts(directory: Path, pattern: str = "*", window: float = 1.5) -> dict[str, Any]:
     return {
         "type": "artifact_growth",
         "glob": {"directory": str(directory), "pattern": pattern},
@@ -63,15 +64,15 @@ def artifacts(directory: Path, pattern: str = "*", window: float = 1.0) -> dict[
     }
 
 
-def sqlite_rows(database: Path, query: str, window: float = 1.0) -> dict[str, Any]:
+def sqlite_rows(database: Path, query: str, window: float = 1.5) -> dict[str, Any]:
     return {"type": "artifact_growth", "sqlite": {"database": str(database), "query": query}, "window_seconds": window}
 
 
-def log_growth(path: Path, window: float = 1.0) -> dict[str, Any]:
+def log_growth(path: Path, window: float = 1.5) -> dict[str, Any]:
     return {"type": "artifact_growth", "file_size": str(path), "window_seconds": window}
 
 
-def stale_log(path: Path, max_age: float = 1.0) -> dict[str, Any]:
+def stale_log(path: Path, max_age: float = 1.5) -> dict[str, Any]:
     return {"type": "log_staleness", "log_file": str(path), "max_age_seconds": max_age}
 
 
@@ -88,7 +89,7 @@ def alive(pattern: str) -> dict[str, Any]:
 
 
 def heartbeat(
-    path: Path, max_age: float = 1.0, channels: dict[str, float] | None = None, crash_dir: Path | None = None
+    path: Path, max_age: float = 1.5, channels: dict[str, float] | None = None, crash_dir: Path | None = None
 ) -> dict[str, Any]:
     check: dict[str, Any] = {"type": "heartbeat", "path": str(path), "max_age_seconds": max_age}
     if channels:
@@ -98,7 +99,7 @@ def heartbeat(
     return check
 
 
-def fresh_file(path: Path, max_age: float = 1.0) -> dict[str, Any]:
+def fresh_file(path: Path, max_age: float = 1.5) -> dict[str, Any]:
     return {"type": "file_exists", "path": str(path), "max_age_seconds": max_age}
 
 
@@ -108,6 +109,19 @@ def command(argv: list[str], timeout: float = 2.0) -> dict[str, Any]:
 
 def kill(pattern: str) -> dict[str, Any]:
     return {"action": "kill_process", "process_pattern": pattern, "grace_seconds": 2}
+
+
+def version(run: Run, commits: list[tuple[str, float]]) -> None:
+    """Make the service's app/ a git work tree with ``commits`` (subject, seconds ago), oldest first; each
+    one adds a line to CHANGELOG.md, as a docs-only change does."""
+    (run.app / ".gitignore").write_text("__pycache__/\n")
+    run.git("init", "-q", "-b", "main")
+    now = time.time()
+    for subject, age in commits:
+        with (run.app / "CHANGELOG.md").open("a") as changelog:
+            changelog.write(f"- {subject}\n")
+        run.git("add", "-A")
+        run.git("commit", "-q", "-m", subject, at=now - age)
 
 
 def service_params(

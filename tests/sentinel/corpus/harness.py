@@ -140,7 +140,11 @@ class Plan:
     loop_pause: float = 0.2
     ulimit: str | None = None  # ``ulimit`` arguments applied by the shell loop, e.g. "-v 400000"
     trigger: Callable[[], None] | None = None  # what the world does once the service was seen healthy
-    healthy_looks: int = 6  # healthy looks before the trigger (a service that fails by itself ignores it)
+    healthy_looks: int = 10  # healthy looks before the trigger (a service that fails by itself ignores it)
+    # For a service that fails at every start under its loop: the diagnosis waits until the loop has run it
+    # this many times since the failure began. At a daemon's usual interval it would have many times over
+    # before the check's failures were counted; here the check is far quicker than a Python start-up.
+    steady_restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -179,6 +183,7 @@ class Run:
         self._mounts: list[Path] = []
         self.service_argv: list[str] = []
         self.plan: Plan | None = None
+        self.restarts_at_failure: int | None = None
 
     # -- building a scenario -------------------------------------------------------------------------
 
@@ -282,6 +287,15 @@ class Run:
         if plan.ulimit:
             script = f"ulimit {plan.ulimit}; {script}"
         return self.detached(["/bin/sh", "-c", script], plan.output, cwd=self.app, env=env)
+
+    def restarts(self) -> int:
+        """How many times the shell loop has said its service exited (its message, up to the ``$?``)."""
+        assert self.plan is not None and self.plan.loop_message is not None
+        said = self.plan.loop_message.split("$?")[0]
+        try:
+            return self.plan.output.read_text(errors="replace").count(said)
+        except OSError:
+            return 0
 
     def supervisor(self) -> psutil.Process:
         """The shell loop that runs the service."""
@@ -449,6 +463,7 @@ async def _observe_and_diagnose(run: Run, outcome: Outcome) -> None:
         await check.open()
         try:
             await _watch(run, plan, settings, check, ctx, outcome)
+            await asyncio.to_thread(_wait_for_restarts, run, plan)
             assert outcome.failing_since is not None and outcome.reason is not None
             evidence = await asyncio.to_thread(
                 collect_evidence, check, outcome.failing_since - EVIDENCE_LOOKBACK_SECONDS
@@ -496,6 +511,8 @@ async def _watch(
         wall = time.time()
         outcome.looks.append(f"{wall:.2f} {result.status.value}: {result.reason}")
         failing = run.marker.exists()
+        if failing and plan.loop_message is not None and run.restarts_at_failure is None:
+            run.restarts_at_failure = run.restarts()
         if result.status is Status.HEALTHY:
             if not healthy_looks:
                 deadline = loop.time() + FAILURE_TIMEOUT
@@ -516,10 +533,32 @@ async def _watch(
             triggered = True
             assert plan.trigger is not None
             await asyncio.to_thread(plan.trigger)
+        if not healthy_looks and plan.loop_message is None and not run.service_processes():
+            raise AssertionError(f"the service exited before it was seen healthy: {_tail(plan.output)}")
         if loop.time() > deadline:
             stage = "fail" if healthy_looks else "be healthy"
             raise AssertionError(f"the check did not see the service {stage} in time; last: {result.reason}")
         await asyncio.sleep(settings.interval_seconds)
+
+
+def _wait_for_restarts(run: Run, plan: Plan) -> None:
+    if not plan.steady_restarts:
+        return
+    base = run.restarts_at_failure or 0
+    deadline = time.monotonic() + FAILURE_TIMEOUT
+    while run.restarts() < base + plan.steady_restarts:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the loop did not restart the service {plan.steady_restarts} times: {_tail(plan.output)}"
+            )
+        time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no output: {exc})"
 
 
 async def _state_of(settings: MonitorSettings, ctx: ProbeContext) -> str:

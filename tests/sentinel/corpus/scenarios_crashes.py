@@ -42,10 +42,16 @@ def task_exception_never_retrieved(run: Run) -> Plan:
     return Plan(
         service="consumer.py",
         params=blocks.service_params(
-            run, "asctime", logger="marks", log=log, noise=("traceback_ok", "deprecation"), heartbeat_file=str(beat)
+            run,
+            "asctime",
+            logger="marks",
+            log=log,
+            noise=("traceback_ok", "deprecation"),
+            heartbeat_file=str(beat),
+            loud_after=["ws_late"],
         ),
         monitor=blocks.monitor(
-            blocks.heartbeat(beat, channels={"consume": 1.0}), logs=[log], process=run.pattern("consumer.py")
+            blocks.heartbeat(beat, channels={"consume": 1.5}), logs=[log], process=run.pattern("consumer.py")
         ),
         output=run.log("marks-consumer.stderr"),
     )
@@ -68,12 +74,13 @@ def poison_record_in_loop(run: Run) -> Plan:
             status_file=str(status),
         ),
         monitor=blocks.monitor(
-            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.0"]),
+            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.5"]),
             logs=[log, run.log("reconciler.out")],
             process=run.pattern("reconciler.py"),
         ),
         output=run.log("reconciler.out"),
         loop_message="reconciler exited with code $?, restarting",
+        steady_restarts=2,
     )
 
 

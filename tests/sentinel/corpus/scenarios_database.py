@@ -40,6 +40,7 @@ def locked_by_backup_job(run: Run) -> Plan:
             logger="fills",
             log=log,
             noise=("zero_stats", "retry_ok"),
+            loud_after=["ws_late"],
             driver="sqlite3",
             database=str(database),
             output="status_file",
@@ -79,7 +80,7 @@ def locked_sqlalchemy(run: Run) -> Plan:
             status_file=str(status),
         ),
         monitor=blocks.monitor(
-            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.0"]),
+            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.5"]),
             logs=[log],
             process=run.pattern("db_writer.py"),
         ),
@@ -114,6 +115,7 @@ def postgres_refused_in_loop(run: Run) -> Plan:
         upstreams=["postgres"],
         output=loop_log,
         loop_message="fills writer exited ($?), restarting",
+        steady_restarts=2,
         trigger=lambda: kill_db(run, db),
     )
 
@@ -131,12 +133,12 @@ def postgres_closed_connection(run: Run) -> Plan:
             "bracketed",
             logger="settle",
             log=log,
-            noise=("retry_ok", "memory_usage"),
+            noise=("retry_ok", "memory_usage", "oom_in_path"),
             driver="psycopg2",
             db_port=db.port,
             output="health",
             health_port=port,
-            stale_after=0.6,
+            stale_after=1.0,
         ),
         monitor=blocks.monitor(
             blocks.http(f"http://127.0.0.1:{port}/health"),
@@ -220,7 +222,7 @@ def redis_refused(run: Run) -> Plan:
             status_file=str(status),
         ),
         monitor=blocks.monitor(
-            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.0"]),
+            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.5"]),
             logs=[log],
             process=run.pattern("db_writer.py"),
             depends_on=["redis"],
@@ -245,6 +247,7 @@ def mongo_refused(run: Run) -> Plan:
             logger="journal",
             log=log,
             noise=("statsd", "deprecation"),
+            loud_after=["sentry", "queue_depth"],
             driver="pymongo",
             db_port=db.port,
             output="artifacts",

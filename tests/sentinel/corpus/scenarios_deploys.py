@@ -50,13 +50,16 @@ def deploy(run: Run, edits: list[Edit], subject: str) -> Callable[[], None]:
 
 
 def bot_plan(
-    run: Run, monitor_check: dict[str, object], trigger: Callable[[], None], *, slow: bool = False, **params: object
+    run: Run,
+    monitor_check: dict[str, object],
+    trigger: Callable[[], None],
+    *,
+    fails_at_start: bool = True,
+    **params: object,
 ) -> Plan:
-    """The bot under its shell loop. ``slow``: its check fails the moment the old process exits (its port
-    closes), so it is looked at less often, and the loop has run the new code a few times by the third
-    failed look, as it would have many times over at a daemon's usual interval."""
+    """The bot under its shell loop; ``fails_at_start``: the new code cannot start, so the diagnosis waits
+    until the loop has tried it twice."""
     loop_log = run.log("bot.log")
-    timing = {"interval": 0.5, "min_failures": 3} if slow else {}
     return Plan(
         service="run_bot.py",
         params=blocks.service_params(
@@ -67,11 +70,10 @@ def bot_plan(
             status_file=str(run.out / "status.json"),
             **params,
         ),
-        monitor=blocks.monitor(
-            monitor_check, logs=[loop_log], process=run.pattern("run_bot.py"), work_tree=run.app, **timing
-        ),
+        monitor=blocks.monitor(monitor_check, logs=[loop_log], process=run.pattern("run_bot.py"), work_tree=run.app),
         output=loop_log,
         loop_message="[supervisor] bot exited with status $?, restarting in 0.2 s",
+        steady_restarts=2 if fails_at_start else 0,
         env={"EXCHANGE_API_KEY": "k-51f0c2d9e8"},
         trigger=trigger,
     )
@@ -102,7 +104,7 @@ def syntax_error(run: Run) -> Plan:
         ],
         "signals: skip markets we do not trade",
     )
-    return bot_plan(run, blocks.http(f"http://127.0.0.1:{port}/health"), change, slow=True, health_port=port)
+    return bot_plan(run, blocks.http(f"http://127.0.0.1:{port}/health"), change, health_port=port)
 
 
 def missing_setting(run: Run) -> Plan:
@@ -137,7 +139,7 @@ def missing_env_var(run: Run) -> Plan:
         ],
         "exchange: stream quotes over the websocket",
     )
-    return bot_plan(run, blocks.port_open(port), change, slow=True, health_port=port)
+    return bot_plan(run, blocks.port_open(port), change, health_port=port)
 
 
 def threshold_raised(run: Run) -> Plan:
@@ -147,7 +149,7 @@ def threshold_raised(run: Run) -> Plan:
         [("bot/signals.py", "MIN_EDGE_BPS = 5\n", "MIN_EDGE_BPS = 500\n")],
         "signals: raise the minimum edge to 500 bps",
     )
-    return bot_plan(run, blocks.artifacts(run.out, "trade-*.json"), change)
+    return bot_plan(run, blocks.artifacts(run.out, "trade-*.json"), change, fails_at_start=False)
 
 
 SCENARIOS = [

@@ -42,6 +42,7 @@ def refused_requests(run: Run) -> Plan:
             logger="quotes",
             log=log,
             noise=("retry_ok", "zero_stats", "statsd", "deprecation"),
+            loud_after=["queue_depth", "sentry"],
             client="requests",
             url=f"http://127.0.0.1:{api.port}/v1/quotes",
         ),
@@ -75,7 +76,7 @@ def upstream_503_uvicorn(run: Run) -> Plan:
             client="requests",
             url=f"http://127.0.0.1:{api.port}/v1/book",
             health_port=port,
-            stale_after=0.6,
+            stale_after=1.0,
         ),
         monitor=blocks.monitor(
             blocks.http(f"http://127.0.0.1:{port}/health"),
@@ -135,12 +136,39 @@ def rate_limited_requests(run: Run) -> Plan:
             "asctime",
             logger="orders",
             log=log,
-            noise=("zero_stats", "rate_headers", "retry_ok"),
+            noise=("zero_stats", "rate_headers", "retry_ok", "oom_in_path"),
+            loud_after=["gc_pause", "ws_late"],
             client="requests",
             url=f"http://127.0.0.1:{api.port}/v1/orders",
         ),
         monitor=blocks.monitor(blocks.artifacts(run.out, "poll-*.json"), logs=[log], process=run.pattern("poller.py")),
         output=run.log("orders.stderr"),
+        trigger=lambda: break_api(run, "429"),
+    )
+
+
+def throttled_after_unrelated_deploy(run: Run) -> Plan:
+    poller(run)
+    # Deployed eight minutes ago (a docs-only commit), healthy since: the change is not the cause.
+    blocks.version(run, [("poller: first version", 9 * 86400), ("docs: describe the retry policy", 480)])
+    api = start_api(run)
+    log = run.log("marks.log")
+    return Plan(
+        service="poller.py",
+        params=blocks.service_params(
+            run,
+            "bracketed",
+            logger="marks",
+            log=log,
+            noise=("rate_headers", "deprecation"),
+            loud_after=["ws_late"],
+            client="urllib",
+            url=f"http://127.0.0.1:{api.port}/v1/marks",
+        ),
+        monitor=blocks.monitor(
+            blocks.artifacts(run.out, "poll-*.json"), logs=[log], process=run.pattern("poller.py"), work_tree=run.app
+        ),
+        output=run.log("marks.stderr"),
         trigger=lambda: break_api(run, "429"),
     )
 
@@ -159,6 +187,7 @@ def throttled_kinesis_botocore(run: Run) -> Plan:
             logger="fills_shipper",
             log=log,
             noise=("zero_stats", "auth_refresh"),
+            loud_after=["queue_depth"],
             client="botocore",
             url=f"http://127.0.0.1:{api.port}/",
             output="status_file",
@@ -190,7 +219,7 @@ def quota_google_api_core(run: Run) -> Plan:
             status_file=str(status),
         ),
         monitor=blocks.monitor(
-            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.0"]),
+            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.5"]),
             logs=[log],
             process=run.pattern("poller.py"),
         ),
@@ -217,7 +246,7 @@ def rate_limited_httpx_syslog(run: Run) -> Plan:
             client="httpx",
             url=f"http://127.0.0.1:{api.port}/v1/fills?since=1795227000",
             health_port=port,
-            stale_after=0.6,
+            stale_after=1.0,
         ),
         monitor=blocks.monitor(
             blocks.http(f"http://127.0.0.1:{port}/health"), logs=[log], process=run.pattern("poller.py")
@@ -263,7 +292,8 @@ def expired_token_botocore(run: Run) -> Plan:
             "asctime",
             logger="stream_reader",
             log=log,
-            noise=("auth_refresh", "deprecation"),
+            noise=("auth_refresh", "deprecation", "oom_in_path"),
+            loud_after=["sentry", "gc_pause"],
             client="botocore",
             operation="get_records",
             url=f"http://127.0.0.1:{api.port}/",
@@ -328,6 +358,7 @@ def self_signed_requests(run: Run) -> Plan:
             logger="settlement_feed",
             log=log,
             noise=("retry_ok", "deprecation"),
+            loud_after=["ws_late"],
             client="requests",
             verify=str(ca),
             url=f"https://127.0.0.1:{api.port}/v1/settlements",
@@ -358,6 +389,7 @@ def dns_requests(run: Run) -> Plan:
             logger="funding",
             log=log,
             noise=("retry_ok", "memory_usage"),
+            loud_after=["queue_depth", "gc_pause"],
             client="requests",
             url_file=str(discovery),
             path="/v1/funding",
@@ -397,6 +429,14 @@ SCENARIOS = [
         "429 Client Error",
         rate_limited_requests,
         "The orders API answers 429; healthy lines said '0 errors, 0 throttled requests' all along.",
+    ),
+    Scenario(
+        "throttled-after-unrelated-deploy",
+        "rate_limited",
+        "HTTP Error 429",
+        throttled_after_unrelated_deploy,
+        "urllib's HTTPError 429, eight minutes after a docs-only deploy that restarted the service.",
+        requires=("git",),
     ),
     Scenario(
         "throttled-kinesis-botocore",

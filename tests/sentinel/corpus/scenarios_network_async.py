@@ -30,7 +30,7 @@ def refused_aiohttp_pino(run: Run) -> Plan:
             url=f"http://127.0.0.1:{api.port}/v1/book?depth=20",
             output="health",
             health_port=port,
-            stale_after=0.6,
+            stale_after=1.0,
         ),
         monitor=blocks.monitor(
             blocks.http(f"http://127.0.0.1:{port}/health"),
@@ -64,7 +64,7 @@ def sock_read_timeout_aiohttp(run: Run) -> Plan:
             heartbeat_file=str(beat),
         ),
         monitor=blocks.monitor(
-            blocks.heartbeat(beat, max_age=1.0, channels={"poll": 1.0}),
+            blocks.heartbeat(beat, channels={"poll": 1.5}),
             logs=[log],
             process=run.pattern("async_poller.py"),
         ),
@@ -93,7 +93,7 @@ def certificate_aiohttp(run: Run) -> Plan:
             heartbeat_file=str(beat),
         ),
         monitor=blocks.monitor(
-            blocks.heartbeat(beat, max_age=1.0, channels={"poll": 1.0}),
+            blocks.heartbeat(beat, channels={"poll": 1.5}),
             logs=[log],
             process=run.pattern("async_poller.py"),
         ),
@@ -128,7 +128,10 @@ def dns_aiohttp_syslog(run: Run) -> Plan:
         service="async_poller.py",
         params=params,
         monitor=blocks.monitor(
-            blocks.artifacts(run.out, "poll-*.json"), logs=[log], process=run.pattern("async_poller.py")
+            # A window long enough for the restarted relay to have tried its new upstream a few times.
+            blocks.artifacts(run.out, "poll-*.json", window=3.0),
+            logs=[log],
+            process=run.pattern("async_poller.py"),
         ),
         output=run.log("oracle.stderr"),
         loop_message="oracle-relay exited ($?), restarting",

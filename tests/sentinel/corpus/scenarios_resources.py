@@ -18,7 +18,13 @@ def disk_full_artifacts(run: Run) -> Plan:
     run.mount_tmpfs(volume, TINY)
     log = run.log("exporter.log")
     params = blocks.service_params(
-        run, "asctime", logger="exporter", log=log, noise=("disk_usage", "deprecation", "zero_stats"), mode="artifacts"
+        run,
+        "asctime",
+        logger="exporter",
+        log=log,
+        noise=("disk_usage", "deprecation", "zero_stats"),
+        mode="artifacts",
+        loud_after=["queue_depth"],
     )
     params["out_dir"] = str(volume)
     return Plan(
@@ -98,6 +104,7 @@ def memory_error_under_ulimit(run: Run) -> Plan:
         ),
         output=run.log("loop.log"),
         loop_message="candles.py exited with code $?. Respawning..",
+        steady_restarts=2,
         ulimit="-v 800000",
     )
 
@@ -135,7 +142,8 @@ def memory_error_json_logger(run: Run) -> Plan:
             "jsonlogger",
             logger="book.parser",
             log=log,
-            noise=("memory_usage", "traceback_ok"),
+            noise=("memory_usage", "traceback_ok", "oom_in_path"),
+            loud_after=["sentry"],
             memory_limit_mb=1024,
             big_snapshot_bytes=8 * 1024**3,
         ),
@@ -152,7 +160,14 @@ def descriptors_leaked(run: Run) -> Plan:
     return Plan(
         service="exporter.py",
         params=blocks.service_params(
-            run, "asctime", logger="exporter", log=log, noise=("zero_stats", "retry_ok"), mode="descriptors", nofile=48
+            run,
+            "asctime",
+            logger="exporter",
+            log=log,
+            noise=("zero_stats", "retry_ok"),
+            mode="descriptors",
+            nofile=48,
+            loud_after=["gc_pause", "ws_late"],
         ),
         monitor=blocks.monitor(
             blocks.artifacts(run.out, "snap-*.json"), logs=[log], process=run.pattern("exporter.py")
@@ -210,6 +225,7 @@ def reports_taken_back(run: Run) -> Plan:
             tag="fill-reports",
             log=log,
             noise=("deprecation", "disk_usage"),
+            loud_after=["queue_depth"],
             mode="reports",
             run_as="nobody",
             reports_dir=str(reports),
@@ -254,7 +270,7 @@ def key_rewritten_as_root(run: Run) -> Plan:
             status_file=str(status),
         ),
         monitor=blocks.monitor(
-            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.0"]),
+            blocks.command([sys.executable, str(run.app / "healthcheck.py"), str(status), "1.5"]),
             logs=[log],
             process=run.pattern("reporter.py"),
             user="nobody",

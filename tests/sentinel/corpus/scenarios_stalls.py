@@ -42,6 +42,7 @@ def sdk_blocked_call(run: Run) -> Plan:
         ),
         output=run.log("loop.log"),
         loop_message="bot exited with $?; restarting",
+        steady_restarts=2,
         trigger=lambda: break_api(run, "silent"),
         healthy_looks=6,
     )
@@ -95,12 +96,13 @@ def sdk_await_never_returns(run: Run) -> Plan:
             crash_dir=str(crash_dir),
         ),
         monitor=blocks.monitor(
-            blocks.heartbeat(beat, channels={"fills": 1.0}, crash_dir=crash_dir),
+            blocks.heartbeat(beat, channels={"fills": 1.5}, crash_dir=crash_dir),
             logs=[log, run.log("loop.log")],
             process=run.pattern("sdk_bot.py"),
         ),
         output=run.log("loop.log"),
         loop_message="fills bot exited with $?; restarting",
+        steady_restarts=1,
     )
 
 

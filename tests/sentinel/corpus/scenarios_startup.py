@@ -59,17 +59,12 @@ def address_in_use_uvicorn(run: Run) -> Plan:
         params=blocks.service_params(
             run, "uvicorn", logger="uvicorn.error", noise=("deprecation",), style="uvicorn", port=port
         ),
-        # Looked at less often than the others, so that the loop has restarted the gateway a few times by the
-        # third failed look, as it would have many times over at a daemon's usual interval.
         monitor=blocks.monitor(
-            blocks.http(f"http://127.0.0.1:{port}/health"),
-            logs=[loop_log],
-            process=run.pattern("gateway.py"),
-            interval=0.5,
-            min_failures=3,
+            blocks.http(f"http://127.0.0.1:{port}/health"), logs=[loop_log], process=run.pattern("gateway.py")
         ),
         output=loop_log,
         loop_message="gateway exited with code $?; restarting",
+        steady_restarts=2,
         loop_pause=0.3,
         trigger=stray_takes_the_port,
     )
@@ -120,6 +115,7 @@ def killed_in_shell_loop(run: Run) -> Plan:
         monitor=blocks.monitor(blocks.artifacts(run.out, "quote-*.json"), logs=[loop_log], process=program),
         output=loop_log,
         loop_message="market_maker.py crashed with exit code $?. Respawning..",
+        steady_restarts=2,
         trigger=cron_kills_it,
     )
 

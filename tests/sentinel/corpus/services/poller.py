@@ -65,6 +65,18 @@ def target() -> str:
     return str(kit["url"])
 
 
+def request_context(tick: int) -> dict[str, Any]:
+    """What the team logs with every failed call (JSON formats show it, before the exception)."""
+    return {
+        "method": "POST" if kit.get("client") in ("botocore", "google") else "GET",
+        "attempt": 1,
+        "request_id": f"req-{tick:06d}-7c1e9a4b2f",
+        "headers": {"User-Agent": "desk-poller/4.12.0 python-requests/2.34", "Accept": "application/json",
+                    "X-Client-Session": "b3f1c0de-9a52-4e7b-8d21-55aa0c7e1f90", "X-Trace-Id": f"trace-{tick:08x}"},
+        "params": {"markets": ["ETH-PERP", "BTC-PERP", "SOL-PERP", "ARB-PERP", "OP-PERP"], "depth": 20},
+    }  # fmt: skip
+
+
 def write_output(tick: int, answer: Any) -> None:
     if kit.get("output", "artifacts") == "artifacts":
         out = Path(kit["out_dir"]) / f"poll-{tick:05d}.json"
@@ -118,9 +130,9 @@ def main() -> None:
         except Exception as exc:
             errors = kit.get("errors", "exception")
             if errors == "exception":
-                log.exception("poll %d failed", tick)
+                log.exception("poll %d failed", tick, extra={"request": request_context(tick)})
             elif errors == "line":
-                log.error("poll %d failed: %s", tick, exc)
+                log.error("poll %d failed: %s", tick, exc, extra={"request": request_context(tick)})
             # "silent": the error is swallowed, as too much code does
             if kit.get("exit_on_error"):
                 sys.exit(1)

@@ -26,6 +26,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,7 +237,7 @@ class Kit:
         self.marker = self.params_path.parent / ".failing"
         self.started = time.monotonic()
         self.tick_seconds = float(self.p.get("tick_seconds", 0.1))
-        self.healthy_seconds = float(self.p.get("healthy_seconds", 1.2))
+        self.healthy_seconds = float(self.p.get("healthy_seconds", 2.0))
         self.log = make_logger(
             self.p.get("logger", "app"),
             self.p.get("log_format", "asctime"),
@@ -244,6 +245,8 @@ class Kit:
             tag=self.p.get("tag"),
         )
         self.noise = Noise(self.log, self.p.get("noise", []))
+        if self.p.get("loud_after"):
+            threading.Thread(target=self._loud_after, name="telemetry", daemon=True).start()
 
     def __getitem__(self, key: str) -> Any:
         return self.p[key]
@@ -272,6 +275,38 @@ class Kit:
 
     def tick_noise(self, tick: int) -> None:
         self.noise.emit(tick)
+
+    def _loud_after(self) -> None:
+        """Once failing, the service's other threads go on talking, loudly and about other things."""
+        while not self.marker.exists():
+            time.sleep(0.05)
+        beat = 0
+        while True:
+            time.sleep(0.15)
+            beat += 1
+            for kind in self.p["loud_after"]:
+                LOUD[kind](self.log, beat)
+
+
+def _queue_depth(log: Any, beat: int) -> None:
+    log.warning("event queue depth %d exceeds 1000; consumers are falling behind", 1000 + 37 * beat)
+
+
+def _sentry(log: Any, beat: int) -> None:
+    if beat % 2 == 0:
+        log.error("sentry: failed to send event 9f3c%04x: HTTP 413 Request Entity Too Large", beat)
+
+
+def _gc_pause(log: Any, beat: int) -> None:
+    if beat % 3 == 0:
+        log.warning("gc pause of %d ms in generation 2", 180 + beat)
+
+
+def _ws_late(log: Any, beat: int) -> None:
+    log.warning("websocket ping answered %.1f s late; keeping the connection", 1.0 + beat / 10)
+
+
+LOUD = {"queue_depth": _queue_depth, "sentry": _sentry, "gc_pause": _gc_pause, "ws_late": _ws_late}
 
 
 class Noise:
@@ -338,6 +373,11 @@ class Noise:
     def _slow_request(self, tick: int) -> None:
         if tick % 6 == 5:
             self.log.warning("slow request: GET /v1/book took 812 ms (warn above 500 ms)")
+
+    def _oom_in_path(self, tick: int) -> None:
+        # Three capital letters inside a name, which a careless match takes for the OOM killer.
+        if tick % 5 == 1:
+            self.log.info("checkpoint saved to /var/lib/desk/checkpoints/BLOOM-OOM-%04d.ckpt", tick)
 
     def _traceback_ok(self, tick: int) -> None:
         # A handled exception logged with its traceback on every pass: ugly, old, harmless.
