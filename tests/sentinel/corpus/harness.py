@@ -16,6 +16,13 @@ is ``last_healthy_at``, and the first failed look is ``failing_since``. While th
 failure state, :func:`horus.sentinel.diagnosis.diagnose` runs twice: without py-spy, then with py-spy on
 PATH. Every process the run started is ended, by process group, whatever happened.
 
+Time is compressed: a healthy period of two seconds, checks every 0.2 s with limits of 1.5 s. One thing
+does not compress, a Python start-up, so a service that fails at every start under its shell loop would be
+diagnosed before its first traceback was written; its plan asks (``steady_restarts``) for the diagnosis to
+wait until the loop has run it that many times since the failure began, as it would have many times over
+at a daemon's usual interval. ``HORUS_CORPUS_KEEP=1`` keeps each run's directory (config, parameters,
+logs) for reading afterwards.
+
 :func:`run_corpus` runs many scenarios at once, each in its own thread and event loop, and
 :func:`misses` says what a diagnosis got wrong against its scenario.
 """
@@ -187,11 +194,10 @@ class Run:
 
     # -- building a scenario -------------------------------------------------------------------------
 
-    def install(self, *names: str, into: Path | None = None) -> None:
-        """Copy service programs (and service_kit.py, which they all import) into app/ or ``into``."""
-        target = into or self.app
+    def install(self, *names: str) -> None:
+        """Copy service programs (and service_kit.py, which they all import) into app/."""
         for name in ("service_kit.py", *names):
-            shutil.copy(SERVICES / name, target / Path(name).name)
+            shutil.copy(SERVICES / name, self.app / Path(name).name)
 
     def vendor(self, *packages: str) -> None:
         """Put stand-in client libraries in the service's site-packages (on its PYTHONPATH)."""
@@ -388,13 +394,23 @@ def _wait_for_text(path: Path, timeout: float, pid: int) -> str:
 
 
 def _kill_group(leader: int, created: float) -> None:
-    """SIGKILL every process of the group ``leader`` started (its pgid), never a stranger that reuses it."""
-    for proc in psutil.process_iter(["create_time"]):
-        try:
-            if os.getpgid(proc.pid) == leader and proc.info["create_time"] >= created - 1:
-                proc.kill()
-        except (OSError, psutil.Error):
-            continue
+    """SIGKILL every process of the group ``leader`` started (its pgid), never a stranger that reuses it.
+
+    Again until none is left: a member may fork (a pre-fork server booting a worker) while it is looked for.
+    """
+    for _ in range(50):
+        found = False
+        for proc in psutil.process_iter(["create_time", "status"]):
+            try:
+                mine = os.getpgid(proc.pid) == leader and proc.info["create_time"] >= created - 1
+                if mine and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    proc.kill()
+                    found = True
+            except (OSError, psutil.Error):
+                continue
+        if not found:
+            return
+        time.sleep(0.02)
 
 
 def _make_removable(directory: Path) -> None:

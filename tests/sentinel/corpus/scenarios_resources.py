@@ -154,6 +154,29 @@ def memory_error_json_logger(run: Run) -> Plan:
     )
 
 
+def numpy_cannot_allocate(run: Run) -> Plan:
+    run.install("features.py")
+    run.vendor("numpy")
+    log = run.log("features.log")
+    return Plan(
+        service="features.py",
+        params=blocks.service_params(
+            run,
+            "bracketed",
+            logger="features",
+            log=log,
+            noise=("memory_usage", "oom_in_path"),
+            loud_after=["gc_pause"],
+            memory_limit_mb=1024,
+            big_rows=20_000_000,
+        ),
+        monitor=blocks.monitor(
+            blocks.artifacts(run.out, "features-*.json"), logs=[log], process=run.pattern("features.py")
+        ),
+        output=run.log("features.stderr"),
+    )
+
+
 def descriptors_leaked(run: Run) -> Plan:
     run.install("exporter.py")
     log = run.log("exporter.log")
@@ -326,6 +349,14 @@ SCENARIOS = [
         memory_error_json_logger,
         "A snapshot buffer beyond RLIMIT_AS, logged by python-json-logger, beside a handled traceback "
         "repeated while healthy.",
+    ),
+    Scenario(
+        "numpy-cannot-allocate",
+        "out_of_memory",
+        "Unable to allocate",
+        numpy_cannot_allocate,
+        "numpy's _ArrayMemoryError ('Unable to allocate 9.54 GiB for an array ...') under RLIMIT_AS: the word "
+        "MemoryError is nowhere in the message.",
     ),
     Scenario(
         "descriptors-leaked",

@@ -160,6 +160,26 @@ def silent_stop(run: Run) -> Plan:
     )
 
 
+def stops_after_scary_healthy_period(run: Run) -> Plan:
+    run.install("market_maker.py")
+    log = run.log("mm.log")
+    return Plan(
+        service="market_maker.py",
+        params=blocks.service_params(
+            run,
+            "asctime",
+            logger="mm",
+            log=log,
+            noise=("statsd", "traceback_ok", "timeout_retry", "retry_ok", "oom_in_path", "deprecation"),
+            after_healthy="stop",
+        ),
+        monitor=blocks.monitor(
+            blocks.artifacts(run.out, "quote-*.json"), logs=[log], process=run.pattern("market_maker.py")
+        ),
+        output=run.log("mm.stderr"),
+    )
+
+
 def quiet_exit(run: Run) -> Plan:
     run.install("market_maker.py")
     log = run.log("quoter.log")
@@ -233,6 +253,14 @@ SCENARIOS = [
         silent_stop,
         "The collector stops writing and says nothing; its monitor names no process, only a log of routine "
         "lines. Nothing supports a cause.",
+    ),
+    Scenario(
+        "stops-after-scary-healthy-period",
+        "hung",
+        service_pid,
+        stops_after_scary_healthy_period,
+        "The quoter stops and waits, saying nothing, after a healthy period full of errors, timeouts, "
+        "tracebacks and an OOM in a path, all routine: none of them is why.",
     ),
     Scenario(
         "quiet-exit",

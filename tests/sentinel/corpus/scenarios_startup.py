@@ -100,6 +100,42 @@ def address_in_use_zap(run: Run) -> Plan:
     )
 
 
+ROUTES = """routes:
+  - market: ETH-PERP
+    desk: desk-a
+    max_position: 5
+  - market: BTC-PERP
+    desk: desk-b
+    max_position: 2
+"""
+
+
+def config_typo(run: Run) -> Plan:
+    run.install("signal_router.py")
+    config = run.path("router.yaml")
+    config.write_text(ROUTES)
+    loop_log = run.log("router.log")
+
+    def operator_edits_the_config() -> None:
+        # Edited by hand on the host (not in git), then the service restarted to read it.
+        config.write_text(ROUTES.replace("    max_position: 2\n", "    max_position: 2 units: contracts\n"))
+        stop_for_a_deploy(run)
+
+    return Plan(
+        service="signal_router.py",
+        params=blocks.service_params(
+            run, "asctime", logger="router", noise=("deprecation", "zero_stats"), config_file=str(config)
+        ),
+        monitor=blocks.monitor(
+            blocks.artifacts(run.out, "routed-*.json"), logs=[loop_log], process=run.pattern("signal_router.py")
+        ),
+        output=loop_log,
+        loop_message="router exited with code $?, restarting",
+        steady_restarts=2,
+        trigger=operator_edits_the_config,
+    )
+
+
 def killed_in_shell_loop(run: Run) -> Plan:
     run.install("market_maker.py")
     loop_log = run.log("mm.log")
@@ -165,6 +201,13 @@ SCENARIOS = [
         "bind: address already in use",
         address_in_use_zap,
         "A Go-style gateway restarted into a taken port logs its fatal zap line and exits.",
+    ),
+    Scenario(
+        "config-typo",
+        "import_or_config_error",
+        "mapping values are not allowed here",
+        config_typo,
+        "A hand edit leaves a YAML config that does not parse; PyYAML's ScannerError at every restart.",
     ),
     Scenario(
         "killed-in-shell-loop",

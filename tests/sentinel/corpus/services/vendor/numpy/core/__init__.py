@@ -1,0 +1,1 @@
+"""numpy.core (numpy 1.x)."""
