@@ -22,6 +22,7 @@ from tests.sentinel.corpus.catalogue import SCENARIOS
 from tests.sentinel.corpus.harness import Outcome, misses, run_corpus, use_py_spy_from_venv
 
 MODES = ((False, "without py-spy"), (True, "with py-spy"))
+HOLDOUT_PREFIX = "holdout-"
 
 
 def table(outcomes: list[Outcome]) -> list[str]:
@@ -82,6 +83,10 @@ def main() -> int:
     print(f"Root-cause accuracy on {len(ran)} scenarios ({len({o.scenario.cause for o in ran})} causes), "
           f"{elapsed:.0f} s.\n")  # fmt: skip
     print("\n".join(table(ran)))
+    holdout = [o for o in ran if o.scenario.name.startswith(HOLDOUT_PREFIX)]
+    if holdout:
+        print(f"\nOf which the hold-out set ({len(holdout)} scenarios written without reading the rules):\n")
+        print("\n".join(table(holdout)[-1:]))
     missed = miss_list(ran)
     print("\nMisses:\n" + ("\n".join(missed) if missed else "none"))
     if skipped:

@@ -668,8 +668,9 @@ def disk_full(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
 
 # "OOM" as a word, not inside a path or a name ("/var/OOM-reports/", "OOM_SCORE").
 _OUT_OF_MEMORY = re.compile(
-    r"(?i)\bMemoryError\b|\bout of memory\b|(?<![/\w.-])OOM(?![/\w.-])|oom[-_ ]kill(?:ed|er)?\b"
-    r"|killed process \d+|cannot allocate memory|\bENOMEM\b|std::bad_alloc|heap out of memory|\w+OutOfMemoryError\b"
+    r"(?i)\b\w*MemoryError\b|\bout of memory\b|unable to allocate \d|(?<![/\w.-])OOM(?![/\w.-])"
+    r"|oom[-_ ]kill(?:ed|er)?\b|killed process \d+|cannot allocate memory|\bENOMEM\b|std::bad_alloc"
+    r"|heap out of memory"
     r"|Java heap space|GC overhead limit exceeded|failed to allocate \d+ bytes"
 )
 # How a shell, a supervisor or a runtime says its child got SIGKILL.
@@ -1201,7 +1202,7 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
     spinning = cpu is not None and cpu >= SPINNING_CPU_PERCENT
     if stack is not None:
         evidence.append(f"py-spy: main thread ({stack.state}) in {stack.where()}")
-        if _explained(found):
+        if _explained(ev, found):
             return None
         if spinning or stack.state.startswith("active"):
             return _probable(
@@ -1237,7 +1238,7 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
             f"{stack.where()} does not return: give it a deadline, or if it is synchronous, run it off the event "
             "loop (asyncio.to_thread). " + deadline_advice,
         )
-    if _explained(found):
+    if _explained(ev, found):
         return None
     if spinning:
         return _probable(
@@ -1271,9 +1272,13 @@ def _cpu_percent(process: Mapping[str, Any]) -> float | None:
     return float(sample)
 
 
-def _explained(found: Sequence[Hypothesis]) -> bool:
-    """Whether a rule before found why in what the service wrote (a log line of a known cause)."""
-    return any(h.cause not in ("recent_change", "unknown") and _quotes(h) for h in found)
+def _explained(ev: Evidence, found: Sequence[Hypothesis]) -> bool:
+    """Whether a rule before found why in what the service wrote: a log line of a known cause that was
+    not already there while the service was healthy (routine explains nothing)."""
+    return any(
+        h.cause not in _SYMPTOMS and any(_line_weight(ev, quote.line)[0] > BASELINE_FACTOR for quote in _quotes(h))
+        for h in found
+    )
 
 
 def _quotes(hypothesis: Hypothesis) -> list[Quote]:
@@ -1387,7 +1392,7 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     else:
         text = "a recent change to the config file"
         recommendation = "Review the config change; restore the previous config if the failure began with it."
-    if _explained(found):
+    if _explained(ev, found):
         confidence = 0.2  # a logged cause explains the failure better; the change may still be behind it
     elif deployed:
         # The service runs the new code, and nothing it said explains the failure: what changed is the

@@ -227,6 +227,25 @@ def make_logger(name: str, log_format: str, log_file: str | None, *, tag: str | 
     return logger
 
 
+# An hour of routine before the run, ending seven minutes before it starts: long enough for Sentinel to tell
+# routine from the failure, as it would in a log that has been written to for hours.
+HISTORY_SECONDS = 3600.0
+HISTORY_STEP_SECONDS = 30.0
+HISTORY_ENDS_BEFORE_SECONDS = 420.0
+
+
+class _Backdate(logging.Filter):
+    """Gives a record the moment the history being written is at, instead of now."""
+
+    at: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.at is not None:
+            record.created = self.at
+            record.msecs = (self.at % 1) * 1000
+        return True
+
+
 class Kit:
     """One service's parameters, logger, clock of ticks and marker."""
 
@@ -245,8 +264,28 @@ class Kit:
             tag=self.p.get("tag"),
         )
         self.noise = Noise(self.log, self.p.get("noise", []))
+        self._write_history()
         if self.p.get("loud_after"):
             threading.Thread(target=self._loud_after, name="telemetry", daemon=True).start()
+
+    def _write_history(self) -> None:
+        """The hour of routine a long-running service's log already holds: its noise, back-dated to end
+        before the run's own healthy period (and five minutes' grace) began. Only for logs whose lines
+        carry their time (a line without one could not be dated), and only when the log is new."""
+        log_file = self.p.get("log_file")
+        timed = isinstance(self.log, logging.Logger) and self.p.get("log_format", "asctime") not in ("basic", "uvicorn")
+        if not (self.noise.kinds and timed and log_file and self.p.get("history", True)):
+            return
+        if Path(log_file).exists() and Path(log_file).stat().st_size > 0:
+            return  # a restart under a loop: the history is there already
+        backdate = _Backdate()
+        for handler in self.log.handlers:
+            handler.addFilter(backdate)
+        end = time.time() - HISTORY_ENDS_BEFORE_SECONDS
+        for tick in range(int(HISTORY_SECONDS // HISTORY_STEP_SECONDS)):
+            backdate.at = end - HISTORY_SECONDS + tick * HISTORY_STEP_SECONDS
+            self.noise.emit(tick)
+        backdate.at = None
 
     def __getitem__(self, key: str) -> Any:
         return self.p[key]
