@@ -9,6 +9,7 @@ import resource
 import shutil
 import socket
 import string
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -615,8 +616,12 @@ def test_py_spy_output_is_trimmed_to_fit_max_bytes(spawner, stubs):
     assert output.startswith('Thread 1 (active): "MainThread"') and output.endswith("… (truncated)")
 
 
-@pytest.mark.skipif(shutil.which("py-spy") is None, reason="py-spy is not installed")
-def test_a_real_py_spy_dump_shows_where_a_python_process_waits(spawner):
+VENV_BIN = os.path.dirname(sys.executable)  # make install puts py-spy beside the venv's python
+
+
+@pytest.mark.skipif(shutil.which("py-spy", path=VENV_BIN) is None, reason="py-spy is not installed")
+def test_a_real_py_spy_dump_shows_where_a_python_process_waits(spawner, monkeypatch):
+    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     marker = spawner.marker()
     target = spawner.detached(marker)
 
