@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench accuracy clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test: lint
 bench: install
 	@sh bench/ensure_monit.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/rootcause_accuracy.py
+
+# How often Sentinel names the right cause first, on the scenario corpus (tests/sentinel/corpus).
+accuracy: install
+	$(BIN)/python bench/rootcause_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
