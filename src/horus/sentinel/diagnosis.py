@@ -75,18 +75,23 @@ async def explain(
         list(await recent_commits(settings.work_tree, since)) if settings.work_tree is not None else []
     )
     config_changed = config_path is not None and await asyncio.to_thread(config_changed_since, config_path, since)
-    hypotheses = analyse(
-        snapshot=snapshot,
-        crash_record=crash_record_of(evidence or {}),
-        log_tail=log_tail(snapshot),
-        reason=reason,
-        check_type=settings.check.type,
-        upstreams=upstreams or {},
-        commits=commits,
-        config_changed=config_changed,
-        last_healthy_at=last_healthy_at,
-        failing_since=failing_since,
-    )
+
+    def ranked() -> list[Hypothesis]:
+        return analyse(
+            snapshot=snapshot,
+            crash_record=crash_record_of(evidence or {}),
+            log_tail=log_tail(snapshot),
+            reason=reason,
+            check_type=settings.check.type,
+            upstreams=upstreams or {},
+            commits=commits,
+            config_changed=config_changed,
+            last_healthy_at=last_healthy_at,
+            failing_since=failing_since,
+        )
+
+    # Off the event loop: the crash record is a file, and a long tail read against every rule takes a while.
+    hypotheses = await asyncio.to_thread(ranked)
     return Diagnosis(hypotheses, dict(snapshot), commits, config_changed)
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -158,6 +159,30 @@ class Evidence:
     def failure_began(self) -> float | None:
         """When the failure began, as near as Horus knows: just after the last healthy look."""
         return self.last_healthy_at if self.last_healthy_at is not None else self.failing_since
+
+    @functools.cached_property
+    def positions(self) -> dict[str, list[int]]:
+        """Where each distinct line stands in ``lines``."""
+        found: dict[str, list[int]] = {}
+        for index, text in enumerate(self.lines):
+            found.setdefault(text, []).append(index)
+        return found
+
+    @functools.cached_property
+    def routine(self) -> frozenset[str]:
+        """The normalised lines seen while the service was healthy: in the tail before the healthy period
+        ended, or in the snapshot's baseline."""
+        until = self.healthy_until()
+        if until is None:
+            return self.baseline
+        seen = {
+            normalise(text) for text, at in zip(self.lines, self.times, strict=False) if at is not None and at <= until
+        }
+        return self.baseline | seen
+
+    @functools.cached_property
+    def stopped_at(self) -> float | None:
+        return self.output_stopped_at()
 
     def healthy_until(self) -> float | None:
         """The end of the healthy period (:func:`~horus.sentinel.logtext.healthy_period_end`)."""
@@ -1446,21 +1471,13 @@ def _source(line: str) -> str | None:
 def _line_weight(ev: Evidence, line: str) -> tuple[float, bool]:
     """How much one quoted log line counts (baseline and recency), and whether it repeated since the
     failure began."""
-    indexes = [i for i, text in enumerate(ev.lines) if text == line]
+    indexes = ev.positions.get(line)
     if not indexes:
         return 1.0, False
-    normalised = normalise(line)
     newest = indexes[-1]
     at = ev.times[newest] if newest < len(ev.times) else None
-    healthy_until = ev.healthy_until()
-    seen_while_healthy = normalised in ev.baseline or (
-        healthy_until is not None
-        and any(
-            when is not None and when <= healthy_until and normalise(text) == normalised
-            for text, when in zip(ev.lines, ev.times, strict=False)
-        )
-    )
-    stopped = ev.output_stopped_at()
+    seen_while_healthy = normalise(line) in ev.routine
+    stopped = ev.stopped_at
     if at is not None and stopped is not None:
         gap = max(0.0, stopped - at)
         recency = 1.0 if gap <= RECENT_SECONDS else max(OLDEST_FACTOR, 1.0 - 0.05 * math.log2(gap / RECENT_SECONDS))
