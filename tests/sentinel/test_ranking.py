@@ -26,12 +26,11 @@ import pytest
 from horus.config.models import HorusConfig, MonitorSettings
 from horus.sentinel.diagnosis import explain
 from horus.sentinel.hypothesis import Hypothesis
-from horus.sentinel.rootcause import analyse
 from horus.sentinel.snapshot import take_snapshot
 from tests.process_support import ProcessSpawner
+from tests.sentinel.support import STALE, analyse_with
 
 PY_SPY = shutil.which("py-spy", path=os.path.dirname(sys.executable))
-STALE = "bot.log last written 312 s ago, limit 300 s"
 
 
 def monitor(check: dict[str, Any], **extra: Any) -> MonitorSettings:
@@ -48,22 +47,6 @@ def stamp(at: float) -> str:
 def write_log(path: Path, lines: list[tuple[float, str]]) -> Path:
     path.write_text("".join(f"{stamp(at)} {text}\n" for at, text in lines))
     return path
-
-
-def analysed(snapshot: dict[str, Any], **given: Any) -> list[Hypothesis]:
-    evidence: dict[str, Any] = {
-        "snapshot": snapshot,
-        "crash_record": None,
-        "log_tail": [],
-        "reason": STALE,
-        "check_type": "log_staleness",
-        "upstreams": {},
-        "commits": [],
-        "config_changed": False,
-        "last_healthy_at": None,
-        **given,
-    }
-    return analyse(**evidence)
 
 
 def snapshot_of(path: Path, **options: Any) -> dict[str, Any]:
@@ -93,7 +76,7 @@ def test_a_warning_repeated_all_through_the_healthy_period_loses_to_the_last_err
     lines.append((now - 312, last_error))
     log = write_log(tmp_path / "bot.log", lines)
 
-    ranked = analysed(snapshot_of(log), last_healthy_at=now - 10)
+    ranked = analyse_with(snapshot=snapshot_of(log), last_healthy_at=now - 10)
 
     assert ranked[0].cause == "upstream_timeout" and ranked[0].confidence >= 0.5
     assert f"log: {stamp(now - 312)} {last_error}" in ranked[0].evidence
@@ -109,7 +92,7 @@ def test_lines_that_look_like_errors_but_were_there_all_along_make_no_probable_c
     ]
     log = write_log(tmp_path / "bot.log", [*routine, (now - 305, "INFO strategy: 3 fills, spread 0.4%")])
 
-    ranked = analysed(snapshot_of(log), last_healthy_at=now - 5)
+    ranked = analyse_with(snapshot=snapshot_of(log), last_healthy_at=now - 5)
 
     assert all(h.confidence < 0.5 for h in ranked), [(h.title, h.confidence) for h in ranked]
 
@@ -120,7 +103,7 @@ def test_a_count_of_zero_is_no_mention_of_what_it_counts(tmp_path):
     refused = "ERROR exchange: ConnectionRefusedError: [Errno 111] Connection refused"
     log = write_log(tmp_path / "bot.log", [*stats, (now - 20, refused)])
 
-    ranked = analysed(snapshot_of(log), last_healthy_at=now - 30)
+    ranked = analyse_with(snapshot=snapshot_of(log), last_healthy_at=now - 30)
 
     assert ranked[0].cause == "dependency_refused"
     assert "rate_limited" not in causes(ranked)
@@ -131,7 +114,7 @@ def test_a_match_far_along_a_long_line_is_quoted_with_the_match(tmp_path):
     line = f"ERROR writer: flush failed ({context}): OSError: [Errno 28] No space left on device"
     log = write_log(tmp_path / "bot.log", [(time.time() - 1, line)])
 
-    [first, *_] = analysed(snapshot_of(log))
+    [first, *_] = analyse_with(snapshot=snapshot_of(log))
 
     assert first.cause == "disk_full"
     assert "No space left on device" in first.evidence[0] and len(first.evidence[0]) <= 310
@@ -162,7 +145,7 @@ def test_a_match_far_along_a_long_line_is_quoted_with_the_match(tmp_path):
 def test_common_forms_of_a_cause_are_recognised(tmp_path, line, cause):
     log = write_log(tmp_path / "bot.log", [(time.time() - 1, f"ERROR bot: {line}")])
 
-    [first, *_] = analysed(snapshot_of(log))
+    [first, *_] = analyse_with(snapshot=snapshot_of(log))
 
     assert (first.cause, first.title.split(":")[0]) == (cause, "probable")
 
@@ -170,7 +153,7 @@ def test_common_forms_of_a_cause_are_recognised(tmp_path, line, cause):
 def test_oom_inside_a_path_is_not_out_of_memory(tmp_path):
     log = write_log(tmp_path / "bot.log", [(time.time() - 1, "INFO report: wrote /var/reports/OOM-audit/2026-11.txt")])
 
-    assert "out_of_memory" not in causes(analysed(snapshot_of(log)))
+    assert "out_of_memory" not in causes(analyse_with(snapshot=snapshot_of(log)))
 
 
 def test_the_message_a_shell_restart_loop_prints_when_its_child_is_killed_is_a_sigkill(tmp_path):
@@ -179,7 +162,7 @@ def test_the_message_a_shell_restart_loop_prints_when_its_child_is_killed_is_a_s
     with log.open("w") as out:
         subprocess.run(["bash", "-c", loop], stdout=out, stderr=subprocess.STDOUT, timeout=30, check=False)
 
-    [first, *_] = analysed(snapshot_of(log))
+    [first, *_] = analyse_with(snapshot=snapshot_of(log))
 
     assert first.cause == "killed", log.read_text()
     assert any("Killed" in line or "137" in line for line in first.evidence)
@@ -198,7 +181,7 @@ def test_a_json_log_line_holding_a_traceback_reads_as_the_traceback(tmp_path):
         json.dumps({"timestamp": "2026-11-21T02:23:00Z", "event": "tick"}) + "\n" + json.dumps(record) + "\n"
     )
 
-    [first, *_] = analysed(snapshot_of(log))
+    [first, *_] = analyse_with(snapshot=snapshot_of(log))
 
     assert first.title == "probable: unhandled KeyError at <string>:2 in settle"
     assert "log: KeyError: 'price'" in first.evidence
@@ -328,19 +311,26 @@ def start_service(spawner: ProcessSpawner, tmp_path: Path, port: int, mode: str)
     return marker, log
 
 
+def diagnose_feed(
+    spawner: ProcessSpawner, tmp_path: Path, port: int, mode: str, *, py_spy: bool
+) -> tuple[dict[str, Any], list[Hypothesis]]:
+    """The feed service in ``mode``, snapshotted and ranked as at detection, five seconds after healthy."""
+    marker, log = start_service(spawner, tmp_path, port, mode)
+    settings = monitor(
+        {"type": "log_staleness", "log_file": str(log), "max_age_seconds": 300},
+        evidence={"process_pattern": marker},
+    )
+    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=py_spy)
+    return snapshot, analyse_with(snapshot=snapshot, last_healthy_at=time.time() - 5)
+
+
 @pytest.mark.skipif(PY_SPY is None, reason="py-spy is not installed in the test environment")
 @pytest.mark.parametrize("with_py_spy", [False, True])
 def test_a_service_sleeping_between_retries_is_explained_by_what_it_logged_with_py_spy_or_without(
     tmp_path, spawner, upstream, monkeypatch, with_py_spy
 ):
     monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    marker, log = start_service(spawner, tmp_path, upstream.port, "sleeps")
-    settings = monitor(
-        {"type": "log_staleness", "log_file": str(log), "max_age_seconds": 300},
-        evidence={"process_pattern": marker},
-    )
-    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=with_py_spy)
-    ranked = analysed(snapshot, last_healthy_at=time.time() - 5)
+    _, ranked = diagnose_feed(spawner, tmp_path, upstream.port, "sleeps", py_spy=with_py_spy)
 
     first = ranked[0]
     assert first.cause == "upstream_timeout" and first.confidence >= 0.5, [(h.title, h.confidence) for h in ranked]
@@ -356,13 +346,7 @@ def test_a_read_that_never_returns_is_described_through_the_services_own_caller(
     tmp_path, spawner, upstream, monkeypatch
 ):
     monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
-    marker, log = start_service(spawner, tmp_path, upstream.port, "blocks")
-    settings = monitor(
-        {"type": "log_staleness", "log_file": str(log), "max_age_seconds": 300},
-        evidence={"process_pattern": marker},
-    )
-    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=True)
-    ranked = analysed(snapshot, last_healthy_at=time.time() - 5)
+    snapshot, ranked = diagnose_feed(spawner, tmp_path, upstream.port, "blocks", py_spy=True)
 
     first = ranked[0]
     dumps = snapshot.get("py_spy", {}).get("dumps") or [{}]

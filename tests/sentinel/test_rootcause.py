@@ -16,15 +16,14 @@ import pytest
 from horus.checks.heartbeat import HeartbeatCheck, HeartbeatOptions
 from horus.config.models import HorusConfig, MonitorSettings
 from horus.sentinel.changes import Commit, config_changed_since, recent_commits
-from horus.sentinel.hypothesis import Hypothesis
-from horus.sentinel.rootcause import RULES, UNKNOWN_TITLE, analyse, disk_full, summarise
+from horus.sentinel.rootcause import RULES, UNKNOWN_TITLE, disk_full, summarise
 from horus.sentinel.snapshot import take_snapshot
 from horus_sdk import deadline
 from tests.process_support import ProcessSpawner
+from tests.sentinel.support import STALE, analyse_with
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-STALE = "bot.log last written 312 s ago, limit 300 s"
 
 
 @pytest.fixture
@@ -48,22 +47,6 @@ def snapshot_of_log(tmp_path: Path, lines: list[str]) -> dict[str, Any]:
     log.write_text("".join(line + "\n" for line in lines))
     settings = monitor({"type": "log_staleness", "log_file": str(log), "max_age_seconds": 300})
     return take_snapshot(settings, crash_evidence=None)
-
-
-def analyse_with(**given: Any) -> list[Hypothesis]:
-    evidence: dict[str, Any] = {
-        "snapshot": {},
-        "crash_record": None,
-        "log_tail": [],
-        "reason": STALE,
-        "check_type": "log_staleness",
-        "upstreams": {},
-        "commits": [],
-        "config_changed": False,
-        "last_healthy_at": None,
-        **given,
-    }
-    return analyse(**evidence)
 
 
 def git(repo: Path, *args: str, at: float | None = None) -> None:
