@@ -1,0 +1,3 @@
+from pyarrow.parquet.core import ParquetWriter, write_table
+
+__all__ = ["ParquetWriter", "write_table"]

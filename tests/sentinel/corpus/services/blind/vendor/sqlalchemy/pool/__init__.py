@@ -1,0 +1,3 @@
+from sqlalchemy.pool.impl import QueuePool
+
+__all__ = ["QueuePool"]
