@@ -22,7 +22,7 @@ from tests.sentinel.corpus.catalogue import SCENARIOS
 from tests.sentinel.corpus.harness import Outcome, misses, run_corpus, use_py_spy_from_venv
 
 MODES = ((False, "without py-spy"), (True, "with py-spy"))
-HOLDOUT_PREFIX = "holdout-"
+HELD_OUT = (("holdout-", "the hold-out set"), ("blind-", "the blind set"))
 
 
 def table(outcomes: list[Outcome]) -> list[str]:
@@ -83,10 +83,11 @@ def main() -> int:
     print(f"Root-cause accuracy on {len(ran)} scenarios ({len({o.scenario.cause for o in ran})} causes), "
           f"{elapsed:.0f} s.\n")  # fmt: skip
     print("\n".join(table(ran)))
-    holdout = [o for o in ran if o.scenario.name.startswith(HOLDOUT_PREFIX)]
-    if holdout:
-        print(f"\nOf which the hold-out set ({len(holdout)} scenarios written without reading the rules):\n")
-        print("\n".join(table(holdout)[-1:]))
+    for prefix, words in HELD_OUT:
+        held = [o for o in ran if o.scenario.name.startswith(prefix)]
+        if held:
+            print(f"\nOf which {words} ({len(held)} scenarios written without reading the rules):\n")
+            print("\n".join(table(held)[-1:]))
     missed = miss_list(ran)
     print("\nMisses:\n" + ("\n".join(missed) if missed else "none"))
     if skipped:

@@ -24,7 +24,7 @@ from horus.config.models import MonitorSettings
 from horus.sentinel.changes import Commit, config_changed_since, recent_commits
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.rootcause import analyse
-from horus.sentinel.snapshot import log_tail, take_snapshot
+from horus.sentinel.snapshot import take_snapshot
 from horus_sdk.formats import FORMAT_CRASH, read_json
 
 __all__ = ["CHANGE_WINDOW_SECONDS", "Diagnosis", "change_window_start", "diagnose", "explain"]
@@ -80,7 +80,7 @@ async def explain(
         return analyse(
             snapshot=snapshot,
             crash_record=crash_record_of(evidence or {}),
-            log_tail=log_tail(snapshot),
+            log_tail=(),  # read from the snapshot, each log on its own
             reason=reason,
             check_type=settings.check.type,
             upstreams=upstreams or {},

@@ -19,10 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["BASELINE_GRACE_SECONDS", "LogLine", "healthy_period_end", "read_lines", "timestamp_of"]
+__all__ = [
+    "BASELINE_GRACE_SECONDS",
+    "CRASH_START",
+    "LogLine",
+    "healthy_period_end",
+    "read_lines",
+    "timestamp_of",
+]
 
 # The healthy period ends this long before the service was last seen healthy (or went quiet, if earlier).
 BASELINE_GRACE_SECONDS = 300.0
+# Where a runtime's crash report begins: Python's traceback, Go's panic (its goroutine dump follows), Rust's
+# panic, a JVM's uncaught exception, Node's uncaught error.
+CRASH_START = re.compile(
+    r"Traceback \(most recent call last\):|^panic: |^fatal error: |^thread '[^']*' panicked at "
+    r"|^Exception in thread \"|^Uncaught \w*Error|^FATAL ERROR: "
+)
 # Only a line's start is searched for its time: a time quoted further along is not when it was written.
 _TIME_PREFIX_CHARS = 80
 _MONTHS = {

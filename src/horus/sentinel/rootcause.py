@@ -62,9 +62,8 @@ from horus.log import get_logger
 from horus.sentinel.changes import Commit
 from horus.sentinel.fingerprint import failure_kind, normalise
 from horus.sentinel.hypothesis import Hypothesis
-from horus.sentinel.logtext import healthy_period_end, read_lines
+from horus.sentinel.logtext import LogLine, healthy_period_end, read_lines
 from horus.sentinel.snapshot import describe_process_state, redact_line
-from horus.sentinel.snapshot import log_tail as snapshot_log_tail
 
 __all__ = ["RULES", "UNKNOWN_TITLE", "Evidence", "Rule", "analyse", "summarise"]
 
@@ -126,6 +125,8 @@ class Evidence:
     failing_since: float | None = None
     times: tuple[float | None, ...] = ()
     baseline: frozenset[str] = frozenset()
+    # When each line's log file was last written (its modification time), when the snapshot says.
+    written: tuple[float | None, ...] = ()
 
     def strongest(self, pattern: re.Pattern[str], accept: Callable[[str], bool] | None = None) -> str | None:
         """The log line that best shows ``pattern`` (a count of zero is no mention): one not seen while the
@@ -301,14 +302,23 @@ _ZERO_AFTER = re.compile(r"^\s*[:=]\s*0+(?![\d.,])")
 
 
 def _mention(pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
-    """The first match of ``pattern`` in ``line`` that is not a count of zero."""
+    """The first match of ``pattern`` in ``line`` that is a mention: not a count of zero, and not a part
+    of a file path or URL (``/srv/oom-killer-reports/``, ``/v1/rate_limited``)."""
     for match in pattern.finditer(line):
         before = line[max(0, match.start() - 12) : match.start()]
         after = line[match.end() : match.end() + 8]
-        if _ZERO_BEFORE.search(before) or _ZERO_AFTER.search(after):
+        if _ZERO_BEFORE.search(before) or _ZERO_AFTER.search(after) or _inside_a_path(line, match):
             continue
         return match
     return None
+
+
+def _inside_a_path(line: str, match: re.Match[str]) -> bool:
+    start = max(line.rfind(" ", 0, match.start()), line.rfind("\t", 0, match.start())) + 1
+    end = line.find(" ", match.end())
+    token = line[start : end if end >= 0 else len(line)]
+    within = line[start : match.start()]
+    return "/" in within and match.end() <= start + len(token)
 
 
 def _log(line: str, pattern: re.Pattern[str] | None = None) -> Quote:
@@ -915,7 +925,9 @@ class Signature:
     advice: str
     # Snapshot HTTP statuses that say the same.
     statuses: frozenset[int] = frozenset()
-    # Causes whose own words on the same line explain it better: that line is theirs, not this one's.
+    # Words that point at the cause only in general; a line they match is this cause's only when no cause in
+    # ``more_precise`` is named on the same line.
+    generic: re.Pattern[str] | None = None
     more_precise: tuple[str, ...] = ()
 
 
@@ -992,16 +1004,17 @@ SIGNATURES: tuple[Signature, ...] = (
             r"|connection pool exhausted|remaining connection slots are reserved|database table is locked"
             r"|the database system is (?:shutting down|starting up|in recovery mode)|lost connection to \w+ server"
             r"|connection was closed in the middle of operation|terminating connection due to"
-            # An exception of a database driver's own module: the failure is in talking to the database.
-            r"|\b(?:asyncpg|psycopg2?|sqlalchemy|pymongo|motor|redis|aioredis|sqlite3|pymysql|MySQLdb|aiomysql"
-            r"|aiosqlite|cassandra|elasticsearch)\.(?:\w+\.)*\w+(?:Error|Exception)\b"
         ),
         0.75,
         "database error (locked, out of connections or gone)",
         "Find who holds the lock or the connections (pg_stat_activity, another writer on the SQLite file); keep "
         "transactions short, bound the pool, and retry with backoff.",
-        # A driver's exception that says the connection was refused, timed out or was not allowed names
-        # that cause more precisely.
+        # Any exception of a database driver's own module: the failure is in talking to the database, unless
+        # the same line says it was refused, timed out or not allowed, which names the cause more precisely.
+        generic=re.compile(
+            r"\b(?:asyncpg|psycopg2?|sqlalchemy|pymongo|motor|redis|aioredis|sqlite3|pymysql|MySQLdb|aiomysql"
+            r"|aiosqlite|cassandra|elasticsearch)\.(?:\w+\.)*\w+(?:Error|Exception)\b"
+        ),
         more_precise=(
             "dependency_refused",
             "upstream_timeout",
@@ -1025,6 +1038,30 @@ SIGNATURES: tuple[Signature, ...] = (
 )
 
 
+def _error_brought_by(commit: Commit, ev: Evidence, found: Sequence[Hypothesis], *, deployed: bool) -> Quote | None:
+    """The unhandled exception's line, when it was first written after ``commit`` and never while the service
+    was healthy: the error the change brought. An untimed line counts only when the running process is
+    known to run the new code (``deployed``)."""
+    for hypothesis in found:
+        if hypothesis.cause != "unhandled_exception":
+            continue
+        for quote in _quotes(hypothesis):
+            places = ev.positions.get(quote.line)
+            at = ev.times[places[0]] if places and places[0] < len(ev.times) else None
+            if normalise(quote.line) in ev.routine:
+                continue
+            if at is not None:
+                if at >= commit.at:
+                    return quote
+                continue
+            # An untimed line: the running process runs the new code; or nothing runs now (a job, or a
+            # service that crashed) and the log holding the error was written after the commit.
+            modified = ev.written[places[-1]] if places and places[-1] < len(ev.written) else None
+            if deployed or (not ev.processes() and modified is not None and modified >= commit.at):
+                return quote
+    return None
+
+
 def _pattern_of(cause: str) -> re.Pattern[str]:
     """The log pattern of a cause named in so many words (called as RULES is built, once all are defined)."""
     table = {"dependency_refused": _REFUSED, "upstream_timeout": _TIMEOUT, "disk_full": _DISK_FULL}
@@ -1034,16 +1071,23 @@ def _pattern_of(cause: str) -> re.Pattern[str]:
 
 def _signature_rule(signature: Signature) -> Rule:
     precise = [_pattern_of(cause) for cause in signature.more_precise]
+    either = (
+        re.compile(f"{signature.pattern.pattern}|{signature.generic.pattern}")
+        if signature.generic
+        else signature.pattern
+    )
 
     def mine(line: str) -> bool:
+        if _mention(signature.pattern, line):
+            return True
         return not any(_mention(p, line) for p in precise)
 
     def rule(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
-        line = ev.strongest(signature.pattern, accept=mine)
+        line = ev.strongest(either, accept=mine)
         evidence: list[str] = []
         if line is not None:
-            evidence.append(_log(line, signature.pattern))
-            count = ev.count(signature.pattern, accept=mine)
+            evidence.append(_log(line, either))
+            count = ev.count(either, accept=mine)
             if count > 1:
                 evidence.append(f"log: {count} of the last {len(ev.lines)} lines say so")
         if _mention(signature.pattern, ev.reason):
@@ -1165,6 +1209,7 @@ class _Stack:
     state: str
     innermost: tuple[str, str, str]
     own: tuple[str, str, str] | None
+    frames: tuple[tuple[str, str, str], ...] = ()
 
     def where(self) -> str:
         """``fetch_book at bot.py:42, waiting in SocketIO.readinto (socket.py)``."""
@@ -1178,6 +1223,14 @@ class _Stack:
     def is_idle_loop(self) -> bool:
         function, file, _ = self.innermost
         return function.rsplit(".", 1)[-1] in _IDLE_FRAMES or file.endswith(("selectors.py", "base_events.py"))
+
+    def under_event_loop(self) -> bool:
+        """Whether this thread runs an asyncio event loop: then anywhere but its selector is a blocked loop."""
+        return any(
+            function.rsplit(".", 1)[-1] in ("_run_once", "run_forever", "run_until_complete", "_run")
+            and os.path.basename(file) in ("base_events.py", "events.py", "runners.py")
+            for function, file, _ in self.frames
+        )
 
     def is_io_wait(self) -> bool:
         function, file, _ = self.innermost
@@ -1202,7 +1255,7 @@ def _main_stack(snapshot: Mapping[str, Any]) -> _Stack | None:
         if main is not None:
             frames = main[2]
             own = next((f for f in frames if not _is_library(f[1])), None)
-            return _Stack(main[1], frames[0], own)
+            return _Stack(main[1], frames[0], own, tuple(frames))
     return None
 
 
@@ -1237,6 +1290,15 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
                 evidence,
                 f"{stack.where()} runs without yielding: look for a retry loop without a sleep or a computation "
                 "that never ends, and bound it.",
+            )
+        if stack.under_event_loop() and not stack.is_idle_loop():
+            # The loop's own thread is not in its selector: a synchronous call holds the whole loop.
+            return _probable(
+                "event_loop_blocked",
+                f"event loop blocked in {stack.where()} by a synchronous call (seen by py-spy)",
+                0.7,
+                evidence,
+                _unblock(stack.own[0] if stack.own else stack.innermost[0], stack.where(), None),
             )
         if stack.is_idle_loop():
             return _probable(
@@ -1400,6 +1462,55 @@ def unhandled_traceback(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis
     )
 
 
+# Other runtimes' crash reports: Go's panic and fatal error, Rust's panic, a JVM's uncaught exception, and a
+# JavaScript error with its stack; then the first frame in the service's own code.
+_RUNTIME_CRASH = re.compile(
+    r"^(?:panic: |fatal error: |thread '[^']*' panicked at |Exception in thread \"[^\"]*\" )(?P<what>.+)"
+    r"|^(?P<js>(?:\w+\.)*\w*(?:Error|Exception): .+)$"
+)
+_FOREIGN_FRAME = re.compile(
+    r"^\t(?P<go>/\S+\.go:\d+)|^\s+at (?:[\w$.<>]+ \()?(?P<js>[^()\s]+:\d+):\d+\)?"
+    r"|^\s+at [\w$.]+\((?P<java>\w+\.java:\d+)\)"
+)
+
+
+def runtime_crash(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+    """A crash report of another runtime (Go, Rust, Java, JavaScript), named by its first line and the first
+    frame of the service's own code."""
+    for index in range(len(ev.lines) - 1, -1, -1):
+        line = ev.lines[index]
+        match = _RUNTIME_CRASH.search(line)
+        if match is None or _already_cited(line, found):
+            continue
+        frames = [f for text in ev.lines[index + 1 : index + 40] if (f := _FOREIGN_FRAME.search(text))]
+        if match["js"] and not any(f["js"] or f["java"] for f in frames[:1]):
+            continue  # "SomethingError: ..." without a stack under it is a log line, not a crash
+        own = next(
+            (
+                f
+                for f in frames
+                if not re.search(r"/usr/(?:local/)?go/src/|/go/pkg/mod/|node:internal|/node_modules/", f.group(0))
+            ),
+            frames[0] if frames else None,
+        )
+        where = ""
+        evidence: list[str] = [_log(line)]
+        if own is not None:
+            place = own["go"] or own["js"] or own["java"] or ""
+            where = f" at {os.path.basename(place)}"
+            evidence.append(Quote(f"log: {own.group(0).strip()}", own.string))
+        what = _clip((match["what"] or match["js"] or line).strip())
+        return _probable(
+            "unhandled_exception",
+            f"unhandled crash: {what}{where}",
+            0.5,
+            evidence,
+            f"Fix the crash{where} ({what}): validate the input it trusted, and let the supervisor's restarts back "
+            "off so that a crash loop is seen, not hidden.",
+        )
+    return None
+
+
 def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     """A commit or config change in the change window that no other rule has cited already."""
     changes = ev.changes()
@@ -1417,7 +1528,14 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     else:
         text = "a recent change to the config file"
         recommendation = "Review the config change; restore the previous config if the failure began with it."
-    if _explained(ev, found):
+    brought = _error_brought_by(changes[0], ev, found, deployed=deployed is not None) if changes else None
+    if brought is not None:
+        # An error in the service's own code that began only once the new code ran: the change is the cause,
+        # the exception its symptom (a migration that renamed a table, a field the new code expects).
+        evidence.insert(0, brought)
+        text += f", which brought {brought.line.strip()[:120]}"
+        confidence = 0.6
+    elif _explained(ev, found):
         confidence = 0.2  # a logged cause explains the failure better; the change may still be behind it
     elif deployed:
         # The service runs the new code, and nothing it said explains the failure: what changed is the
@@ -1440,6 +1558,7 @@ RULES: tuple[Rule, ...] = (
     *(_signature_rule(signature) for signature in SIGNATURES),
     upstream_timeout,
     unhandled_traceback,
+    runtime_crash,
     hung_but_running,
     recent_change,
 )
@@ -1540,8 +1659,7 @@ def analyse(
     recovered, unknown, pending, disabled or "not checked" is not failing; anything else, such as
     "unhealthy: connection refused", is); ``commits`` those in the change window.
     Deterministic: the same evidence gives the same answer."""
-    raw = list(log_tail) or snapshot_log_tail(snapshot)
-    lines = read_lines(raw)
+    lines, written = _log_lines(snapshot, log_tail)
     crash = crash_record if crash_record is not None else snapshot.get("crash")
     evidence = Evidence(
         snapshot=snapshot,
@@ -1556,6 +1674,7 @@ def analyse(
         failing_since=failing_since,
         times=tuple(line.at for line in lines),
         baseline=_baseline(snapshot),
+        written=written,
     )
     found: list[Hypothesis] = []
     for rule in rules:
@@ -1573,6 +1692,27 @@ def analyse(
     if not ranked or ranked[0].confidence < UNKNOWN_BELOW:
         ranked.insert(0, _unknown(evidence))
     return ranked
+
+
+def _log_lines(snapshot: Mapping[str, Any], log_tail: Sequence[str]) -> tuple[list[LogLine], tuple[float | None, ...]]:
+    """The lines of every log, each log read on its own (a line without a time takes the time of the line
+    before it in its own log, never another's), with when each line's log was last written."""
+    if log_tail:
+        return read_lines(log_tail), ()
+    lines: list[LogLine] = []
+    written: list[float | None] = []
+    taken = snapshot.get("taken_at")
+    for entry in snapshot.get("logs") or []:
+        if not isinstance(entry, dict):
+            continue
+        read = read_lines(str(line) for line in entry.get("tail") or [])
+        age = entry.get("age_seconds")
+        modified = (
+            float(taken) - float(age) if isinstance(taken, int | float) and isinstance(age, int | float) else None
+        )
+        lines += read
+        written += [modified] * len(read)
+    return lines, tuple(written)
 
 
 def _baseline(snapshot: Mapping[str, Any]) -> frozenset[str]:

@@ -95,7 +95,7 @@ from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
 from horus.sentinel.fingerprint import normalise
-from horus.sentinel.logtext import healthy_period_end, read_lines
+from horus.sentinel.logtext import CRASH_START, healthy_period_end, read_lines
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -112,6 +112,8 @@ LOG_TAIL_BYTES = 256 * 1024
 # Non-blocking: a log path that is (or became) a named pipe must never hold the snapshot up.
 _LOG_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 LINE_LIMIT = 1000
+# How far before the tail the start of a crash report is looked for (a goroutine dump runs long).
+CRASH_LOOKBACK_LINES = 400
 JSON_LINE_LIMIT = 16 * 1024
 # A log's baseline: the lines it repeated while the service was healthy, normalised and counted.
 BASELINE_ENTRIES = 100
@@ -766,6 +768,12 @@ def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline
         lines = lines[1:]  # began mid-line
     tail = lines[-log_lines:] if log_lines > 0 else []
     before = lines[: len(lines) - len(tail)]
+    if tail and not any(CRASH_START.search(line) for line in tail):
+        # A crash report longer than the tail (a Go panic's goroutine dump) keeps its first line: what crashed.
+        for index in range(len(before) - 1, max(-1, len(before) - 1 - CRASH_LOOKBACK_LINES), -1):
+            if CRASH_START.search(before[index]):
+                tail, before = before[index:] + tail, before[:index]
+                break
     entry["tail"] = [_clip_line(redact_line(line)) for line in tail]
     entry["lines_before_tail"] = len(before)
     until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)

@@ -73,8 +73,7 @@ def bot_plan(
         monitor=blocks.monitor(monitor_check, logs=[loop_log], process=run.pattern("run_bot.py"), work_tree=run.app),
         output=loop_log,
         loop_message="[supervisor] bot exited with status $?, restarting in 0.2 s",
-        # A deploy that starts fine is diagnosed once the loop has started the new code.
-        steady_restarts=2 if fails_at_start else 1,
+        steady_restarts=2 if fails_at_start else 0,
         env={"EXCHANGE_API_KEY": "k-51f0c2d9e8"},
         trigger=trigger,
     )
