@@ -352,3 +352,24 @@ def test_a_read_that_never_returns_is_described_through_the_services_own_caller(
     dumps = snapshot.get("py_spy", {}).get("dumps") or [{}]
     assert first.cause == "await_never_returned", (dumps, [(h.title, h.confidence) for h in ranked])
     assert "fetch_book at <string>:" in first.title and "readinto" in first.title.lower()
+
+
+# --- loud output after the failure -------------------------------------------------------------------------
+
+
+def test_the_error_that_began_a_failure_is_found_after_loud_output_pushed_it_out_of_the_tail(tmp_path):
+    now = time.time()
+    routine = [(now - 3600 + 30 * n, "INFO feed: 12 quotes in 4 ms") for n in range(100)]
+    began = "ERROR db: psycopg2.OperationalError: could not connect to server: Connection refused (port 5432)"
+    # The service goes on talking, loudly and about other things, for minutes after it stopped working.
+    loud = [(now - 170 + n * 0.5, f"WARNING queue: event queue depth {1000 + 37 * n} exceeds 1000") for n in range(300)]
+    log = write_log(tmp_path / "bot.log", [*routine, (now - 180, began), *loud])
+    settings = monitor({"type": "http_health", "url": "http://127.0.0.1:9/health"}, evidence={"logs": [str(log)]})
+
+    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=False, healthy_until=now - 200)
+    [first, *_] = analyse_with(snapshot=snapshot, reason="HTTP 503 in 3 ms, expected 2xx", check_type="http_health")
+
+    [entry] = snapshot["logs"]
+    assert not any("Connection refused" in line for line in entry["tail"]), "the tail alone would miss it"
+    assert first.cause == "dependency_refused" and first.confidence >= 0.5
+    assert any("could not connect to server: Connection refused" in line for line in first.evidence)

@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "BASELINE_GRACE_SECONDS",
     "CRASH_START",
+    "TELLING",
     "LogLine",
     "healthy_period_end",
     "read_lines",
@@ -35,6 +36,11 @@ BASELINE_GRACE_SECONDS = 300.0
 CRASH_START = re.compile(
     r"Traceback \(most recent call last\):|^panic: |^fatal error: |^thread '[^']*' panicked at "
     r"|^Exception in thread \"|^Uncaught \w*Error|^FATAL ERROR: "
+)
+# A line that speaks of trouble: what a failure's evidence is made of (routine progress lines are not).
+TELLING = re.compile(
+    r"(?i)\b(?:error|exception|fatal|critical|panic|traceback|refused|denied|timed? ?out|timeout|killed|failed"
+    r"|failure|unavailable|exhausted|exceeded|too many|no space|cannot|unable)\b|\b[45]\d\d\b"
 )
 # Only a line's start is searched for its time: a time quoted further along is not when it was written.
 _TIME_PREFIX_CHARS = 80

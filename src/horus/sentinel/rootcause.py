@@ -1282,7 +1282,8 @@ def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | 
         evidence.append(f"py-spy: main thread ({stack.state}) in {stack.where()}")
         if _explained(ev, found):
             return None
-        if spinning or stack.state.startswith("active"):
+        # py-spy's "active" is one instant; the CPU sample says whether it keeps running.
+        if spinning or (cpu is None and stack.state.startswith("active")):
             return _probable(
                 "busy_loop",
                 f"busy loop in {stack.where()} (seen by py-spy{f', {cpu:.0f}% CPU' if spinning else ''})",
@@ -1705,7 +1706,8 @@ def _log_lines(snapshot: Mapping[str, Any], log_tail: Sequence[str]) -> tuple[li
     for entry in snapshot.get("logs") or []:
         if not isinstance(entry, dict):
             continue
-        read = read_lines(str(line) for line in entry.get("tail") or [])
+        # What went wrong since the healthy period ended, before the tail, then the tail.
+        read = read_lines(str(line) for line in [*(entry.get("since_healthy") or []), *(entry.get("tail") or [])])
         age = entry.get("age_seconds")
         modified = (
             float(taken) - float(age) if isinstance(taken, int | float) and isinstance(age, int | float) else None

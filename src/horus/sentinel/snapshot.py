@@ -95,7 +95,7 @@ from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
 from horus.sentinel.fingerprint import normalise
-from horus.sentinel.logtext import CRASH_START, healthy_period_end, read_lines
+from horus.sentinel.logtext import CRASH_START, TELLING, healthy_period_end, read_lines, timestamp_of
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -114,6 +114,10 @@ _LOG_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CL
 LINE_LIMIT = 1000
 # How far before the tail the start of a crash report is looked for (a goroutine dump runs long).
 CRASH_LOOKBACK_LINES = 400
+# What went wrong before the tail since the healthy period ended: at most this many lines, a crash report
+# at most CRASH_REPORT_LINES of them.
+SINCE_HEALTHY_LINES = 60
+CRASH_REPORT_LINES = 30
 JSON_LINE_LIMIT = 16 * 1024
 # A log's baseline: the lines it repeated while the service was healthy, normalised and counted.
 BASELINE_ENTRIES = 100
@@ -779,8 +783,50 @@ def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline
     until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
     timed = [line.at for line in read_lines(tail) if line.at is not None]
     stopped = max(timed) if timed else st.st_mtime
-    entry["baseline"] = _baseline(before, healthy_period_end(healthy_until, stopped), until)
+    healthy_end = healthy_period_end(healthy_until, stopped)
+    entry["baseline"] = _baseline(before, healthy_end, until)
+    entry["since_healthy"] = _since_healthy(before, healthy_end)
     return entry
+
+
+def _since_healthy(before: list[str], healthy_end: float | None) -> list[str]:
+    """What went wrong before the tail once the healthy period had ended: the first of each distinct line
+    that speaks of trouble, and each crash report whole, oldest first. Loud output after a failure pushes
+    the line that began it out of the tail; this keeps it."""
+    if healthy_end is None or not before:
+        return []
+    window = before[-BASELINE_RAW_LINES:]
+    kept: list[str] = []
+    seen: set[str] = set()
+    last_time: float | None = None
+    index = 0
+    while index < len(window) and len(kept) < SINCE_HEALTHY_LINES:
+        line = window[index]
+        at = timestamp_of(line) or _json_time_of(line)
+        last_time = at if at is not None else last_time
+        index += 1
+        if last_time is None or last_time <= healthy_end or not TELLING.search(line):
+            continue
+        block = [line]
+        if CRASH_START.search(line):  # the whole report, to its end or the next report
+            while index < len(window) and len(block) < CRASH_REPORT_LINES and not CRASH_START.search(window[index]):
+                if timestamp_of(window[index]) is not None:
+                    break
+                block.append(window[index])
+                index += 1
+        key = normalise(block[-1])
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.extend(_clip_line(redact_line(text)) for text in block)
+    return kept[:SINCE_HEALTHY_LINES]
+
+
+def _json_time_of(line: str) -> float | None:
+    if not line.lstrip().startswith("{"):
+        return None
+    parsed = read_lines([line])
+    return parsed[0].at if parsed else None
 
 
 class _NotRegular(OSError):
@@ -1036,7 +1082,7 @@ def _fit(snapshot: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     if size <= max_bytes:
         return snapshot
     snapshot["truncated"] = True
-    for trim in (_trim_log_baselines, _trim_log_tails, _trim_py_spy, _trim_details):
+    for trim in (_trim_log_baselines, _trim_since_healthy, _trim_log_tails, _trim_py_spy, _trim_details):
         size = _size(snapshot)
         while size > max_bytes and trim(snapshot, size - max_bytes):
             size = _size(snapshot)
@@ -1068,6 +1114,17 @@ def _trim_log_baselines(snapshot: dict[str, Any], excess: int) -> bool:
     longest = max(baselines, key=lambda baseline: len(json.dumps(baseline)))
     entry_size = max(1, len(json.dumps(longest)) // len(longest))
     del longest[-max(1, min(len(longest), -(-excess // entry_size))) :]
+    return True
+
+
+def _trim_since_healthy(snapshot: dict[str, Any], excess: int) -> bool:
+    # The newest of these go first: the oldest is the line that began the failure.
+    kept = [e["since_healthy"] for e in snapshot.get("logs") or [] if isinstance(e, dict) and e.get("since_healthy")]
+    if not kept:
+        return False
+    longest = max(kept, key=len)
+    line_size = max(1, sum(len(json.dumps(line)) + 2 for line in longest) // len(longest))
+    del longest[-max(1, min(len(longest), -(-excess // line_size))) :]
     return True
 
 
