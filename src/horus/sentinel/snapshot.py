@@ -18,7 +18,9 @@ pattern and crash_dir, whatever the check type):
 - ``logs``: each ``log_file`` and ``evidence.logs`` (a regular file, never a pipe): age, size, its last
   lines (``tail``, each redacted of secrets), ``lines_before_tail`` (in the last 256 KiB read) and the
   ``baseline``: the lines written while the service was still healthy (``healthy_until``), normalised
-  as fingerprints are and counted, most frequent first (a line that repeated then explains little now).
+  as fingerprints are and counted, most frequent first (a line that repeated then explains little now);
+  and ``since_healthy``: what went wrong before the tail once the healthy period had ended (the first of
+  each distinct line of trouble, a crash report whole), which loud output may have pushed out of the tail.
 - ``disk``: free space on each filesystem holding a log, a checked output path or a crash_dir.
 - ``heartbeats``: each heartbeat file: pid, age and the age of each channel.
 - ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck; when
