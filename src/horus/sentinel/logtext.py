@@ -26,6 +26,7 @@ __all__ = [
     "LogLine",
     "healthy_period_end",
     "read_lines",
+    "time_of",
     "timestamp_of",
 ]
 
@@ -114,6 +115,12 @@ def _unescaped(raw: Iterable[str]) -> Iterable[str]:
             yield from line.replace("#011", "\t").split("#012")
         else:
             yield line
+
+
+def time_of(line: str) -> float | None:
+    """When one raw log line says it was written, text or JSON (without unpacking it), or None."""
+    record = _json_record(line)
+    return _json_time(record) if record is not None else timestamp_of(line)
 
 
 def timestamp_of(line: str, *, year: int | None = None) -> float | None:

@@ -62,7 +62,7 @@ from horus.log import get_logger
 from horus.sentinel.changes import Commit
 from horus.sentinel.fingerprint import failure_kind, normalise
 from horus.sentinel.hypothesis import Hypothesis
-from horus.sentinel.logtext import LogLine, healthy_period_end, read_lines
+from horus.sentinel.logtext import TELLING, LogLine, healthy_period_end, read_lines
 from horus.sentinel.snapshot import describe_process_state, redact_line
 
 __all__ = ["RULES", "UNKNOWN_TITLE", "Evidence", "Rule", "analyse", "summarise"]
@@ -219,14 +219,6 @@ class Evidence:
             if isinstance(section, dict)
             for match in section.get("matches") or []
             if isinstance(match, dict) and not match.get("error")
-        ]
-
-    def not_running(self) -> list[str]:
-        """The process patterns the snapshot looked for and found no process of."""
-        return [
-            str(section.get("pattern"))
-            for section in self.snapshot.get("processes") or []
-            if isinstance(section, dict) and section.get("running") is False
         ]
 
     def sdk_said(self) -> list[_Said]:
@@ -1751,7 +1743,7 @@ def _what_would_have_told(ev: Evidence) -> str:
     wanted = []
     if not ev.lines:
         wanted.append("name the service's log in this monitor (evidence: {logs: [...]}) so that incidents quote it")
-    elif not any(_TELLING.search(line) for line in ev.lines):
+    elif not any(TELLING.search(line) for line in ev.lines):
         wanted.append("make the service log its errors (with the exception) before it stops or retries")
     if not ev.snapshot.get("processes"):
         wanted.append("name its process (evidence: {process_pattern: ...}) so that the snapshot shows its state")
@@ -1765,9 +1757,6 @@ def _what_would_have_told(ev: Evidence) -> str:
             "so that the next failure records what it was waiting for and where"
         )
     return "Nothing Horus could read said why. To know next time: " + "; ".join(wanted) + "."
-
-
-_TELLING = re.compile(r"(?i)\b(?:error|exception|fatal|critical|panic|traceback|failed|refused|denied|timeout)\b")
 
 
 def summarise(hypotheses: Sequence[Hypothesis], summariser: Callable[[str], str] | None) -> str | None:

@@ -97,7 +97,7 @@ from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
 from horus.sentinel.fingerprint import normalise
-from horus.sentinel.logtext import CRASH_START, TELLING, healthy_period_end, read_lines, timestamp_of
+from horus.sentinel.logtext import CRASH_START, TELLING, healthy_period_end, read_lines, time_of
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -782,16 +782,20 @@ def _probe_log(path: Path, log_lines: int, healthy_until: float | None, deadline
                 break
     entry["tail"] = [_clip_line(redact_line(line)) for line in tail]
     entry["lines_before_tail"] = len(before)
-    until = min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
     timed = [line.at for line in read_lines(tail) if line.at is not None]
     stopped = max(timed) if timed else st.st_mtime
     healthy_end = healthy_period_end(healthy_until, stopped)
-    entry["baseline"] = _baseline(before, healthy_end, until)
-    entry["since_healthy"] = _since_healthy(before, healthy_end)
+    # Each gets its own time (the line that began the failure first), never the snapshot's last second.
+    entry["since_healthy"] = _since_healthy(before, healthy_end, _reading_budget(deadline))
+    entry["baseline"] = _baseline(before, healthy_end, _reading_budget(deadline))
     return entry
 
 
-def _since_healthy(before: list[str], healthy_end: float | None) -> list[str]:
+def _reading_budget(deadline: float) -> float:
+    return min(deadline - BASELINE_RESERVE_SECONDS, time.monotonic() + BASELINE_SECONDS)
+
+
+def _since_healthy(before: list[str], healthy_end: float | None, until: float) -> list[str]:
     """What went wrong before the tail once the healthy period had ended: the first of each distinct line
     that speaks of trouble, and each crash report whole, oldest first. Loud output after a failure pushes
     the line that began it out of the tail; this keeps it."""
@@ -803,8 +807,10 @@ def _since_healthy(before: list[str], healthy_end: float | None) -> list[str]:
     last_time: float | None = None
     index = 0
     while index < len(window) and len(kept) < SINCE_HEALTHY_LINES:
+        if index % 200 == 199 and time.monotonic() > until:
+            break  # the tail and the rest of the snapshot matter more than the oldest lines of trouble
         line = window[index]
-        at = timestamp_of(line) or _json_time_of(line)
+        at = time_of(line)
         last_time = at if at is not None else last_time
         index += 1
         if last_time is None or last_time <= healthy_end or not TELLING.search(line):
@@ -812,7 +818,7 @@ def _since_healthy(before: list[str], healthy_end: float | None) -> list[str]:
         block = [line]
         if CRASH_START.search(line):  # the whole report, to its end or the next report
             while index < len(window) and len(block) < CRASH_REPORT_LINES and not CRASH_START.search(window[index]):
-                if timestamp_of(window[index]) is not None:
+                if time_of(window[index]) is not None:
                     break
                 block.append(window[index])
                 index += 1
@@ -822,13 +828,6 @@ def _since_healthy(before: list[str], healthy_end: float | None) -> list[str]:
         seen.add(key)
         kept.extend(_clip_line(redact_line(text)) for text in block)
     return kept[:SINCE_HEALTHY_LINES]
-
-
-def _json_time_of(line: str) -> float | None:
-    if not line.lstrip().startswith("{"):
-        return None
-    parsed = read_lines([line])
-    return parsed[0].at if parsed else None
 
 
 class _NotRegular(OSError):
