@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from horus.checks.base import Status
 from horus.config.models import RestartLimit
 from horus.engine.lifecycle import Lifecycle, LifeState, Phase, TransitionKind
 from horus.engine.policy import HealPolicy, MonitorState
-from horus.store.state import Instant
+from horus.store.state import HealRecord, Instant
 
 BOOT = "boot-a"
 
@@ -304,3 +306,40 @@ def test_the_verification_deadline_is_on_the_monotonic_clock():
     bot.heal(2)
     stepped = Instant(wall=1_000_000 + 3 + 3600, mono=3, boot=BOOT)  # the wall clock leapt an hour
     assert bot.lc.tick(bot.state, bot.life, stepped) is None
+
+
+def _heal(monitor: str, started: float, *, ok: bool, refused: bool = False) -> HealRecord:
+    return HealRecord(
+        id=1,
+        monitor=monitor,
+        action="run_script",
+        reason="refused",
+        started_at=started,
+        finished_at=started + 1,
+        ok=ok,
+        summary="done",
+        details={"refused": True} if refused else {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("heals", "outcome"),
+    [
+        ([], "recovered without a heal"),
+        ([_heal("bot", 1_000_010.0, ok=True)], "recovered after a working heal"),
+        ([_heal("bot", 1_000_010.0, ok=False)], "recovered without a working heal"),
+        # A heal of an earlier episode, a refused one, or another monitor's does not count.
+        (
+            [_heal("bot", 999_000.0, ok=True), _heal("bot", 1_000_010.0, ok=True, refused=True)],
+            "recovered without a heal",
+        ),
+        ([_heal("other", 1_000_010.0, ok=True)], "recovered without a heal"),
+    ],
+)
+def test_a_heal_logged_in_the_episode_still_counts_after_a_restart(heals, outcome):
+    state = MonitorState("bot", last_status=Status.UNHEALTHY, failing_since=1_000_000.0)
+    life = LifeState.restored(state, heals)
+    lc = lifecycle()
+    steps = [lc.observe(state, life, Status.HEALTHY, "fresh", at(second)) for second in (5, 10, 16, 17)]
+    [recovered] = [t for step in steps for t in step.transitions if t.kind is TransitionKind.RECOVERED]
+    assert recovered.details["outcome"] == outcome

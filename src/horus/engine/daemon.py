@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import os
 import random
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from horus.notify.events import Event, EventKind, Severity
 from horus.notify.notifier import Notifier
 from horus.notify.outbox import REDERIVE_WITHIN_SECONDS, Outbox, lost_heal_notices
 from horus.sentinel.store import SqliteIncidentStore
-from horus.store.state import Instant, StateStore, StoredMonitorState
+from horus.store.state import HealRecord, Instant, StateStore, StoredMonitorState
 
 __all__ = ["Daemon", "Monitor"]
 
@@ -123,8 +123,11 @@ class Daemon:
         await asyncio.to_thread(children.reap_earlier, self.store.path.parent)
         now = self.now()
         stored = {s.monitor: s for s in await self.db(self.store.all_states)}
+        # The heals of episodes an earlier Horus left open, in one read: they still count for the recovery.
+        open_since = [s.failing_since for s in stored.values() if s.failing_since is not None]
+        heals = await self.db(self.store.heals, limit=10_000, since=min(open_since)) if open_since else []
         for settings in self.settings:
-            self._restore_state(settings.name, stored, now)
+            self._restore_state(settings.name, stored, now, heals)
         lost_state = getattr(self.store, "recovered_from_damage", None)
         if lost_state:
             # When each monitor was last healed is lost with the state database: every cooldown counts
@@ -258,13 +261,15 @@ class Daemon:
         if started:
             log.info("horus.stopped")
 
-    def _restore_state(self, name: str, stored: dict[str, StoredMonitorState], now: Instant) -> None:
+    def _restore_state(
+        self, name: str, stored: dict[str, StoredMonitorState], now: Instant, heals: Sequence[HealRecord] = ()
+    ) -> None:
         if name in self.states:
             return
         previous = stored.get(name)
         state = MonitorState.restore(previous, now) if previous else MonitorState(name=name)
         self.states[name] = state
-        self.lives[name] = LifeState.restored(state)
+        self.lives[name] = LifeState.restored(state, heals)
 
     def _carry_on_incidents(self, now: Instant) -> None:
         """A monitor whose incident an earlier Horus left open was failing then: it must prove its recovery
@@ -303,6 +308,7 @@ class Daemon:
         if failed and starting:
             await asyncio.gather(*(monitor.check.aclose() for monitor in opening), return_exceptions=True)
             raise CannotStart("; ".join(failed))
+        await asyncio.gather(*(monitor.resume_verification() for monitor in monitors))
         for monitor in monitors:
             self.monitors[monitor.name] = monitor
             window = min(monitor.settings.interval_seconds, monitor.settings.start_jitter_seconds) if jitter else 0.0
@@ -1139,6 +1145,16 @@ class Monitor:
                 await self.note("notified", f"{said}: queued for {', '.join(channels)}")
             if daemon.incidents is not None:
                 await self._incident_step(daemon.incidents.heal_finished(self.settings, outcome, finished))
+
+    async def resume_verification(self) -> None:
+        """A heal an earlier Horus (or this monitor's config before a reload) was verifying: its verify check
+        starts again, its window from now, so the recovery is still proved by output, not assumed."""
+        if (
+            self.settings.verify is not None
+            and self.verify_check is None
+            and self.lifecycle.has_verify_pending(self.life)
+        ):
+            await self._fresh_verify_check()
 
     async def _fresh_verify_check(self) -> None:
         """The verify check's window starts at the heal: output must grow *after* it."""

@@ -433,9 +433,8 @@ class IncidentTracker:
         )
         incident = store.get(live.id)
         pattern = store.pattern(incident.fingerprint)
-        hypotheses = live.hypotheses or (
-            [Hypothesis(incident.root_cause, 0.5, list(incident.root_cause_evidence))] if incident.root_cause else []
-        )
+        # After a restart only the chosen cause and its evidence are stored, not its confidence: none is made up.
+        hypotheses = live.hypotheses
         markdown = render_postmortem(
             incident,
             store.timeline(live.id),

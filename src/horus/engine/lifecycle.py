@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ from horus import humanize
 from horus.checks.base import Status
 from horus.config.models import RestartLimit
 from horus.engine.policy import HealPolicy, MonitorState, Verdict
-from horus.store.state import Instant
+from horus.store.state import HealRecord, Instant
 
 __all__ = ["LifeState", "Lifecycle", "Phase", "Step", "Transition", "TransitionKind"]
 
@@ -137,12 +138,28 @@ class LifeState:
     horus_restart_pending: bool = False  # a heal acted since the last look: the next restart is Horus's
 
     @classmethod
-    def restored(cls, state: MonitorState) -> LifeState:
+    def restored(cls, state: MonitorState, heals: Sequence[HealRecord] = ()) -> LifeState:
+        """The life of a monitor an earlier Horus left, from its saved state and its heal log: a heal that
+        acted in this episode still counts (its recovery is "after a working heal" or "without a working
+        heal", never "without a heal")."""
         life = cls(state.name)
         if state.quarantined_until is not None:
             life.phase = Phase.QUARANTINED
         elif state.last_status is Status.UNHEALTHY or state.failing_since is not None:
             life.phase = Phase.FAILING
+        since = state.failing_since
+        acted = [
+            h
+            for h in heals
+            if since is not None
+            and h.started_at >= since
+            and h.finished_at is not None
+            and h.monitor == state.name
+            and not h.details.get("refused")
+        ]
+        if acted:
+            life.healed_in_episode = True
+            life.heal_credited = bool(max(acted, key=lambda h: h.started_at).ok)
         return life
 
 
