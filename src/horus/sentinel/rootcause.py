@@ -358,6 +358,10 @@ def _deployed(commit: Commit, ev: Evidence) -> str | None:
     return None
 
 
+# The config file's modification time fell in the change window (see horus.sentinel.diagnosis).
+_CONFIG_CHANGED = "config: the config file changed in the change window, before or after the last healthy look"
+
+
 def _cites_a_change(found: Sequence[Hypothesis]) -> bool:
     return any(e.startswith(("commit ", "config:")) for h in found for e in h.evidence)
 
@@ -821,7 +825,7 @@ def import_or_config_error(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothe
             evidence.append(deployed)
         evidence += [_cite_commit(c, ev) for c in changes[:COMMITS_CITED] if c is not culprit_commit][:2]
     if ev.config_changed:
-        evidence.append("config: the config file changed since the service was last healthy")
+        evidence.append(_CONFIG_CHANGED)
     if culprit_commit is not None:
         culprit = f'commit {culprit_commit.short_sha} "{culprit_commit.subject}"'
         confidence = 0.9 if touched else 0.85
@@ -1514,7 +1518,7 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
     if deployed:
         evidence.append(deployed)
     if ev.config_changed:
-        evidence.append("config: the config file changed since the service was last healthy")
+        evidence.append(_CONFIG_CHANGED)
     if changes:
         text = f'a recent change (commit {changes[0].short_sha} "{changes[0].subject}")'
         recommendation = f"Review commit {changes[0].short_sha}; roll it back if the failure began with it."
