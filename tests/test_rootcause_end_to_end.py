@@ -164,3 +164,59 @@ def _accepts(port: int) -> bool:
 def _healthy(state_dir: Path, name: str) -> bool:
     status = read_status(state_dir) or {}
     return any(row.get("name") == name and row.get("status") == "healthy" for row in status.get("monitors") or [])
+
+
+FLAGGED_BOT = """
+import os, socket, sys
+if os.path.exists(sys.argv[2]):
+    sys.exit("bad settings: " + sys.argv[2])
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    server.accept()[0].close()
+"""
+
+
+@pytest.mark.slow
+def test_a_heal_that_worked_is_credited_even_when_horus_restarts_before_the_recovery_is_confirmed(tmp_path):
+    port, flag, log = free_port(), tmp_path / "broken", tmp_path / "bot.log"
+    (tmp_path / "bot.py").write_text(FLAGGED_BOT)
+    loop = f'while true; do {sys.executable} bot.py {port} {flag}; echo "bot exited with $?"; sleep 0.3; done'
+    with log.open("ab") as out:
+        supervisor = subprocess.Popen(
+            ["sh", "-c", loop], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    heal = f"rm -f {flag}; pkill -f '^{sys.executable} bot.py {port}' || true"  # the bot, not its loop
+    config = write_config(
+        tmp_path / "horus.json",
+        {
+            "name": "bot",
+            "check": {"type": "port_open", "host": "127.0.0.1", "port": port},
+            "heal": {"action": "run_script", "command": heal, "shell": True},
+            "heal_cooldown_seconds": 0,
+            "confirm_recovery_seconds": 3,
+            "verify_within_seconds": 30,
+            "evidence": {"logs": [str(log)]},
+        },
+    )
+    state = tmp_path / "state"
+    first, second = EventLog(tmp_path / "first.jsonl"), EventLog(tmp_path / "second.jsonl")
+    daemon = spawn_daemon(config, state, first.path)
+    try:
+        wait_until_sync(lambda: _accepts(port), timeout=20)
+        wait_until_sync(lambda: _healthy(state, "bot"), timeout=20)
+        flag.write_text("x")
+        for child in psutil.Process(supervisor.pid).children():
+            child.kill()  # the loop restarts it, and it fails at every start now
+        wait_until_sync(lambda: first.named("heal.finished"), timeout=30)
+        assert stop_daemon(daemon) == 0  # before the recovery could be confirmed
+        assert not first.named("monitor.recovered")
+        daemon = spawn_daemon(config, state, second.path)
+        wait_until_sync(lambda: second.named("incident.recovery_confirmed"), timeout=30)
+    finally:
+        assert stop_daemon(daemon) == 0
+        os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
+    [healed] = first.named("heal.finished")
+    assert healed["outcome"] == "ok"
+    [confirmed] = second.named("incident.recovery_confirmed")
+    assert confirmed["note"].startswith("recovered after a working heal"), confirmed["note"]
