@@ -14,6 +14,7 @@ from horus.checks import (
     port_open,
     process_alive,
     systemd_service,
+    trading,
 )
 from horus.checks.base import Check, CheckOptions
 
@@ -31,6 +32,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         command.CommandCheck,
         heartbeat.HeartbeatCheck,
         artifact_growth.ArtifactGrowthCheck,
+        trading.TradingCheck,
     )
 }
 

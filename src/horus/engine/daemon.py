@@ -1097,7 +1097,8 @@ class Monitor:
         timeout = heal.timeout_seconds(self.settings.heal_timeout_seconds)
         outcome: HealOutcome | None = None
         try:
-            outcome = await run_heal(heal, HealContext(clock=daemon.clock, monitor=self.name), timeout=timeout)
+            context = HealContext(clock=daemon.clock, monitor=self.name, reason=reason)
+            outcome = await run_heal(heal, context, timeout=timeout)
         finally:
             if outcome is None:  # cancelled by shutdown while acting
                 outcome = HealOutcome(ok=False, summary="interrupted: Horus was stopped during the heal")

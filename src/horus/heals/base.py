@@ -41,6 +41,7 @@ class HealOptions(BaseModel):
 class HealContext:
     clock: Clock
     monitor: str
+    reason: str = ""  # why the monitor is healed: the failing check's reason, for heals that pass it on
 
 
 OptionsT = TypeVar("OptionsT", bound=HealOptions)

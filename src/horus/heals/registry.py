@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from horus.heals import docker_restart, kill_process, launchctl_restart, run_script, systemctl_restart
+from horus.heals import docker_restart, halt, kill_process, launchctl_restart, run_script, systemctl_restart
 from horus.heals.base import Heal, HealOptions
 
 HEAL_ACTIONS: dict[str, type[Heal]] = {
@@ -13,6 +13,7 @@ HEAL_ACTIONS: dict[str, type[Heal]] = {
         systemctl_restart.SystemctlRestartHeal,
         docker_restart.DockerRestartHeal,
         run_script.RunScriptHeal,
+        halt.HaltHeal,
     )
 }
 
