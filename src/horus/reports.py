@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from horus import humanize
+from horus.control_plane import describe_mode
 
 __all__ = ["daemon_state", "render_status", "stale_state_warning"]
 
@@ -64,6 +65,10 @@ def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, 
             for m in monitors
         ]
         lines += ["", *_table(["MONITOR", "STATUS", "LAST CHECK", "FAILURES", "COOLDOWN", "LAST HEAL", "REASON"], rows)]
+    trading = [(m["name"], m["trading"]) for m in monitors if isinstance(m.get("trading"), dict)]
+    if trading:
+        lines += ["", "Trading:"]
+        lines += [f"  {name}: {describe_mode(facts)}" for name, facts in trading]
     disabled = (snapshot or {}).get("disabled") or []
     if disabled:
         lines.append(f"disabled: {', '.join(disabled)}")

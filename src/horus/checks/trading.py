@@ -195,11 +195,24 @@ def _facts(status: Mapping[str, Any], result: CheckResult) -> dict[str, Any]:
     }
 
 
+# How much each alert matters ("info", "warning", "critical", as the notify settings name severities).
+ALERT_SEVERITY = {
+    "heartbeat_loss": "critical",
+    "trip": "critical",
+    "daily_loss": "critical",
+    "disconnected": "warning",
+    "rejects": "warning",
+    "refused": "warning",
+    "reconnected": "info",
+    "mode": "info",
+}
+
+
 def _alerts(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[dict[str, str]]:
     alerts: list[dict[str, str]] = []
 
     def add(kind: str, message: str) -> None:
-        alerts.append({"kind": kind, "message": message})
+        alerts.append({"kind": kind, "message": message, "severity": ALERT_SEVERITY[kind]})
 
     if now["stale"] and not before["stale"]:
         add("heartbeat_loss", f"the bot stopped cycling: {now['reason']}")

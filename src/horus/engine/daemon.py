@@ -625,6 +625,7 @@ class Monitor:
         "retired",
         "settings",
         "state",
+        "trading",
         "verify_check",
     )
 
@@ -664,6 +665,7 @@ class Monitor:
         self.retired = False  # replaced or removed by a config reload: its results are dropped
         self.consecutive_errors = 0
         self.last_error: str | None = None
+        self.trading: dict[str, Any] | None = None  # a trading bot's mode and cause, as its last look saw them
         self.notifier = daemon.notifier
 
     def retire(self) -> None:
@@ -707,6 +709,7 @@ class Monitor:
             "restarts_in_window": len(life.restarts),
             "restart_storm": life.storm,
             "announced_problem_since": problem_since,
+            "trading": self.trading,
         }
 
     # -- what the scheduler calls ------------------------------------------------------------------
@@ -733,6 +736,10 @@ class Monitor:
         )
         self.recheck_in = self._recheck_hint(step)
         self._log_look(result, run.duration_seconds, step)
+        self._alert(result)
+        if result.status is not Status.ERROR:
+            trading = result.details.get("trading")
+            self.trading = trading if isinstance(trading, dict) else None
         if state.durable_fields() != before:
             self._persist()
         work = self._follow(step.transitions)
@@ -992,6 +999,18 @@ class Monitor:
         return now + CRASH_RESTART_SECONDS
 
     # -- what follows from a result ------------------------------------------------------------------
+
+    def _alert(self, result: CheckResult) -> None:
+        """Facts a check reports once (a trading bot's disconnect, rejects, trip): logged and sent."""
+        alerts = result.details.get("alerts")
+        if not isinstance(alerts, list):
+            return
+        for alert in alerts:
+            kind, message = str(alert.get("kind")), str(alert.get("message"))
+            severity = Severity.parse(str(alert.get("severity", "warning")))
+            self.log.warning("monitor.alert", alert=kind, message=message)
+            if self.notifier is not None:
+                self.notifier.alert(self.name, kind, message, severity=severity)
 
     def _log_look(self, result: CheckResult, duration: float, step: Step) -> None:
         status, reason = result.status, result.reason

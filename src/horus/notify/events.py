@@ -47,6 +47,9 @@ class EventKind(enum.StrEnum):
     RECOVERED = "recovered"  # sent only where the problem was announced
     PROBE_ERROR = "probe_error"  # Horus could not observe the service
     REMINDER = "reminder"  # a problem that lasts, repeated at notify_settings.remind_every_seconds
+    # A fact a trading bot's status showed, once (a disconnect, rejected orders, a trip, the daily loss limit):
+    # the alerts seed 002 asks for. Not a problem by itself: the trading check's verdict is.
+    TRADING_ALERT = "trading_alert"
     STARTED = "started"
     STOPPED = "stopped"
     CONFIG_RELOADED = "config_reloaded"
