@@ -1,0 +1,144 @@
+"""The trading check's verdicts, from status.json files written as horus-sdk's Control writes them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from horus.checks.base import Status
+from horus.checks.trading import TradingCheck, TradingOptions
+from horus.errors import ProbeError
+from horus_sdk.control_files import FORMAT_STATUS, status_path
+from horus_sdk.formats import boot_id, write_json_atomic
+
+
+def status(control_dir, *, cycled_ago: float | None = 0.5, started_ago: float = 100.0, **fields):
+    now_wall, now_mono = time.time(), time.monotonic()
+    data = {
+        "format": FORMAT_STATUS,
+        "pid": 4121,
+        "boot_id": boot_id(),
+        "started_at": now_wall - started_ago,
+        "updated_at": now_wall,
+        "monotonic": now_mono,
+        "mode": "active",
+        "cause": None,
+        "causes": [],
+        "applied_seq": 0,
+        "control": None,
+        "control_error": None,
+        "last_cycle_at": None if cycled_ago is None else now_wall - cycled_ago,
+        "last_cycle_monotonic": None if cycled_ago is None else now_mono - cycled_ago,
+        "broker": {"connected": True, "since": now_wall - 50, "reason": None},
+        "counters": {"rejects": 0, "errors": 0, "permitted": 10, "denied": 0},
+        "flatten": {"state": "idle"},
+        **fields,
+    }
+    write_json_atomic(status_path(control_dir), data)
+
+
+def check(control_dir, **options) -> TradingCheck:
+    return TradingCheck(TradingOptions.model_validate({"type": "trading", "control_dir": str(control_dir), **options}))
+
+
+TRIP = {
+    "source": "trip",
+    "name": "failures_halt",
+    "mode": "halted",
+    "reason": "10 rejects or errors in 60 s (last: insufficient margin)",
+    "since": 1.0,
+    "latched": True,
+    "until": None,
+}
+
+
+async def test_a_bot_that_cycles_is_healthy_and_says_its_mode(tmp_path, probe_ctx):
+    status(tmp_path, cycled_ago=1.0)
+    result = await check(tmp_path, max_cycle_age_seconds=10).probe(probe_ctx)
+    assert result.status is Status.HEALTHY
+    assert result.reason == "cycling (last 1.0 s ago); ACTIVE"
+    assert result.details["trading"]["mode"] == "active"
+    assert 8.5 < result.recheck_in <= 9.1
+
+
+async def test_a_bot_whose_cycle_is_stale_is_unhealthy_even_with_its_broker_connected(tmp_path, probe_ctx):
+    status(tmp_path, cycled_ago=45)
+    result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason.startswith("last cycle 45 s ago, limit 30 s (pid 4121; ACTIVE)")
+    assert result.details["condition"] == "stale"
+
+
+async def test_a_bot_that_never_cycled_has_its_whole_limit_from_its_start_then_is_unhealthy(tmp_path, probe_ctx):
+    status(tmp_path, cycled_ago=None, started_ago=5, mode="reconciling")
+    assert (await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)).status is Status.HEALTHY
+    status(tmp_path, cycled_ago=None, started_ago=40, mode="reconciling")
+    result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason.startswith("no cycle yet 40 s ago")
+
+
+async def test_an_operator_halt_is_healthy_and_named_but_an_automatic_trip_is_unhealthy(tmp_path, probe_ctx):
+    operator = {"source": "operator", "name": "halt", "mode": "halted", "reason": "exchange maintenance"}
+    status(tmp_path, mode="halted", cause=operator, causes=[operator])
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.HEALTHY
+    assert "HALTED (operator halt: exchange maintenance)" in result.reason
+
+    status(tmp_path, mode="halted", cause=TRIP, causes=[TRIP])
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason.startswith("trip failures_halt: 10 rejects or errors in 60 s (last: insufficient margin)")
+    assert "resume --reason" in result.reason
+    assert result.details["condition"] == "trip"
+
+
+async def test_an_incomplete_flatten_names_what_is_still_open(tmp_path, probe_ctx):
+    status(tmp_path, mode="halted", flatten={"state": "incomplete", "attempts": 5, "remaining": {"BTC-USD": 0.25}})
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason == "flatten incomplete after 5 attempt(s): still open BTC-USD 0.25"
+
+
+async def test_a_disconnected_broker_is_unhealthy_after_the_allowed_time(tmp_path, probe_ctx):
+    down = {"connected": False, "since": time.time() - 20, "reason": "websocket closed"}
+    status(tmp_path, broker=down)
+    assert (await check(tmp_path, max_disconnected_seconds=60).probe(probe_ctx)).status is Status.HEALTHY
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason == "broker disconnected for 20 s: websocket closed"
+
+
+async def test_a_control_file_the_bot_cannot_read_is_unhealthy_because_a_halt_would_not_be_heard(tmp_path, probe_ctx):
+    status(tmp_path, control_error="control.json: not a horus-control/1 file (Expecting value)")
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert "a halt would not be heard" in result.reason
+
+
+async def test_no_status_file_is_unhealthy_and_a_pipe_in_its_place_is_a_probe_error(tmp_path, probe_ctx):
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert "Control has not started" in result.reason
+    os.mkfifo(status_path(tmp_path))
+    with pytest.raises(ProbeError, match="named pipe"):
+        await check(tmp_path).probe(probe_ctx)
+
+
+async def test_each_new_fact_is_an_alert_once_and_the_first_look_only_learns(tmp_path, probe_ctx):
+    the_check = check(tmp_path)
+    status(tmp_path, counters={"rejects": 7, "errors": 0})
+    assert "alerts" not in (await the_check.probe(probe_ctx)).details  # 7 rejects before Horus looked
+
+    down = {"connected": False, "since": time.time(), "reason": "websocket closed"}
+    status(tmp_path, counters={"rejects": 9, "errors": 0}, broker=down, mode="halted", cause=TRIP, causes=[TRIP])
+    alerts = {a["kind"]: a for a in (await the_check.probe(probe_ctx)).details["alerts"]}
+    assert set(alerts) == {"disconnected", "rejects", "trip", "mode"}
+    assert alerts["rejects"]["message"] == "2 order(s) rejected since the last look (9 since the bot started)"
+    assert alerts["trip"]["severity"] == "critical"
+    assert alerts["disconnected"]["message"] == "the bot lost its broker connection: websocket closed"
+
+    # The same facts again: nothing new to say.
+    assert "alerts" not in (await the_check.probe(probe_ctx)).details
