@@ -564,3 +564,15 @@ def test_an_exchange_can_be_started_again_after_it_stopped(order_log):
                 ExchangeClient(exchange.url).place(client_order_id, timeout=1.0)
             exchange.clear_faults()
             assert ExchangeClient(exchange.url).place(client_order_id).body["duplicate"] is True
+
+
+def test_the_oldest_finished_orders_are_forgotten_first_but_working_ones_never(monkeypatch):
+    monkeypatch.setattr(paper_exchange, "ORDERS_KEPT", 3)
+    with running_exchange() as exchange:
+        client = ExchangeClient(exchange.url)
+        client.place("resting", type="limit", price=1.0)
+        for number in range(4):
+            client.place(f"filled-{number}")
+
+        remembered = [order["client_order_id"] for order in client.get("/orders").body["orders"]]
+        assert remembered == ["resting", "filled-2", "filled-3"]

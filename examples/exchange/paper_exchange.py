@@ -108,6 +108,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, TypeGuard, cast
@@ -551,8 +552,8 @@ class PaperExchange:
         excess = len(self._orders) - ORDERS_KEPT
         if excess <= 0:
             return
-        finished = [cid for cid, order in self._orders.items() if not order.working]
-        for cid in finished[:excess]:
+        finished = list(islice((cid for cid, order in self._orders.items() if not order.working), excess))
+        for cid in finished:
             del self._orders[cid]
 
     def _place_locked(self, order: _Order) -> None:
