@@ -33,8 +33,10 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from horus import humanize
+from horus.control_plane import describe_mode
 from horus.errors import StoreError
 from horus.sentinel.fingerprint import FAILURE_KINDS
 from horus.sentinel.hypothesis import Hypothesis
@@ -134,6 +136,9 @@ def render_postmortem(
     field("Service", incident.monitor)
     field("Failure detected", f"{_hm(incident.opened_at)} — {_one_line(incident.reason)}")
     field("Process state at detection", _process_state(snapshots))
+    trading = _trading_at_detection(snapshots)
+    if trading is not None:
+        field("Trading mode at detection", _trading_mode(trading))
     cause, evidence, others = _root_cause(incident, ranked)
     field("Root cause (probable)", cause)
     if evidence:
@@ -157,6 +162,12 @@ def render_postmortem(
         for hypothesis in others:
             lines.append(f"- {hypothesis.title} (confidence {hypothesis.confidence:.0%})")
             lines.extend(f"  {line}" for line in _quoted(hypothesis.evidence))
+        lines.append("")
+
+    decisions = trading.get("decisions") if trading is not None else None
+    if isinstance(decisions, list) and decisions:
+        lines.extend(["## What the bot saw (its last decisions before the heal)", ""])
+        lines.extend(f"- {describe_decision(record)}" for record in decisions if isinstance(record, dict))
         lines.append("")
 
     lines.extend(["## Timeline", ""])
@@ -235,6 +246,43 @@ def _quoted(evidence: Sequence[str]) -> list[str]:
 
 def _span(seconds: float | None) -> str:
     return "not measured" if seconds is None else humanize.duration(max(0.0, seconds))
+
+
+def _trading_at_detection(snapshots: Sequence[Snapshot]) -> dict[str, Any] | None:
+    """The first trading bot in the detection snapshot (taken before any heal): its mode and decisions."""
+    if not snapshots:
+        return None
+    entries = snapshots[0].data.get("trading")
+    first = entries[0] if isinstance(entries, list) and entries else None
+    return first if isinstance(first, dict) else None
+
+
+def _trading_mode(entry: dict[str, Any]) -> str:
+    if entry.get("error"):
+        return _one_line(str(entry["error"]))
+    said = describe_mode(entry)
+    broker = entry.get("broker")
+    if isinstance(broker, dict) and broker.get("connected") is False:
+        said += "; broker disconnected" + (f" ({broker['reason']})" if broker.get("reason") else "")
+    exposure = entry.get("exposure")
+    if isinstance(exposure, dict) and exposure:
+        said += "; exposure " + ", ".join(f"{key} {value}" for key, value in list(exposure.items())[:6])
+    return _one_line(said)
+
+
+def describe_decision(record: dict[str, Any]) -> str:
+    """One decision-log record as a line: "14:03:07 UTC signal (ACTIVE): side=buy price=50012 permit=allowed"."""
+    at = record.get("at")
+    when = f"{_utc(float(at)):%H:%M:%S} UTC " if isinstance(at, int | float) else ""
+    mode = f" ({str(record['mode']).upper()})" if record.get("mode") else ""
+    facts = []
+    for key, value in record.items():
+        if key in ("at", "kind", "mode"):
+            continue
+        if isinstance(value, dict) and "allowed" in value:
+            value = "allowed" if value.get("allowed") else f"denied: {value.get('reason')}"
+        facts.append(f"{key}={value}")
+    return _one_line(f"{when}{record.get('kind', '?')}{mode}: {' '.join(facts)}")[:400]
 
 
 def _process_state(snapshots: Sequence[Snapshot]) -> str:

@@ -23,6 +23,9 @@ pattern and crash_dir, whatever the check type):
   each distinct line of trouble, a crash report whole), which loud output may have pushed out of the tail.
 - ``disk``: free space on each filesystem holding a log, a checked output path or a crash_dir.
 - ``heartbeats``: each heartbeat file: pid, age and the age of each channel.
+- ``trading``: each control dir of a ``trading`` check or ``halt`` heal: the bot's mode and what holds it
+  there, its broker connection, counters, exposure and flatten from ``status.json``, and its last
+  ``decisions`` (horus-sdk's decision log): what the bot saw and decided before it failed.
 - ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck; when
   it passes none, the newest record in a heartbeat's or the evidence block's ``crash_dir`` that the
   service wrote, even one older than this failure (``"source": "crash_dir"``, with ``records_in_dir``).
@@ -88,16 +91,21 @@ from horus.checks.file_exists import FileExistsOptions
 from horus.checks.heartbeat import HeartbeatOptions
 from horus.checks.http_health import HttpHealthOptions
 from horus.checks.port_open import PortOpenOptions
+from horus.checks.trading import TradingOptions
 from horus.config.models import EvidenceOptions, MonitorSettings
 from horus.config.types import ProcessPatternOptions
 from horus.errors import ExecError
 from horus.execution import CommandResult, run_command
 from horus.heals.base import HealOptions
+from horus.heals.halt import HaltOptions
 from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
 from horus.sentinel.fingerprint import normalise
 from horus.sentinel.logtext import CRASH_START, TELLING, healthy_period_end, read_lines, time_of
+from horus_sdk.control_files import DECISION_LOG_FILE
+from horus_sdk.control_files import read_status as read_trading_status
+from horus_sdk.decisions import tail as decision_tail
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
@@ -287,6 +295,9 @@ def _plan(
         probes["disk"] = lambda: _probe_disks(directories)
     if beats:
         probes["heartbeats"] = lambda: _each(beats, _probe_heartbeat)
+    control_dirs = _unique(o.control_dir for o in options if isinstance(o, TradingOptions | HaltOptions))
+    if control_dirs:
+        probes["trading"] = lambda: _each(control_dirs, _probe_trading)
     if crash_evidence and crash_evidence.get("crash_record"):
         probes["crash"] = lambda: _probe_crash(crash_evidence)
     elif crash_dirs:
@@ -314,7 +325,7 @@ def _output_directories(options: list[CheckOptions | HealOptions]) -> Iterator[P
             yield o.path.parent  # the SDK writes it atomically: a full disk stops the beats
 
 
-_SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error")
+_SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error", "trading")
 
 
 def _pattern_of(options: object) -> tuple[str, bool, str | int | None]:
@@ -920,6 +931,46 @@ def _nearest_existing(directory: Path) -> tuple[Path, os.stat_result]:
         except (FileNotFoundError, NotADirectoryError):
             continue
     raise FileNotFoundError(f"no part of {directory} exists")
+
+
+# What a trading bot's status says of its mode, and how many of its last decisions an incident keeps: enough
+# to see what it saw before it failed (seed 002: "the log is the only witness"), small next to 64 KiB.
+_TRADING_FIELDS = (
+    "pid",
+    "mode",
+    "cause",
+    "causes",
+    "applied_seq",
+    "control",
+    "control_error",
+    "broker",
+    "counters",
+    "recent_failures",
+    "exposure",
+    "flatten",
+    "daily_loss",
+    "stale_feeds",
+)
+DECISIONS_KEPT = 20
+
+
+def _probe_trading(control_dir: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"control_dir": str(control_dir)}
+    try:
+        status = read_trading_status(control_dir)
+        entry.update({key: status.get(key) for key in _TRADING_FIELDS if key in status})
+        if isinstance(status.get("last_cycle_at"), int | float):
+            entry["last_cycle_age_seconds"] = round(max(0.0, time.time() - float(status["last_cycle_at"])), 3)
+    except FileNotFoundError:
+        entry["error"] = "no status.json: the bot's Control has not started"
+    except (OSError, ValueError) as exc:
+        entry["error"] = f"status.json unreadable: {exc}"
+    try:
+        # Always the control dir's own log: a path the bot's status names could be anything.
+        entry["decisions"] = decision_tail(control_dir / DECISION_LOG_FILE, lines=DECISIONS_KEPT)
+    except OSError as exc:
+        entry["decisions_error"] = str(exc)
+    return entry
 
 
 def _probe_heartbeat(options: HeartbeatOptions) -> dict[str, Any]:
