@@ -15,6 +15,13 @@ Control file (``FORMAT_CONTROL``)::
 ``applied_seq``, plus one, under a lock, so two writers never issue the same seq. A command whose
 ``expires_at`` has passed before the service read it is refused, never applied late.
 
+A command the service has not acknowledged yet is never lost by the next one: it moves to ``queued``
+(oldest first, at most ``MAX_QUEUED``), and the service applies them all in seq order. So a halt written
+while the bot was down, then a resume that expired before it came back, leaves the bot halted: the resume
+is refused and the halt is not forgotten::
+
+    {"format": "horus-control/1", "seq": 9, "command": "resume", …, "queued": [{"seq": 8, "command": "halt", …}]}
+
 Status file (``FORMAT_STATUS``), written by the service at every change and at least every cycle::
 
     {"format": "horus-trading/1", "pid": 4121, "boot_id": "…", "started_at": …, "updated_at": …,
@@ -58,6 +65,7 @@ __all__ = [
     "DECISION_LOG_FILE",
     "FORMAT_CONTROL",
     "FORMAT_STATUS",
+    "MAX_QUEUED",
     "MAX_REASON_CHARS",
     "STATUS_FILE",
     "STATUS_MAX_BYTES",
@@ -66,6 +74,7 @@ __all__ = [
     "control_path",
     "issue_command",
     "read_command",
+    "read_commands",
     "read_status",
     "status_path",
 ]
@@ -81,6 +90,7 @@ CONTROL_MAX_BYTES = 64 * 1024
 STATUS_MAX_BYTES = 1024 * 1024
 MAX_REASON_CHARS = 500
 MAX_ISSUER_CHARS = 200
+MAX_QUEUED = 16
 
 
 class Mode(enum.StrEnum):
@@ -189,6 +199,15 @@ def read_command(control_dir: str | os.PathLike[str], *, trusted_uids: Collectio
     regular file, is too large or cannot be trusted, another OSError when it cannot be read, and
     ValueError when it is not a command.
     """
+    return read_commands(control_dir, trusted_uids=trusted_uids)[-1]
+
+
+def read_commands(control_dir: str | os.PathLike[str], *, trusted_uids: Collection[int] | None = None) -> list[Command]:
+    """Every command in ``control.json``, oldest first: the ones still queued, then the newest.
+
+    The same trust and errors as :func:`read_command`; one malformed queued command makes the whole file
+    a ValueError, because a file that is half understood is not understood.
+    """
     path = control_path(control_dir)
     st = os.lstat(path)
     if st.st_mode & stat.S_IWOTH:
@@ -197,7 +216,12 @@ def read_command(control_dir: str | os.PathLike[str], *, trusted_uids: Collectio
         owner = _user_name(st.st_uid)
         raise RefusedFileError(f"{path}: written by {owner}, who is not trusted to command this service")
     data = read_json(path, FORMAT_CONTROL, max_bytes=CONTROL_MAX_BYTES)
-    return Command.from_json(data, str(path))
+    queued = data.get("queued", [])
+    if not isinstance(queued, list) or not all(isinstance(item, dict) for item in queued):
+        raise ValueError(f"{path}: queued must be a list of commands")
+    commands = [Command.from_json(item, f"{path}: queued[{i}]") for i, item in enumerate(queued[-MAX_QUEUED:])]
+    newest = Command.from_json(data, str(path))
+    return [*sorted([c for c in commands if c.seq < newest.seq], key=lambda c: c.seq), newest]
 
 
 def _user_name(uid: int) -> str:
@@ -236,7 +260,11 @@ def issue_command(
         raise ValueError(f"expires_in must be a positive number of seconds, got {expires_in!r}")
     now = time.time() if now_wall is None else now_wall
     with _locked(control_dir):
-        seq = max(_current_seq(control_dir), _applied_seq(control_dir)) + 1
+        current = _current_commands(control_dir)
+        applied = _applied_seq(control_dir)
+        seq = max([applied, *(c.seq for c in current)]) + 1
+        # What the service has not seen yet stays, so that nothing written for it is lost.
+        queued = [c for c in current if c.seq > applied][-MAX_QUEUED:]
         issued = Command(
             seq=seq,
             command=command,
@@ -245,7 +273,7 @@ def issue_command(
             issued_at=now,
             expires_at=None if expires_in is None else now + expires_in,
         )
-        write_json_atomic(control_path(control_dir), issued.to_json())
+        write_json_atomic(control_path(control_dir), {**issued.to_json(), "queued": [c.to_json() for c in queued]})
     return issued
 
 
@@ -260,13 +288,12 @@ def _locked(control_dir: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _current_seq(control_dir: str | os.PathLike[str]) -> int:
+def _current_commands(control_dir: str | os.PathLike[str]) -> list[Command]:
+    """The commands in the current file; none when it cannot be read (the new command replaces it)."""
     try:
-        data = read_json(control_path(control_dir), FORMAT_CONTROL, max_bytes=CONTROL_MAX_BYTES)
+        return read_commands(control_dir)
     except (OSError, ValueError):
-        return 0
-    seq = data.get("seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else 0
+        return []
 
 
 def _applied_seq(control_dir: str | os.PathLike[str]) -> int:
