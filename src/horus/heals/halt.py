@@ -28,11 +28,13 @@ class HaltOptions(HealOptions):
 class HaltHeal(Heal[HaltOptions]):
     """Write HALTED (or, with ``flatten: true``, flatten then HALTED) to the bot's ``control_dir/control.json``
     and wait up to ``ack_timeout_seconds`` (default 10) for horus-sdk's ``Control`` to acknowledge it in
-    ``status.json``. It succeeds only on the acknowledgement: a bot that does not answer (a stuck loop, a
-    dead process) is a failed heal, so an ``escalation`` ladder goes on to its next step, such as
-    ``kill_process``. The command stays in force across restarts of the bot, which comes back halted, until
-    ``horus control NAME resume --reason ...``. Its reason is the failing check's. ``expires_in_seconds``
-    (default: never) drops the command if the bot has not read it by then.
+    ``status.json``. It succeeds only on the acknowledgement, which says the bot's order gate is closed:
+    ``Control`` reads commands on a thread of its own, so even a bot whose loop is stuck acknowledges (and
+    stays unhealthy, so an ``escalation`` ladder goes on to its next step, such as ``kill_process``). A bot
+    that does not answer at all (a dead or frozen process, a control file it cannot read) fails the heal,
+    and the ladder goes on too. The command stays in force across restarts of the bot, which comes back
+    halted, until ``horus control NAME resume --reason ...``. Its reason is the failing check's.
+    ``expires_in_seconds`` (default: never) drops the command if the bot has not read it by then.
 
     Put it first in ``escalation`` so that a bot that misbehaves stops trading before anything else is done
     to it: the worst case is flat and halted, never trading blind.
