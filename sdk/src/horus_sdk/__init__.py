@@ -4,6 +4,8 @@ Standard library only. Nothing starts until you ask: no thread, no signal handle
 """
 
 from horus_sdk.blocking import BlockingDetector, BlockingReport
+from horus_sdk.control import Control, Order, Permit, Trips
+from horus_sdk.control_files import Mode
 from horus_sdk.deadline import DeadlineExceeded, StreamStalled, deadline, guard_stream
 from horus_sdk.formats import crash_summary
 from horus_sdk.heartbeat import Heartbeat
@@ -14,10 +16,15 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockingDetector",
     "BlockingReport",
+    "Control",
     "DeadlineExceeded",
     "Heartbeat",
     "LoopWatchdog",
+    "Mode",
+    "Order",
+    "Permit",
     "StreamStalled",
+    "Trips",
     "__version__",
     "crash_summary",
     "deadline",
