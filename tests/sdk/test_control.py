@@ -479,6 +479,19 @@ async def test_a_command_that_expired_while_the_bot_was_down_is_refused_at_start
         assert restarted.mode is Mode.ACTIVE
 
 
+async def test_a_halt_queued_behind_a_resume_that_expired_holds(control_dir: Path) -> None:
+    async with make(control_dir) as control:
+        control.reconciled({})
+    halt = issue_command(control_dir, "halt", "written while down", "alice")
+    resume = issue_command(control_dir, "resume", "too late", "bob", expires_in=1.0, now_wall=time.time() - 10.0)
+    async with make(control_dir) as restarted:
+        restarted.reconciled({})
+        status = status_of(control_dir)
+        assert status["applied_seq"] == halt.seq
+        assert status["control"]["seq"] == resume.seq and status["control"]["outcome"] == "refused"
+        assert restarted.mode is Mode.HALTED
+
+
 async def test_an_unreadable_previous_status_halts_until_a_resume(control_dir: Path) -> None:
     control_dir.mkdir(mode=0o700)
     status_path(control_dir).write_text("{torn")

@@ -81,7 +81,7 @@ from horus_sdk.control_files import (
     Command,
     Mode,
     control_path,
-    read_command,
+    read_commands,
     read_status,
     status_path,
 )
@@ -780,10 +780,12 @@ class Control:
                 logger.warning("control.trip_cleared name=%s until=%s", cause.name, cause.until)
             self._changed()
 
-    def _apply_command(self, command: Command) -> None:
+    def _apply_command(self, command: Command, *, newest: bool = True) -> None:
         """A command read from control.json: applied once, in seq order, unless it expired first."""
         if command.seq <= self._seen_seq:
-            if command.seq < self._seen_seq and self._ignored_seq != command.seq:
+            # A queued command already applied is expected; a newest one older than what was seen is a
+            # file put back by hand or by a backup: said once.
+            if newest and command.seq < self._seen_seq and self._ignored_seq != command.seq:
                 self._ignored_seq = command.seq
                 self._record("control.command", seq=command.seq, command=command.command, outcome="ignored")
                 logger.info(
@@ -884,7 +886,7 @@ class Control:
             last_seq = last.get("seq")
             if isinstance(last_seq, int) and _whole(last_seq):
                 self._seen_seq = max(self._seen_seq, last_seq)
-        latched = previous.get("latched")
+        latched = previous.get("latched", [])
         restored: list[Cause] = []
         try:
             if not isinstance(latched, list):
@@ -948,10 +950,11 @@ class Control:
         if signature == self._control_stat and now - self._control_read_at < _REREAD_SECONDS:
             return
         self._control_stat, self._control_read_at = signature, now
-        command: Command | None = None
+        commands: list[Command] = []
         error: str | None = None
         try:
-            command = read_command(self.control_dir, trusted_uids=self.trusted_uids)
+            # The commands still queued (written while this service was not reading), then the newest.
+            commands = read_commands(self.control_dir, trusted_uids=self.trusted_uids)
         except FileNotFoundError:
             pass  # no command yet, or it was removed: the last one read stays in force
         except (OSError, ValueError) as exc:
@@ -963,8 +966,8 @@ class Control:
                     self._record("control.command", outcome="unreadable", error=error)
                     logger.error("control.control_file_unreadable error=%s (the last good command stays)", error)
                 self._changed()
-            if command is not None:
-                self._apply_command(command)
+            for index, command in enumerate(commands):
+                self._apply_command(command, newest=index == len(commands) - 1)
 
     def _evaluate_feeds(self) -> None:
         if self.heartbeat is None or not self.feeds:
