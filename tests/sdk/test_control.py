@@ -732,6 +732,45 @@ async def test_an_operator_halt_keeps_a_trips_flatten_from_sending_anything(cont
         assert status_of(control_dir)["flatten"]["state"] == "pending"
 
 
+async def test_a_flatten_the_bot_never_ran_runs_after_a_restart(control_dir: Path) -> None:
+    async with make(control_dir) as control:
+        control.reconciled({"BTC-USD": 1.0})
+        for _ in range(10):
+            control.record_reject("rejected")
+        assert control.mode is Mode.FLATTENING  # and the bot dies before its next cycle
+
+    book = PaperBook({"BTC-USD": 1.0})
+    async with make(control_dir, hooks=book) as restarted:
+        book.control = restarted
+        restarted.reconciled(await book.positions())
+        assert restarted.mode is Mode.FLATTENING
+        await restarted.cycle()
+        assert book.book == {"BTC-USD": 0.0}
+        assert restarted.mode is Mode.HALTED
+
+
+async def test_a_resume_during_a_flatten_stops_it_before_its_next_attempt(control_dir: Path) -> None:
+    book = PaperBook({"BTC-USD": 1.0}, fill=0.5)
+    async with make(control_dir, hooks=book) as control:
+        book.control = control
+        control.reconciled(await book.positions())
+        flatten = issue_command(control_dir, "flatten", "test", "alice")
+        await until_status(control_dir, lambda s: s["applied_seq"] == flatten.seq)
+        original = book.flatten
+
+        async def flatten_then_resume(positions: Mapping[str, float]) -> None:
+            await original(positions)
+            resume = issue_command(control_dir, "resume", "changed my mind", "alice")
+            await wait_until(lambda: control.applied_seq == resume.seq)
+
+        book.flatten = flatten_then_resume  # type: ignore[method-assign]
+        await control.cycle()
+        assert book.flattens == 1
+        assert control.mode is Mode.ACTIVE
+        assert status_of(control_dir)["flatten"] is None  # the operator accepted what is open
+        assert book.book == {"BTC-USD": 0.5}
+
+
 async def test_without_hooks_a_flatten_ends_incomplete_and_halted(control_dir: Path) -> None:
     async with make(control_dir) as control:
         control.reconciled({"BTC-USD": 3.0})

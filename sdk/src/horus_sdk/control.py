@@ -97,6 +97,9 @@ SOURCES = ("start", "operator", "trip", "daily_loss", "flatten")
 
 ROUTINE_STATUS_SECONDS = 0.5
 """``cycle()`` rewrites status.json at least this often (without fsync), so its last cycle stays fresh."""
+CHANGED_STATUS_SECONDS = 0.1
+"""...and at most this often for routine changes (counters, positions, exposure), however fast the bot
+cycles. A change of mode, cause or command is written at once, whatever the time."""
 _REREAD_SECONDS = 2.0
 """control.json is read again this often even when its stat looks unchanged: a file replaced within the
 filesystem's time granularity, reusing a freed inode and the same size, would otherwise go unseen."""
@@ -313,8 +316,11 @@ class Control:
     ends incomplete. ``trips``: the automatic trips (:class:`Trips`). ``heartbeat`` and ``feeds``
     (``{"prices": 5.0}``: channel name -> max age in seconds): an order resting on a stale feed may only
     reduce a position. ``dust``: a quantity at or below it (one number, or one per symbol) counts as
-    closed. ``trusted_uids``: who may write control.json (default: this user and root). ``wall`` and
-    ``monotonic``: the clocks, for tests.
+    closed. ``trusted_uids``: who may write control.json (default: this user and root).
+    ``flatten_attempts``: how many times the flatten sends orders before it gives up, ``flatten_pause``
+    seconds apart (for fills to land). ``decision_log_max_bytes`` and ``decision_log_keep``: the decision
+    log's rotation (:class:`~horus_sdk.decisions.DecisionLog`). ``wall`` and ``monotonic``: the clocks,
+    for tests.
     """
 
     def __init__(
@@ -623,7 +629,8 @@ class Control:
         self._flush()
 
     def daily_pnl(self, pnl: float) -> None:
-        """Today's realized plus unrealized pnl (negative: a loss), for the daily loss limit."""
+        """Today's realized plus unrealized pnl (negative: a loss), for the daily loss limit. After the
+        daily reset, give the new day's figure: yesterday's loss reported again trips again."""
         limit = self.trips.daily_loss_limit
         with self._lock:
             self._daily_pnl = float(pnl)
@@ -648,8 +655,7 @@ class Control:
         cancel_all or flatten (the flatten may take several attempts: it runs inside this call), and
         keeps status.json fresh. Never raises (but a cancellation still propagates)."""
         try:
-            if self._last_cycle_at is None:
-                self._dirty = True  # the first cycle is news: the daemon judges a stuck loop by it
+            first = self._last_cycle_at is None  # news: the daemon judges a stuck loop by it
             self._last_cycle_at = self._wall()
             self._last_cycle_monotonic = self._monotonic()
             with self._lock:
@@ -661,7 +667,8 @@ class Control:
                     await self._run_hooks()
                 finally:
                     self._hooks_running = False
-            if self._dirty or self._monotonic() - self._status_written_at >= ROUTINE_STATUS_SECONDS:
+            since = self._monotonic() - self._status_written_at
+            if first or since >= ROUTINE_STATUS_SECONDS or (self._dirty and since >= CHANGED_STATUS_SECONDS):
                 self._write_status(fsync=self._version != self._written_version)
         except Exception as exc:
             self._warn_once(f"cycle {type(exc).__name__}", "control.cycle_failed error=%r", exc)
