@@ -17,13 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import control_plane
 import detection
 import scale
 import sdk_cost
 from harness import machine, monit_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost}
+SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost, "control": control_plane}
 
 
 def main(argv: list[str]) -> int:
