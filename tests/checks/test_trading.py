@@ -14,14 +14,14 @@ from horus_sdk.control_files import FORMAT_STATUS, status_path
 from horus_sdk.formats import boot_id, write_json_atomic
 
 
-def status(control_dir, *, cycled_ago: float | None = 0.5, started_ago: float = 100.0, **fields):
+def status(control_dir, *, cycled_ago: float | None = 0.5, started_ago: float = 100.0, updated_ago=0.0, **fields):
     now_wall, now_mono = time.time(), time.monotonic()
     data = {
         "format": FORMAT_STATUS,
         "pid": 4121,
         "boot_id": boot_id(),
         "started_at": now_wall - started_ago,
-        "updated_at": now_wall,
+        "updated_at": now_wall - updated_ago,
         "monotonic": now_mono,
         "mode": "active",
         "cause": None,
@@ -142,3 +142,12 @@ async def test_each_new_fact_is_an_alert_once_and_the_first_look_only_learns(tmp
 
     # The same facts again: nothing new to say.
     assert "alerts" not in (await the_check.probe(probe_ctx)).details
+
+
+async def test_a_flatten_that_outlasts_the_cycle_limit_is_alive_while_its_attempts_go_on(tmp_path, probe_ctx):
+    status(tmp_path, cycled_ago=90, mode="flattening", flatten={"state": "running", "attempts": 3})
+    result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
+    assert result.status is Status.HEALTHY
+    assert result.reason.startswith("flattening (attempt 3")
+    status(tmp_path, cycled_ago=90, updated_ago=60, mode="flattening", flatten={"state": "running", "attempts": 3})
+    assert (await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)).status is Status.UNHEALTHY

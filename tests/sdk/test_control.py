@@ -177,6 +177,15 @@ async def test_status_holds_every_key_the_daemon_reads(active: Control, control_
     assert status["decision_log"] == str(control_dir / "decisions.jsonl")
 
 
+async def test_exposure_words_too_large_for_the_status_are_replaced_by_a_note(
+    active: Control, control_dir: Path
+) -> None:
+    active.exposure(book="x" * 200_000)
+    await active.cycle()
+    await until_status(control_dir, lambda s: "too_large" in s["exposure"])
+    assert status_path(control_dir).stat().st_size < 64 * 1024
+
+
 async def test_each_decision_is_logged_with_the_mode_and_the_permit(active: Control, control_dir: Path) -> None:
     permit = active.permit(BUY)
     active.decision("entry", signal=0.8, price_age=0.4, permit=permit, kind_of_signal="momentum")

@@ -62,6 +62,7 @@ import asyncio
 import contextvars
 import dataclasses
 import inspect
+import json
 import logging
 import math
 import os
@@ -95,6 +96,8 @@ logger = logging.getLogger("horus_sdk")
 SOURCES = ("start", "operator", "trip", "daily_loss", "flatten")
 """Where a cause comes from. ``flatten`` is reserved for causes a flatten sets; none does yet."""
 
+EXPOSURE_MAX_BYTES = 64 * 1024
+"""The most ``exposure(**words)`` keeps in status.json, as JSON."""
 ROUTINE_STATUS_SECONDS = 0.5
 """``cycle()`` rewrites status.json at least this often (without fsync), so its last cycle stays fresh."""
 CHANGED_STATUS_SECONDS = 0.1
@@ -588,7 +591,16 @@ class Control:
             self._set_positions(positions)
 
     def exposure(self, **words: Any) -> None:
-        """Free-form words about the open exposure, shown in status.json's ``exposure`` with the positions."""
+        """Free-form words about the open exposure, shown in status.json's ``exposure`` with the positions.
+
+        At most ``EXPOSURE_MAX_BYTES`` of JSON: more is replaced by a note saying so, because Horus reads a
+        status.json of at most 1 MiB and a bot must never make its own status unreadable."""
+        try:
+            size = len(json.dumps(words, default=str))
+        except (TypeError, ValueError, RecursionError) as exc:
+            words, size = {"unreadable": f"exposure words are not JSON: {exc}"}, 0
+        if size > EXPOSURE_MAX_BYTES:
+            words = {"too_large": f"{size} bytes of exposure words, more than the {EXPOSURE_MAX_BYTES} kept"}
         with self._lock:
             self._exposure_words = dict(words)
             self._dirty = True

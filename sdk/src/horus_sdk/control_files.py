@@ -26,7 +26,7 @@ Status file (``FORMAT_STATUS``), written by the service at every change and at l
 
     {"format": "horus-trading/1", "pid": 4121, "boot_id": "…", "started_at": …, "updated_at": …,
      "monotonic": …, "mode": "halted",
-     "cause": {"source": "trip", "name": "errors_halt", "mode": "halted", "reason": "10 rejects …",
+     "cause": {"source": "trip", "name": "failures_halt", "mode": "halted", "reason": "10 rejects …",
                "since": …, "latched": true, "until": null},
      "causes": [cause, …], "applied_seq": 7,
      "control": {"seq": 7, "command": "halt", "outcome": "applied", "reason": "…", "at": …},
@@ -36,7 +36,8 @@ Status file (``FORMAT_STATUS``), written by the service at every change and at l
      "recent_failures": 3, "exposure": {"BTC-USD": 0.5}, "flatten": {…}, "daily_loss": {…},
      "stale_feeds": {"prices": 12.5}, "decision_log": "/srv/bot/control/decisions.jsonl"}
 
-``control.outcome`` is ``applied`` or ``refused`` (expired, not a command, a lower seq), with why.
+``control.outcome`` is ``applied`` or ``refused`` (it had expired), with why; a command with a seq the
+service has already seen is ignored (it is in the decision log, not in ``control``).
 ``control_error`` says why ``control.json`` cannot be read now; the last good command stays in force.
 """
 

@@ -87,6 +87,11 @@ class TradingCheck(Check[TradingOptions]):
         age, since = self._cycle_age(status, now_wall)
         facts["last_cycle_age_seconds"] = None if age is None else round(age, 3)
         limit = self.options.max_cycle_age_seconds
+        flattening = _flattening(status, now_wall, limit)
+        if flattening is not None:
+            # The flatten runs inside one cycle and may outlast the limit; its own progress is the sign of
+            # life then (the status is rewritten after every attempt).
+            return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
         if age is None or age > limit:
             said = "no cycle yet" if status.get("last_cycle_at") is None else "last cycle"
             return CheckResult.unhealthy(
@@ -157,6 +162,17 @@ class TradingCheck(Check[TradingOptions]):
         if not alerts:
             return result
         return CheckResult(result.status, result.reason, {**result.details, "alerts": alerts}, result.recheck_in)
+
+
+def _flattening(status: Mapping[str, Any], now_wall: float, limit: float) -> str | None:
+    """A flatten in progress whose last attempt is recent: what to say of it, else None."""
+    flatten = _dict(status, "flatten")
+    updated = status.get("updated_at")
+    if flatten.get("state") != "running" or not isinstance(updated, int | float) or now_wall - updated > limit:
+        return None
+    return (
+        f"flattening (attempt {flatten.get('attempts')}, status {humanize.seconds(max(0.0, now_wall - updated))} old)"
+    )
 
 
 def _broker(status: Mapping[str, Any]) -> dict[str, Any]:
