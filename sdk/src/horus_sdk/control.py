@@ -76,6 +76,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from horus_sdk._stacks import Handover, stop_ticker
 from horus_sdk.control_files import (
     DECISION_LOG_FILE,
     FORMAT_STATUS,
@@ -423,11 +424,19 @@ class Control:
         self._warned: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._handover = Handover(self.poll_interval)
+        self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Control:
         self.start()
+        # The loop hands the watcher its turns (see horus_sdk._stacks.Handover): a thread that wakes on its
+        # own timer beside a busy loop races it for the GIL and slows it. Its own timer, a little later than
+        # the turns, fires only when the loop has stopped ticking, so a stuck bot is still halted.
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="horus-control")
+        if self.running:
+            self._handover.open()
         return self
 
     async def __aexit__(
@@ -436,7 +445,15 @@ class Control:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._handover.stop()
+        ticker, self._ticker = self._ticker, None
+        await stop_ticker(ticker)
         self.stop()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            self._handover.offer(time.monotonic())
 
     @property
     def running(self) -> bool:
@@ -468,6 +485,7 @@ class Control:
             )
         self._poll_control()
         self._write_status(fsync=True)
+        self._handover = Handover(self.poll_interval)
         self._thread = threading.Thread(target=self._watch, name="horus-control", daemon=True)
         self._thread.start()
 
@@ -476,6 +494,7 @@ class Control:
         if self._started_at is None:
             return
         self._stop.set()
+        self._handover.stop()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=max(_STOP_JOIN_SECONDS, 10 * self.poll_interval))
@@ -946,7 +965,13 @@ class Control:
     # -- the watcher thread -------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll_interval):
+        handover = self._handover
+        while True:
+            # With the loop's ticker (async with), turns come every poll_interval and this timer, half a poll
+            # later, only when the loop has stopped; without it (start()), the timer is the poll.
+            handover.wait(self.poll_interval * (1.5 if self._ticker is not None else 1.0))
+            if self._stop.is_set() or handover.stopped:
+                return
             try:
                 self._poll_control()
                 with self._lock:
