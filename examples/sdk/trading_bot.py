@@ -57,7 +57,7 @@ PRICE_MAX_AGE_SECONDS = 5.0
 HEARTBEAT_SECONDS = 0.5
 # An answer is a few KiB at most; a larger one is not from the exchange we know.
 MAX_ANSWER_BYTES = 1024 * 1024
-# Quantities are compared with this much slack, as the exchange keeps them to 10 decimal places.
+# Quantities sent are rounded to the 10 decimal places the exchange keeps, so float noise sends no phantom dust.
 QUANTITY_DIGITS = 10
 
 
