@@ -67,7 +67,7 @@ async def test_a_bot_whose_cycle_is_stale_is_unhealthy_even_with_its_broker_conn
     status(tmp_path, cycled_ago=45)
     result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
     assert result.status is Status.UNHEALTHY
-    assert result.reason.startswith("last cycle 45 s ago, limit 30 s (pid 4121; ACTIVE)")
+    assert result.reason.startswith("last cycle 45 s ago, limit 30 s (pid 4121, ACTIVE)")
     assert result.details["condition"] == "stale"
 
 

@@ -775,6 +775,8 @@ class Control:
             count = len(self._failures)
             window = self.trips.window_seconds
             reason = f"{count} rejects or errors in {window:g} s (last: {text})"
+            # Each one is in the decision log, so that an incident can quote what the broker said.
+            self._record("control.failure", failure=kind, text=text, in_window=count)
             wall = self._wall()
             halt_at = self.trips.halt_after_failures
             if halt_at is not None and count >= halt_at and not self._has("failures_halt"):

@@ -14,12 +14,13 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.control_plane import describe_mode
 from horus.errors import ProbeError
-from horus_sdk.control_files import read_status, status_path
+from horus_sdk.control_files import Mode, read_status, status_path
 from horus_sdk.formats import RefusedFileError, boot_id
 
 DEADLINE_MARGIN_SECONDS = 0.05
 # Causes the service set for itself: an automatic trip is a failure to report, an operator's halt is not.
 AUTOMATIC_SOURCES = frozenset({"trip", "daily_loss"})
+_MODE_RANK = {mode.value: mode.rank for mode in Mode}
 
 
 class TradingOptions(CheckOptions):
@@ -94,9 +95,9 @@ class TradingCheck(Check[TradingOptions]):
             return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
         if age is None or age > limit:
             said = "no cycle yet" if status.get("last_cycle_at") is None else "last cycle"
+            mode = str(status.get("mode") or "unknown").upper()
             return CheckResult.unhealthy(
-                f"{said} {humanize.seconds(since)} ago, limit {humanize.seconds(limit)} (pid {pid}; "
-                f"{describe_mode(dict(status))})",
+                f"{said} {humanize.seconds(since)} ago, limit {humanize.seconds(limit)} (pid {pid}, {mode})",
                 condition="stale",
                 **common,
             )
@@ -131,7 +132,8 @@ class TradingCheck(Check[TradingOptions]):
             return "control_unreadable", f"the bot cannot read its control file, so a halt would not be heard: {error}"
         automatic = [c for c in _list(status, "causes") if isinstance(c, dict) and c.get("source") in AUTOMATIC_SOURCES]
         if automatic:
-            first = automatic[0]
+            # The one that holds the bot where it is: the most restrictive (the oldest among equals).
+            first = max(automatic, key=lambda c: _MODE_RANK.get(str(c.get("mode")), -1))
             return "trip", (
                 f"trip {first.get('name')}: {first.get('reason')}; the bot is {describe_mode(dict(status))}. "
                 "It stays so until `horus control NAME resume --reason ...`"

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from horus import humanize
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.control_plane import send_command
 from horus.errors import HealError
@@ -69,6 +68,4 @@ class HaltHeal(Heal[HaltOptions]):
         }
         if not ack.applied:
             raise HealError(ack.summary(ctx.monitor), permanent=ack.outcome == "refused", details=details)
-        return HealOutcome(
-            ok=True, summary=f"{ack.summary(ctx.monitor)} (in {humanize.seconds(ack.waited_seconds)})", details=details
-        )
+        return HealOutcome(ok=True, summary=ack.summary(ctx.monitor), details=details)

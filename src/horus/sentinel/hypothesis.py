@@ -25,6 +25,7 @@ CAUSES: dict[str, str] = {
     "auth_failure": "an upstream rejected the service's credentials",
     "database_error": "the database refused or broke the service's work (locks, lost connections)",
     "tls_failure": "a TLS handshake or certificate failed",
+    "trading_trip": "the bot's own kill switch stopped it: rejects or errors, a long disconnect, the daily loss",
     "busy_loop": "the process spins at full CPU while producing nothing",
     "hung": "the process runs but stopped producing output, and nothing says why",
     "unhandled_exception": "an exception nothing handled stopped the service",

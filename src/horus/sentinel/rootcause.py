@@ -34,7 +34,8 @@ connection refused by a failing declared dependency 0.85 (the dependency failing
 0.7); TLS failure 0.8; DNS failure 0.8; rate limited 0.8; authentication refused 0.8; database error 0.75;
 permission denied 0.75; upstream timeout 0.7; a call that never returns seen by py-spy 0.7, the event loop
 idle on I/O 0.65; SIGKILL 0.6; busy loop 0.5; hung with the process running 0.45; unhandled exception 0.5
-(its end cut off 0.4); recent change 0.3 (0.2 beside other signals); unknown 0.1.
+(its end cut off 0.4); the bot's own kill switch (a trading trip in its status) 0.85; recent change 0.3
+(0.2 beside other signals); unknown 0.1.
 
 A rule is one small function ``(evidence, found) -> Hypothesis | None``, registered in :data:`RULES`;
 ``found`` holds the hypotheses of the rules before it, so a general rule (an unhandled traceback) can
@@ -1255,6 +1256,62 @@ def _main_stack(snapshot: Mapping[str, Any]) -> _Stack | None:
     return None
 
 
+_TRIP_ADVICE = {
+    "failures": (
+        "Find why the broker rejected orders or the bot's calls failed (the reasons above), fix that, then "
+        "`horus control NAME resume --reason ...`. A restart does not help: the trip holds until resumed."
+    ),
+    "disconnect": (
+        "Find why the broker connection dropped (network, the broker's maintenance, credentials); once it "
+        "holds, `horus control NAME resume --reason ...`. A restart does not help: the trip holds until resumed."
+    ),
+    "daily_loss": (
+        "The daily loss limit did its job: review what lost money before the reset time, when the bot resumes "
+        "by itself; change the limit only on purpose."
+    ),
+    "status_unreadable": (
+        "The bot's previous status.json could not be read at start, so it halted rather than forget a trip: "
+        "find what damaged it (a full disk, another writer), then resume."
+    ),
+}
+
+
+def trading_trip(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
+    """The bot's own kill switch stopped it (horus-sdk's Control): its status and decision log say which
+    trip and why, in the bot's words."""
+    for bot in ev.snapshot.get("trading") or []:
+        if not isinstance(bot, dict):
+            continue
+        causes = [
+            c for c in bot.get("causes") or [] if isinstance(c, dict) and c.get("source") in ("trip", "daily_loss")
+        ]
+        if not causes:
+            continue
+        trip = max(
+            causes,
+            key=lambda c: (
+                ("reducing", "flattening", "halted").index(c["mode"])
+                if c.get("mode") in ("reducing", "flattening", "halted")
+                else -1
+            ),
+        )
+        name = str(trip.get("name"))
+        evidence = [
+            f"snapshot: status.json: trip {name}: {trip.get('reason')}; the bot is {str(bot.get('mode')).upper()}"
+        ]
+        failures = [d for d in bot.get("decisions") or [] if isinstance(d, dict) and d.get("kind") == "control.failure"]
+        said = list(dict.fromkeys((str(d.get("failure")), str(d.get("text"))) for d in failures))[-3:]
+        evidence += [f"snapshot: decision log: {kind}: {text}" for kind, text in said]
+        broker = bot.get("broker")
+        if isinstance(broker, dict) and broker.get("connected") is False:
+            evidence.append(f"snapshot: broker disconnected ({broker.get('reason') or 'no reason given'})")
+        advice = next((text for key, text in _TRIP_ADVICE.items() if name.startswith(key)), _TRIP_ADVICE["failures"])
+        return _probable(
+            "trading_trip", f"the bot's kill switch tripped ({name}): {trip.get('reason')}", 0.85, evidence, advice
+        )
+    return None
+
+
 def hung_but_running(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None:
     """The process runs but its output stopped (or it does not answer): where py-spy saw it, else its CPU.
 
@@ -1544,6 +1601,7 @@ def recent_change(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | Non
 
 
 RULES: tuple[Rule, ...] = (
+    trading_trip,
     event_loop_stuck,
     blocked_in_its_log,
     disk_full,

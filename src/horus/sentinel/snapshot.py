@@ -364,7 +364,7 @@ def _each(items: list[T], probe: Callable[[T], dict[str, Any]]) -> list[dict[str
     return entries
 
 
-_ORDER = ("processes", "py_spy", "ports", "http", "logs", "disk", "heartbeats", "crash")
+_ORDER = ("processes", "py_spy", "ports", "http", "logs", "disk", "heartbeats", "trading", "crash")
 
 
 def _run_all(probes: dict[str, Probe], deadline: float) -> dict[str, Any]:

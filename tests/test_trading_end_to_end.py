@@ -1,0 +1,197 @@
+"""The kill switch with all three layers: a real trading bot under a `while true` loop, a real paper exchange,
+a real Horus daemon with a trading check and a halt-first escalation ladder, and `horus control`.
+
+What reached the exchange is read from the exchange's own order log, which neither the bot nor Horus can touch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from horus_sdk.control_files import read_status
+from horus_sdk.decisions import tail
+from tests.exchange_support import ExchangeClient, exchange_process
+from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
+
+BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
+
+pytestmark = pytest.mark.slow
+
+
+def restart_loop(tmp_path: Path, url: str, control: Path, *first_run_only: str) -> subprocess.Popen[bytes]:
+    """The bot under `while true`, in a session of its own; ``first_run_only`` arguments apply to its first run."""
+    bot = f"{sys.executable} {BOT} --exchange {url} --control {control} --cycle 0.1 --reduce-after 3 --halt-after 5"
+    marker = tmp_path / "first-run-done"
+    script = (
+        f"while true; do if [ -e {marker} ]; then {bot}; else touch {marker}; {bot} {' '.join(first_run_only)}; fi; "
+        "sleep 0.3; done"
+    )
+    log = (tmp_path / "bot.log").open("ab")
+    try:
+        return subprocess.Popen(["/bin/sh", "-c", script], stdout=log, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_loop(loop: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(loop.pid, signal.SIGKILL)
+    loop.wait(timeout=10)
+
+
+def write_config(tmp_path: Path, url: str, control: Path, **monitor: Any) -> Path:
+    config = tmp_path / "horus.json"
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "monitors": [
+                    {
+                        "name": "desk",
+                        "interval_seconds": 0.5,
+                        "min_failures_to_heal": 1,
+                        "startup_grace_seconds": 2,
+                        "confirm_recovery_seconds": 1,
+                        "check": {"type": "trading", "control_dir": str(control), "max_cycle_age_seconds": 2},
+                        "escalation": [
+                            {"action": "halt", "control_dir": str(control), "ack_timeout_seconds": 5},
+                            {
+                                "action": "kill_process",
+                                # This bot and no other: its exchange and control dir are its own.
+                                "process_pattern": f"{BOT} --exchange {url} --control {control}",
+                                "ignore_wrappers": True,
+                                "grace_seconds": 3,
+                            },
+                        ],
+                        **monitor,
+                    }
+                ],
+            }
+        )
+    )
+    return config
+
+
+def horus(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "horus", *args], capture_output=True, text=True, timeout=60)
+
+
+def mode(control: Path) -> str | None:
+    try:
+        return read_status(control).get("mode")
+    except (OSError, ValueError):
+        return None
+
+
+def became(control: Path, wanted: str) -> float:
+    """When the bot's decision log says it last entered ``wanted``."""
+    changes = [r for r in tail(control / "decisions.jsonl", lines=500) if r.get("kind") == "control.mode"]
+    return max(float(r["at"]) for r in changes if r.get("mode") == wanted)
+
+
+def orders_between(exchange: ExchangeClient, start: float, end: float) -> list[dict[str, Any]]:
+    log = exchange.get("/admin/orders").body
+    entries = log["orders"] if isinstance(log, dict) else log
+    return [e for e in entries if start <= float(e["at"]) <= end]
+
+
+def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes_it_across_a_horus_restart(
+    tmp_path,
+):
+    control = tmp_path / "control"
+    with exchange_process(tmp_path) as exchange_proc:
+        exchange = ExchangeClient(exchange_proc.url)
+        loop = restart_loop(tmp_path, exchange_proc.url, control)
+        config = write_config(tmp_path, exchange_proc.url, control, heal_cooldown_seconds=300)
+        log = EventLog(tmp_path / "events.jsonl")
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        try:
+            wait_until_sync(lambda: mode(control) == "active" and log.named("check.ok") is not None, timeout=30)
+            wait_until_sync(lambda: len(orders_between(exchange, 0, time.time())) >= 3, timeout=30)
+
+            exchange.request("POST", "/admin/faults", {"fault": "reject", "count": 5, "reason": "insufficient margin"})
+            wait_until_sync(lambda: mode(control) == "halted", timeout=30)
+            halted_at = became(control, "halted")
+            assert read_status(control)["cause"]["name"] == "failures_halt"
+            assert not exchange.get("/positions").body["positions"], "the trip flattened the bot"
+
+            # Horus: the trip is a failure (and an alert when Horus saw the bot before it); its halt heal is
+            # acknowledged at once, and Sentinel names the trip and the broker's words as the cause.
+            wait_until_sync(lambda: log.named("heal.finished"), timeout=20)
+            [finished] = log.named("heal.finished")
+            assert finished["action"] == "halt"
+            assert finished["outcome"] == "ok", finished
+            [failed] = [e for e in log.named("check.failed") if "trip failures_halt" in e["reason"]][:1]
+            assert "insufficient margin" in failed["reason"]
+            [opened] = log.named("incident.opened")
+            assert opened["probable_cause"].startswith("probable: the bot's kill switch tripped (failures_halt)")
+
+            # Horus restarts in the middle: the new daemon says no alert twice, and still sees the trip.
+            assert stop_daemon(daemon) == 0
+            alerts_before = len(log.named("monitor.alert"))
+            daemon = spawn_daemon(config, tmp_path / "state", log.path)
+            wait_until_sync(lambda: len(log.named("horus.started")) == 2, timeout=20)
+            wait_until_sync(
+                lambda: (
+                    "desk: HALTED" in horus("status", "-c", str(config), "--state-dir", str(tmp_path / "state")).stdout
+                ),
+                timeout=20,
+            )
+
+            time.sleep(1.5)  # a few of the bot's cycles while halted: the point is that they send nothing
+            resumed = horus("control", "desk", "resume", "--reason", "margin topped up", "-c", str(config))
+            assert resumed.returncode == 0, resumed.stderr
+            assert "acknowledged resume" in resumed.stdout and "ACTIVE" in resumed.stdout
+            resumed_at = became(control, "active")  # when the bot applied the resume, by its own decision log
+            assert resumed_at > halted_at
+            assert orders_between(exchange, halted_at, resumed_at) == [], "nothing reached the exchange while halted"
+            assert len(log.named("monitor.alert")) - alerts_before <= 1  # at most the mode change, not the trip again
+
+            wait_until_sync(lambda: orders_between(exchange, resumed_at, time.time()), timeout=20)
+            wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
+            assert all(e["action"] == "halt" for e in log.named("heal.started")), "no restart: it was not needed"
+        finally:
+            stop_daemon(daemon)
+            stop_loop(loop)
+
+
+def test_a_stuck_loop_is_halted_then_restarted_and_the_bot_comes_back_halted_until_resumed(tmp_path):
+    control = tmp_path / "control"
+    with exchange_process(tmp_path) as exchange_proc:
+        exchange = ExchangeClient(exchange_proc.url)
+        # Its first run blocks its event loop after 4 s, as a synchronous call in async code does.
+        loop = restart_loop(tmp_path, exchange_proc.url, control, "--block-loop-after", "4")
+        config = write_config(tmp_path, exchange_proc.url, control, heal_cooldown_seconds=1)
+        log = EventLog(tmp_path / "events.jsonl")
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        try:
+            wait_until_sync(lambda: len(log.named("heal.finished")) >= 2, timeout=60)
+            halt, kill = log.named("heal.finished")[:2]
+            assert (halt["action"], halt["outcome"]) == ("halt", "ok"), "the stuck bot's control thread acknowledged"
+            assert kill["action"] == "kill_process", kill
+            halted_at = became(control, "halted")
+
+            # The restart loop brings it back, and it comes back halted: the command outlived the process.
+            wait_until_sync(lambda: log.named("monitor.recovered"), timeout=60)
+            assert mode(control) == "halted"
+            time.sleep(1.0)
+            assert orders_between(exchange, halted_at, time.time()) == []
+            status = horus("status", "-c", str(config), "--state-dir", str(tmp_path / "state"))
+            assert "desk: HALTED (operator halt: Horus healed desk: last cycle" in status.stdout
+
+            resumed = horus("control", "desk", "resume", "--reason", "fixed the blocking call", "-c", str(config))
+            assert resumed.returncode == 0, resumed.stderr
+            wait_until_sync(lambda: orders_between(exchange, time.time() - 1, time.time() + 1), timeout=20)
+        finally:
+            stop_daemon(daemon)
+            stop_loop(loop)
