@@ -135,7 +135,7 @@ class TradingCheck(Check[TradingOptions]):
             # The one that holds the bot where it is: the most restrictive (the oldest among equals).
             first = max(automatic, key=lambda c: _MODE_RANK.get(str(c.get("mode")), -1))
             return "trip", (
-                f"trip {first.get('name')}: {first.get('reason')}; the bot is {describe_mode(dict(status))}. "
+                f"trip {first.get('name')}: {first.get('reason')}; the bot is {str(status.get('mode')).upper()}. "
                 "It stays so until `horus control NAME resume --reason ...`"
             )
         flatten = status.get("flatten")
