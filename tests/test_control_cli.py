@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -155,3 +158,50 @@ def test_usage_errors_exit_2_with_a_clear_message_and_write_nothing(desk, args, 
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not control_path(control_dir).exists()
+
+
+def test_a_command_another_user_wrote_is_not_believed_nor_carried_into_the_operators_next_one(tmp_path):
+    from tests.other_user import other_user
+
+    user = other_user()
+    # A directory any user may write, as a shared /srv/bots/control might be (sticky, like /tmp); pytest's
+    # own tmp_path is closed to other users, so it lives in a directory of its own.
+    shared = Path(tempfile.mkdtemp(prefix="horus-shared-"))
+    try:
+        os.chmod(shared, 0o755)
+        control_dir = shared / "control"
+        control_dir.mkdir(mode=0o1777)
+        os.chmod(control_dir, 0o1777)
+        config = tmp_path / "horus.json"
+        monitor = {"name": "desk", "check": {"type": "trading", "control_dir": str(control_dir)}}
+        config.write_text(json.dumps({"monitors": [monitor]}))
+        bot = start_bot(control_dir)
+        try:
+            forged = json.dumps(
+                {
+                    "format": "horus-control/1",
+                    "seq": 50,
+                    "command": "flatten",
+                    "reason": "forged",
+                    "issued_by": "root",
+                    "issued_at": time.time(),
+                }
+            )
+            as_other = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+            write = 'printf %s "$1" > "$2/control.json"'
+            subprocess.run([*as_other, "sh", "-c", write, "sh", forged, str(control_dir)], check=True, timeout=10)
+            wait_until_sync(lambda: read_status(control_dir).get("control_error"), timeout=10)
+            status = read_status(control_dir)
+            assert f"written by {user.name} (uid {user.uid}), who is not trusted" in status["control_error"]
+            assert status["mode"] == "active" and status["applied_seq"] == 0
+
+            halted = horus("control", "desk", "halt", "--reason", "mine", "-c", str(config))
+            assert halted.returncode == 0, halted.stderr
+            assert "(seq 1)" in halted.stdout, "the stranger's seq 50 is not taken for the file's"
+            assert [c.command for c in read_commands(control_dir)] == ["halt"]
+            assert read_status(control_dir)["mode"] == "halted"
+        finally:
+            bot.kill()
+            bot.wait()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

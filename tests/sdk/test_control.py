@@ -513,6 +513,18 @@ async def test_an_unreadable_previous_status_halts_until_a_resume(control_dir: P
         assert control.mode is Mode.ACTIVE
 
 
+async def test_a_previous_status_any_user_could_have_written_is_not_believed(control_dir: Path) -> None:
+    async with make(control_dir) as control:
+        control.reconciled({})
+    # Someone replaced it with one that has no trips to restore: it must not un-halt the bot.
+    os.chmod(status_path(control_dir), 0o666)
+    async with make(control_dir) as control:
+        control.reconciled({})
+        assert control.mode is Mode.HALTED
+        assert control.cause is not None and control.cause.name == "status_unreadable"
+        assert "not written by this service's user" in control.cause.reason
+
+
 async def test_a_long_disconnect_reduces_then_flattens_once_reconnected(control_dir: Path) -> None:
     clock = Clock()
     book = PaperBook({"BTC-USD": 2.0})

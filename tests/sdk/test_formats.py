@@ -97,3 +97,13 @@ def test_what_is_not_a_heartbeat_is_a_value_error_that_names_the_file(tmp_path, 
     (tmp_path / "hb.json").write_bytes(content)
     with pytest.raises(ValueError, match=r"hb\.json: not a horus-heartbeat/1 file"):
         read_within_seconds(tmp_path / "hb.json")
+
+
+def test_an_atomic_write_never_follows_a_symlink_planted_at_its_temp_name(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "status.json"
+    (tmp_path / f".{target.name}.{os.getpid()}.tmp").symlink_to(victim)
+    write_json_atomic(target, {"format": "x"})
+    assert victim.read_text() == "precious"
+    assert target.read_text() == '{"format":"x"}'

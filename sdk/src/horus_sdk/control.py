@@ -912,6 +912,7 @@ class Control:
     def _restore_previous_status(self, now: float) -> list[Cause]:
         """Bring back what latched in the previous run's status.json, and the seqs it had seen."""
         try:
+            _written_by_this_user(status_path(self.control_dir))
             previous = read_status(self.control_dir)
         except FileNotFoundError:
             return []
@@ -1323,6 +1324,14 @@ class Control:
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning(message + " (said once)", *args)
+
+
+def _written_by_this_user(path: Path) -> None:
+    """Raise OSError unless ``path`` is this service's own file: a status.json another user wrote (in a
+    directory others may write) could drop the trips it must restore, and un-halt the bot."""
+    st = os.lstat(path)
+    if st.st_uid != os.getuid() or st.st_mode & 0o002:
+        raise PermissionError(f"{path}: not written by this service's user (uid {st.st_uid}), not believed")
 
 
 def _reduces(positions: Mapping[str, Any], symbol: str, side: str, quantity: Any) -> bool:

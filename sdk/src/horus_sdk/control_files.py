@@ -290,9 +290,11 @@ def _locked(control_dir: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def _current_commands(control_dir: str | os.PathLike[str]) -> list[Command]:
-    """The commands in the current file; none when it cannot be read (the new command replaces it)."""
+    """The commands in the current file that may be carried over: none when it cannot be read, or when
+    someone other than this user or root wrote it (queued in a new file, a stranger's command would look
+    like this writer's own). The new command replaces them."""
     try:
-        return read_commands(control_dir)
+        return read_commands(control_dir, trusted_uids={os.getuid(), 0})
     except (OSError, ValueError):
         return []
 

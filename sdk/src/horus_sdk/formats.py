@@ -82,7 +82,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with os.fdopen(_create_exclusively(tmp), "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"), default=str)
             f.flush()
             if fsync:
@@ -92,6 +92,20 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_exclusively(path: Path) -> int:
+    """A new file at ``path``, never one that was there: in a directory other users may write, a symlink
+    planted at the temp file's name would otherwise have the write land wherever it points. One left by a
+    crash (or planted) is removed first; unlink removes a symlink itself, never its target."""
+    try:
+        return os.open(path, _CREATE_FLAGS, 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, _CREATE_FLAGS, 0o666)
 
 
 def read_json(path: str | os.PathLike[str], expected_format: str, *, max_bytes: int | None = None) -> dict[str, Any]:
