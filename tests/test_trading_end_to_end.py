@@ -148,6 +148,15 @@ def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes
                 timeout=20,
             )
 
+            # A config reload in the middle changes nothing of what the bot is told or shown.
+            config.write_text(config.read_text().replace('"max_cycle_age_seconds": 2', '"max_cycle_age_seconds": 3'))
+            daemon.send_signal(signal.SIGHUP)
+            wait_until_sync(lambda: log.named("config.reloaded"), timeout=20)
+            incident = horus("incident", "1", "-c", str(config), "--state-dir", str(tmp_path / "state"))
+            assert "probable cause: probable: the bot's kill switch tripped (failures_halt)" in incident.stdout
+            assert "the bot's last decisions before the heal" in incident.stdout
+            assert "control.failure" in incident.stdout and "insufficient margin" in incident.stdout
+
             time.sleep(1.5)  # a few of the bot's cycles while halted: the point is that they send nothing
             resumed = horus("control", "desk", "resume", "--reason", "margin topped up", "-c", str(config))
             assert resumed.returncode == 0, resumed.stderr
