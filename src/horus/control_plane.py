@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from horus import humanize
+from horus.processes import pid_exists
 from horus_sdk.control_files import Command, issue_command, read_status
 
 __all__ = ["ACK_POLL_SECONDS", "Acknowledgement", "describe_mode", "operator_name", "send_command"]
@@ -63,7 +64,7 @@ class Acknowledgement:
         applied = self.status.get("applied_seq")
         said = f"its status.json still says applied_seq {applied}"
         pid = self.status.get("pid")
-        if isinstance(pid, int) and not _alive(pid):
+        if isinstance(pid, int) and not pid_exists(pid):
             said += f", from pid {pid}, which is not running"
         cycle = self.status.get("last_cycle_at")
         if isinstance(cycle, int | float):
@@ -142,14 +143,6 @@ def operator_name(via: str) -> str:
         user = f"uid {os.getuid()}"
     return f"{user} via {via}"
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "group_members",
     "liveness",
     "match_processes",
+    "pid_exists",
     "process_group_of",
     "protected_pids",
     "send_signal",
@@ -99,6 +100,17 @@ def validate_pattern(pattern: str, *, regex: bool) -> str:
             # "main.py|" or "^" would match every process on the machine.
             raise ValueError("this regular expression matches an empty command line, so it matches every process")
     return pattern
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists now (one of another user's counts: signal 0 is refused, not lost)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def protected_pids() -> frozenset[int]:

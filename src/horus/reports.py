@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from horus import humanize
 from horus.control_plane import describe_mode
+from horus.processes import pid_exists
 
 __all__ = ["daemon_state", "render_status", "stale_state_warning"]
 
@@ -21,7 +21,7 @@ def daemon_state(snapshot: dict[str, Any] | None, now: float) -> str:
     if snapshot is None:
         return "never ran with this state dir"
     pid = snapshot.get("pid")
-    alive = isinstance(pid, int) and _pid_alive(pid)
+    alive = isinstance(pid, int) and pid_exists(pid)
     if not snapshot.get("running") or not alive:
         return f"not running (last status {_ago(snapshot.get('written_at'), now)})"
     age = now - float(snapshot.get("written_at") or 0)
@@ -150,12 +150,4 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
         for row in [header, *rows]
     ]
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

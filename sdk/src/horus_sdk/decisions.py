@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from horus_sdk.formats import RefusedFileError, file_kind
+from horus_sdk.formats import RefusedFileError, file_kind, read_up_to
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "MAX_LINE_BYTES", "TAIL_MAX_BYTES", "DecisionLog", "tail"]
 
@@ -279,17 +279,10 @@ def _read_end(path: Path, max_bytes: int) -> tuple[bytes, bool]:
         _refuse_unless_regular(text, st)
         start = max(0, st.st_size - max_bytes)
         os.lseek(fd, start, os.SEEK_SET)
-        chunks: list[bytes] = []
-        left = max_bytes
-        while left > 0:
-            chunk = os.read(fd, min(left, 64 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_up_to(fd, max_bytes)
     finally:
         os.close(fd)
-    return b"".join(chunks), start == 0
+    return data, start == 0
 
 
 def _refuse_unless_regular(path: str, st: os.stat_result) -> None:

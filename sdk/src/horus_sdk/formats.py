@@ -51,6 +51,7 @@ __all__ = [
     "file_kind",
     "read_json",
     "read_regular_file",
+    "read_up_to",
     "write_json_atomic",
 ]
 
@@ -141,20 +142,25 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     fd = os.open(text, _OPEN_FLAGS)
     try:
         _refuse_unless_readable(text, os.fstat(fd), max_bytes)
-        chunks: list[bytes] = []
-        left = max_bytes + 1  # one byte more tells a file that grew past the bound since the look
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_up_to(fd, max_bytes + 1)  # one byte more tells a file that grew past the bound since the look
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > max_bytes:
         raise RefusedFileError(f"{text}: more than {_size(max_bytes)}, larger than a reader takes (not read)")
     return data
+
+
+def read_up_to(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``fd``'s position on, in chunks of at most 1 MiB."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _refuse_unless_readable(path: str, st: os.stat_result, max_bytes: int) -> None:
