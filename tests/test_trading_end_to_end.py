@@ -51,10 +51,14 @@ def stop_loop(loop: subprocess.Popen[bytes]) -> None:
 
 def write_config(tmp_path: Path, url: str, control: Path, **monitor: Any) -> Path:
     config = tmp_path / "horus.json"
+    sent = tmp_path / "notifications.jsonl"
     config.write_text(
         json.dumps(
             {
                 "defaults": {"start_jitter_seconds": 0},
+                # What a person would be sent: every event, through the outbox, to a channel of our own.
+                "notify": [{"name": "phone", "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}"]}],
+                "notify_settings": {"group_seconds": 0.5},
                 "monitors": [
                     {
                         "name": "desk",
@@ -80,6 +84,11 @@ def write_config(tmp_path: Path, url: str, control: Path, **monitor: Any) -> Pat
         )
     )
     return config
+
+
+def sent_text(tmp_path: Path) -> str:
+    path = tmp_path / "notifications.jsonl"
+    return path.read_text() if path.exists() else ""
 
 
 def horus(*args: str) -> subprocess.CompletedProcess[str]:
@@ -168,6 +177,9 @@ def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes
 
             wait_until_sync(lambda: orders_between(exchange, resumed_at, time.time()), timeout=20)
             wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
+            # The person was told: the trading alerts went out through the outbox with the heal.
+            wait_until_sync(lambda: "the bot is now ACTIVE" in sent_text(tmp_path), timeout=20)
+            assert '"kind": "trading_alert"' in sent_text(tmp_path) or '"kind":"trading_alert"' in sent_text(tmp_path)
             assert all(e["action"] == "halt" for e in log.named("heal.started")), "no restart: it was not needed"
         finally:
             stop_daemon(daemon)

@@ -151,3 +151,25 @@ async def test_a_flatten_that_outlasts_the_cycle_limit_is_alive_while_its_attemp
     assert result.reason.startswith("flattening (attempt 3")
     status(tmp_path, cycled_ago=90, updated_ago=60, mode="flattening", flatten={"state": "running", "attempts": 3})
     assert (await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)).status is Status.UNHEALTHY
+
+
+async def test_the_daily_loss_limit_and_a_refused_command_are_alerts_once(tmp_path, probe_ctx):
+    the_check = check(tmp_path)
+    status(tmp_path)
+    await the_check.probe(probe_ctx)
+    loss = {"source": "daily_loss", "name": "daily_loss", "mode": "halted", "reason": "pnl -510 <= -500"}
+    refused = {"seq": 4, "command": "resume", "outcome": "refused", "reason": "expired at 2026-12-01T10:00:00Z"}
+    status(
+        tmp_path,
+        mode="halted",
+        cause=loss,
+        causes=[loss],
+        daily_loss={"pnl": -510.0, "limit": 500.0, "reached": True, "until": time.time() + 3600},
+        control=refused,
+    )
+    result = await the_check.probe(probe_ctx)
+    kinds = {a["kind"]: a for a in result.details["alerts"]}
+    assert {"daily_loss", "trip", "refused", "mode"} <= set(kinds)
+    assert kinds["refused"]["message"] == "the bot refused command seq 4: expired at 2026-12-01T10:00:00Z"
+    assert result.status is Status.UNHEALTHY and result.reason.startswith("trip daily_loss: pnl -510 <= -500")
+    assert "alerts" not in (await the_check.probe(probe_ctx)).details
