@@ -151,6 +151,11 @@ async def test_a_flatten_that_outlasts_the_cycle_limit_is_alive_while_its_attemp
     assert result.reason.startswith("flattening (attempt 3")
     status(tmp_path, cycled_ago=90, updated_ago=60, mode="flattening", flatten={"state": "running", "attempts": 3})
     assert (await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)).status is Status.UNHEALTHY
+    # A flatten a trip asked for is the trip's: a failure, however alive the flatten is.
+    trip = {**TRIP, "mode": "flattening"}
+    status(tmp_path, cycled_ago=90, mode="flattening", causes=[trip], flatten={"state": "running", "attempts": 1})
+    result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY and result.reason.startswith("trip failures_halt")
 
 
 async def test_the_daily_loss_limit_and_a_refused_command_are_alerts_once(tmp_path, probe_ctx):

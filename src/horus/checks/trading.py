@@ -88,12 +88,10 @@ class TradingCheck(Check[TradingOptions]):
         age, since = self._cycle_age(status, now_wall)
         facts["last_cycle_age_seconds"] = None if age is None else round(age, 3)
         limit = self.options.max_cycle_age_seconds
+        # The flatten runs inside one cycle and may outlast the limit; its own progress is the sign of life
+        # then (the status is rewritten after every attempt). What asked for it is judged below all the same.
         flattening = _flattening(status, now_wall, limit)
-        if flattening is not None:
-            # The flatten runs inside one cycle and may outlast the limit; its own progress is the sign of
-            # life then (the status is rewritten after every attempt).
-            return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
-        if age is None or age > limit:
+        if flattening is None and (age is None or age > limit):
             said = "no cycle yet" if status.get("last_cycle_at") is None else "last cycle"
             mode = str(status.get("mode") or "unknown").upper()
             return CheckResult.unhealthy(
@@ -104,7 +102,10 @@ class TradingCheck(Check[TradingOptions]):
         problem = self._problem(status, now_wall)
         if problem is not None:
             condition, reason = problem
-            return CheckResult.unhealthy(reason, condition=condition, recheck_in=limit - age, **common)
+            return CheckResult.unhealthy(reason, condition=condition, recheck_in=limit / 2, **common)
+        if flattening is not None:
+            return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
+        assert age is not None
         return CheckResult.healthy(
             f"cycling (last {humanize.seconds(age)} ago); {describe_mode(dict(status))}",
             recheck_in=limit - age + DEADLINE_MARGIN_SECONDS,
