@@ -170,3 +170,32 @@ def test_a_monitor_name_is_made_safe_for_a_file_name(store, tmp_path):
         reason="refused",
     )
     assert postmortem_path(tmp_path, incident).name == f"2026-02-25-api_gateway@eu-{incident.id}.md"
+
+
+def test_a_trading_bots_postmortem_says_its_mode_and_what_it_saw_before_the_heal(store):
+    incident = open_incident(store, "desk", at=DETECTED, fingerprint="desk-trip", reason="trip failures_halt: ...")
+    trip = {"source": "trip", "name": "failures_halt", "mode": "halted", "reason": "10 rejects or errors in 60 s"}
+    trading = {
+        "control_dir": "/srv/bot/control",
+        "mode": "halted",
+        "cause": trip,
+        "broker": {"connected": False, "reason": "websocket closed"},
+        "exposure": {"positions": {"BTC-USD": 0.5}},
+        "decisions": [
+            {"at": DETECTED - 3, "kind": "signal", "mode": "active", "side": "buy", "permit": {"allowed": True}},
+            {"at": DETECTED - 2, "kind": "control.failure", "mode": "active", "failure": "reject", "text": "margin"},
+            {"at": DETECTED - 1, "kind": "control.trip", "mode": "active", "trip": trip},
+        ],
+    }
+    store.add_snapshot(incident.id, {"format": "horus-snapshot/1", "trading": [trading]}, at=DETECTED + 1)
+    text = render(store, store.get(incident.id), hypotheses=[])
+    assert (
+        "**Trading mode at detection:** HALTED (trip failures_halt: 10 rejects or errors in 60 s); "
+        "broker disconnected (websocket closed); exposure positions {'BTC-USD': 0.5}"
+    ) in text
+    saw = text.split("## What the bot saw (its last decisions before the heal)")[1].split("## Timeline")[0]
+    assert [line for line in saw.splitlines() if line.startswith("- ")] == [
+        "- 03:14:02 UTC signal (ACTIVE): permit=allowed side=buy",
+        "- 03:14:03 UTC control.failure (ACTIVE): failure=reject text=margin",
+        "- 03:14:04 UTC control.trip (ACTIVE): trip=trip/failures_halt (halted): 10 rejects or errors in 60 s",
+    ]

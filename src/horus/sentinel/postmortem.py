@@ -281,6 +281,9 @@ def describe_decision(record: dict[str, Any]) -> str:
             continue
         if isinstance(value, dict) and "allowed" in value:
             value = "allowed" if value.get("allowed") else f"denied: {value.get('reason')}"
+        elif isinstance(value, dict) and "name" in value and "reason" in value:
+            # A cause (a trip, a command) as a person reads it, not as a dict.
+            value = f"{value.get('source', '')}/{value['name']} ({value.get('mode')}): {value['reason']}"
         facts.append(f"{key}={value}")
     return _one_line(f"{when}{record.get('kind', '?')}{mode}: {' '.join(facts)}")[:400]
 
