@@ -142,6 +142,15 @@ def test_a_resume_that_expired_while_the_bot_was_down_is_refused_and_the_halt_be
         bot.wait()
 
 
+def test_a_control_dir_that_does_not_exist_is_a_clear_error(desk):
+    config, control_dir = desk
+    control_dir.rmdir()
+    proc = horus("control", "desk", "halt", "--reason", "x", "-c", str(config))
+    assert proc.returncode == 1
+    assert f"the control dir {control_dir} does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

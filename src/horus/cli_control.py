@@ -88,6 +88,13 @@ def register_control(main: click.Group, load: Callable[[Path], HorusConfig], con
         if not reason.strip():
             click.echo("--reason must say why", err=True)
             sys.exit(EXIT_USAGE)
+        if not directory.is_dir():
+            click.echo(
+                f"{name}: the control dir {directory} does not exist; the bot's horus-sdk Control creates it "
+                "when it first starts (with the permissions the bot needs), so start the bot once first",
+                err=True,
+            )
+            sys.exit(EXIT_PROBLEM)
         if expires_in is None and command == "resume":
             expires_in = DEFAULT_RESUME_EXPIRY_SECONDS
         try:
