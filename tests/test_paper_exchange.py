@@ -576,3 +576,20 @@ def test_the_oldest_finished_orders_are_forgotten_first_but_working_ones_never(m
 
         remembered = [order["client_order_id"] for order in client.get("/orders").body["orders"]]
         assert remembered == ["resting", "filled-2", "filled-3"]
+
+
+def test_fills_are_listed_since_a_fill_id_and_a_forgotten_history_is_never_called_complete():
+    with running_exchange(max_fill=0.4) as exchange:
+        client = ExchangeClient(exchange.url)
+        client.place("a-1", symbol="BTC-USD", side="buy", quantity=1.0)
+        client.place("a-2", symbol="BTC-USD", side="sell", quantity=0.2)
+        everything = client.get("/fills?since=0").body
+        assert [(f["client_order_id"], f["quantity"]) for f in everything["fills"]] == [("a-1", 0.4), ("a-2", 0.2)]
+        assert everything["complete"] is True and everything["next"] == 2
+        after = client.get("/fills?since=1").body
+        assert [f["fill_id"] for f in after["fills"]] == [2]
+        assert client.get("/fills?since=x").status == 400
+
+        exchange._fills.popleft()  # the exchange forgot its oldest fill, as a long-running one does
+        assert exchange.fills(0)["complete"] is False
+        assert exchange.fills(1)["complete"] is True

@@ -55,6 +55,11 @@ JSON, or not the right shape, gets 400 ``{"error": "..."}``; an unknown path 404
     ``{"error", "order"}`` if it is no longer working (filled, rejected or already cancelled).
 ``GET /positions`` ``{"positions": {symbol: signed quantity}}``, non-zero ones only.
 ``GET /prices`` ``{"prices": {symbol: price}}``;  ``GET /time`` ``{"server_time": unix seconds}``.
+``GET /fills?since=N`` every fill after fill id N (0: from the start), oldest first, at most 1,000 a page:
+    ``{"fills": [{"fill_id", "client_order_id", "order_id", "symbol", "side", "quantity", "price", "at"}],
+    "complete": bool, "next": last fill id}``. ``complete`` is false when fills after N were forgotten (only the
+    newest 100,000 are kept) or when the page is full (ask again from ``next``): a bot must never take a
+    partial history for the whole.
 
 Admin, for tests and the demo:
 
@@ -120,6 +125,8 @@ DEFAULT_PRICES: Mapping[str, float] = {"BTC-USD": 50000.0, "ETH-USD": 3000.0}
 FAULTS = ("hang", "reject", "disconnect", "rate_limit")
 MAX_BODY_BYTES = 64 * 1024
 LOG_ENTRIES_KEPT = 100_000
+FILLS_KEPT = 100_000
+FILLS_PAGE = 1000
 ORDERS_KEPT = 100_000
 DEFAULT_REJECT_REASON = "rejected by the paper exchange (injected fault)"
 
@@ -352,6 +359,8 @@ class PaperExchange:
         self._orders: OrderedDict[str, _Order] = OrderedDict()
         self._next_order_number = 1
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_ENTRIES_KEPT)
+        self._fills: deque[dict[str, Any]] = deque(maxlen=FILLS_KEPT)
+        self._next_fill_id = 1
         self._log_file: TextIO | None = None
         self._fault: _Fault | None = None
         self._release = threading.Event()
@@ -454,6 +463,16 @@ class PaperExchange:
         with self._lock:
             order = self._orders.get(client_order_id)
             return order.as_dict() if order else None
+
+    def fills(self, since: int = 0) -> dict[str, Any]:
+        """The fills after fill id ``since``, as ``GET /fills?since=`` answers (a page, and whether it is all)."""
+        with self._lock:
+            oldest = self._fills[0]["fill_id"] if self._fills else self._next_fill_id
+            page = [dict(fill) for fill in self._fills if fill["fill_id"] > since][:FILLS_PAGE]
+            last = self._next_fill_id - 1
+        forgotten = since + 1 < oldest
+        full = bool(page) and page[-1]["fill_id"] < last
+        return {"fills": page, "complete": not forgotten and not full, "next": page[-1]["fill_id"] if page else since}
 
     def orders_received(self) -> list[dict[str, Any]]:
         """The order log: one entry per POST /orders received, oldest first."""
@@ -587,6 +606,19 @@ class PaperExchange:
         order.filled_notional += quantity * price
         signed = quantity if order.side == "buy" else -quantity
         self._positions[order.symbol] = _tidy(self._positions.get(order.symbol, 0.0) + signed)
+        self._fills.append(
+            {
+                "fill_id": self._next_fill_id,
+                "client_order_id": order.client_order_id,
+                "order_id": order.order_id,
+                "symbol": order.symbol,
+                "side": order.side,
+                "quantity": quantity,
+                "price": price,
+                "at": time.time(),
+            }
+        )
+        self._next_fill_id += 1
         order.status = "filled" if order.filled_quantity >= order.quantity else "partially_filled"
 
     def _set_price_locked(self, symbol: str, price: float) -> None:
@@ -804,6 +836,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"prices": exchange.prices()})
         elif segments == ["time"]:
             self._reply(200, {"server_time": time.time()})
+        elif segments == ["fills"]:
+            since = self._one(query, "since") or "0"
+            if not since.isdigit():
+                self._reply(400, {"error": f"since must be a fill id (a whole number), got {since!r}"})
+                return
+            self._reply(200, exchange.fills(int(since)))
         elif segments == ["admin", "orders"]:
             self._reply(200, {"orders": exchange.orders_received()})
         elif segments == ["admin", "faults"]:
@@ -819,7 +857,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._post_fault()
         elif segments == ["admin", "prices"]:
             self._post_price()
-        elif segments in (["positions"], ["prices"], ["time"], ["admin", "orders"]) or (
+        elif segments in (["positions"], ["prices"], ["time"], ["fills"], ["admin", "orders"]) or (
             len(segments) == 2 and segments[0] == "orders"
         ):
             self._wrong_method("GET" if segments != ["orders"] else "GET, POST, DELETE")
