@@ -72,9 +72,9 @@ async def test_a_bot_whose_cycle_is_stale_is_unhealthy_even_with_its_broker_conn
 
 
 async def test_a_bot_that_never_cycled_has_its_whole_limit_from_its_start_then_is_unhealthy(tmp_path, probe_ctx):
-    status(tmp_path, cycled_ago=None, started_ago=5, mode="reconciling")
+    status(tmp_path, cycled_ago=None, started_ago=5, mode="halted")
     assert (await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)).status is Status.HEALTHY
-    status(tmp_path, cycled_ago=None, started_ago=40, mode="reconciling")
+    status(tmp_path, cycled_ago=None, started_ago=40, mode="halted")
     result = await check(tmp_path, max_cycle_age_seconds=30).probe(probe_ctx)
     assert result.status is Status.UNHEALTHY
     assert result.reason.startswith("no cycle yet 40 s ago")
@@ -178,3 +178,14 @@ async def test_the_daily_loss_limit_and_a_refused_command_are_alerts_once(tmp_pa
     assert kinds["refused"]["message"] == "the bot refused command seq 4: expired at 2026-12-01T10:00:00Z"
     assert result.status is Status.UNHEALTHY and result.reason.startswith("trip daily_loss: pnl -510 <= -500")
     assert "alerts" not in (await the_check.probe(probe_ctx)).details
+
+
+async def test_a_bot_still_reconciling_is_not_known_yet_and_failing_once_it_takes_too_long(tmp_path, probe_ctx):
+    status(tmp_path, started_ago=3, mode="reconciling")
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNKNOWN, "a restarted bot is not recovered before it knows its positions"
+    assert result.reason.startswith("reconciling with its broker (3.0 s since it started)")
+    status(tmp_path, started_ago=200, mode="reconciling")
+    result = await check(tmp_path, max_reconciling_seconds=120).probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY
+    assert result.reason.startswith("still reconciling with its broker 200 s after it started, limit 120 s")

@@ -28,6 +28,7 @@ class TradingOptions(CheckOptions):
     control_dir: AbsolutePath
     max_cycle_age_seconds: PositiveSeconds = 30.0
     max_disconnected_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    max_reconciling_seconds: PositiveSeconds = 120.0
 
 
 class TradingCheck(Check[TradingOptions]):
@@ -40,7 +41,10 @@ class TradingCheck(Check[TradingOptions]):
       for (``horus control``, the ``halt`` heal) is not a failure: the result says it, the bot is healthy;
     - a flatten could not close every position (what remains open is named);
     - the broker has been disconnected longer than ``max_disconnected_seconds`` (default 0: at once);
-    - ``control.json`` cannot be read by the bot: the kill switch would not be heard.
+    - ``control.json`` cannot be read by the bot: the kill switch would not be heard;
+    - the bot has been RECONCILING (it does not know its true positions yet) longer than
+      ``max_reconciling_seconds`` (default 120). Before that it is neither healthy nor failing: a recovery
+      after a heal is confirmed only once the restarted bot has reconciled with its broker.
 
     Each new fact is also an alert for notifications, once: a disconnect, orders rejected since the last
     look, the daily loss limit reached, a trip, a command refused, a change of mode, the cycle going stale.
@@ -105,10 +109,32 @@ class TradingCheck(Check[TradingOptions]):
             return CheckResult.unhealthy(reason, condition=condition, recheck_in=limit / 2, **common)
         if flattening is not None:
             return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
+        if status.get("mode") == Mode.RECONCILING:
+            return self._reconciling(status, now_wall, common)
         assert age is not None
         return CheckResult.healthy(
             f"cycling (last {humanize.seconds(age)} ago); {describe_mode(dict(status))}",
             recheck_in=limit - age + DEADLINE_MARGIN_SECONDS,
+            **common,
+        )
+
+    def _reconciling(self, status: Mapping[str, Any], now_wall: float, common: dict[str, Any]) -> CheckResult:
+        """A bot that does not know its true positions yet is neither working nor failing: its recovery is
+        not confirmed until it has reconciled with its broker. One that stays so too long is failing."""
+        started = status.get("started_at")
+        since = max(0.0, now_wall - float(started)) if isinstance(started, int | float) else 0.0
+        limit = self.options.max_reconciling_seconds
+        if since > limit:
+            return CheckResult.unhealthy(
+                f"still reconciling with its broker {humanize.seconds(since)} after it started, limit "
+                f"{humanize.seconds(limit)}: it sends no order until it knows its positions",
+                condition="reconciling",
+                **common,
+            )
+        return CheckResult.unknown(
+            f"reconciling with its broker ({humanize.seconds(since)} since it started): no order until it knows "
+            "its positions",
+            recheck_in=min(1.0, limit - since + DEADLINE_MARGIN_SECONDS),
             **common,
         )
 
