@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import time
 from collections.abc import Mapping
@@ -263,6 +264,21 @@ def test_a_report_that_does_not_make_sense_is_incomplete_and_says_why(bad: Broke
     assert result.incomplete_reason is not None and words in result.incomplete_reason
 
 
+def test_a_journal_state_may_be_an_enum_as_the_journal_keeps_it() -> None:
+    class OrderState(enum.Enum):
+        ACKED = "acked"
+        FILLED = "filled"
+
+    result = reconcile(
+        [known("h3-1", state=OrderState.ACKED), known("h3-2", state=OrderState.FILLED, filled_quantity=1.0)],
+        {"BTC-USD": 1.0},
+        report([], {"BTC-USD": 1.0}),
+        current_epoch=EPOCH,
+    )
+    # The ACKED one may be working and is not at the broker; the FILLED one is done.
+    assert kinds(result) == [("lost", "BTC-USD", "h3-1"), ("matched", "BTC-USD", None)]
+
+
 # -- what a person and status.json read ------------------------------------------------------------------------
 
 
@@ -419,6 +435,22 @@ async def test_a_fetcher_that_raises_makes_the_report_incomplete_and_names_the_e
     assert not result.complete
     assert result.incomplete_reason is not None
     assert "fetch_fills_since" in result.incomplete_reason and "connection reset by peer" in result.incomplete_reason
+
+
+async def test_a_fetcher_cancelled_on_its_own_is_incomplete_but_cancelling_run_reconcile_cancels_it() -> None:
+    fake = FakeBroker()
+    fake.fail["orders"] = asyncio.CancelledError()
+    result = await fake.run()
+    assert not result.complete and "fetch_open_orders" in (result.incomplete_reason or "")
+
+    fake = FakeBroker()
+    fake.hang.add("fills")
+    task = asyncio.create_task(fake.run())
+    while not fake.since:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_a_fetcher_can_say_itself_that_its_answer_is_incomplete() -> None:

@@ -42,6 +42,11 @@ Fills are fetched since the checkpoint the caller gives, not over a fixed window
 checkpoint are summed into its cumulative filled quantity (an order the broker still has open reports its own),
 and the journal's quantity is never lowered; so the checkpoint must come no later than the first fill of any
 order the journal has not finished. A fill id seen twice counts once.
+
+INTENT, SENT and UNRESOLVED orders count as possibly working: resolve them by client id first (the journal's
+in-doubt orders), or those the broker has not open and no fill explains are reported lost. Our ids are told from
+anyone else's by their format (``epoch_of``): two bots sharing one account need ids that tell them apart, or
+each would cancel the other's orders as stale.
 """
 
 from __future__ import annotations
