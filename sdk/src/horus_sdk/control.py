@@ -659,6 +659,18 @@ class Control:
                 self._dirty = True
         self._flush()
 
+    def order_unresolved(self, client_order_id: str, why: str) -> None:
+        """An order was sent and nothing tells what became of it: REDUCING, latched until a resume (and
+        through restarts), once per order id. :func:`horus_sdk.orders.submit` calls it."""
+        # The id (A-Za-z0-9_-, no spaces) opens the reason, which is how a restored cause is known again.
+        opening = f"order {client_order_id} "
+        with self._lock:
+            if any(c.name == "unresolved_order" and c.reason.startswith(opening) for c in self._causes):
+                return
+            reason = f"{opening}is unresolved ({why}): only orders that reduce a position until it is resolved"
+            self._trip(Cause("trip", "unresolved_order", Mode.REDUCING, reason, self._wall(), latched=True))
+        self._flush()
+
     def daily_pnl(self, pnl: float) -> None:
         """Today's realized plus unrealized pnl (negative: a loss), for the daily loss limit. After the
         daily reset, give the new day's figure: yesterday's loss reported again trips again."""
