@@ -333,3 +333,15 @@ def test_a_missing_directory_is_created(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "state" / "bot").iterdir() if not p.name.endswith(("-wal", "-shm"))] == [
         "orders.db"
     ]
+
+
+def test_a_chosen_id_prefix_keeps_two_services_on_one_account_apart(tmp_path):
+    from horus_sdk.journal import epoch_of_client_order_id
+
+    with OrderJournal(tmp_path / "a.db", id_prefix="bot") as bot, OrderJournal(tmp_path / "b.db", id_prefix="bo") as bo:
+        mine, theirs = bot.new_client_order_id(), bo.new_client_order_id()
+        assert (mine, theirs) == ("bot_1-1", "bo_1-1")
+        assert bot.epoch_of(mine) == 1 and bot.epoch_of(theirs) is None and bo.epoch_of(mine) is None
+        assert epoch_of_client_order_id(mine) is None, "not the default service's either"
+    with pytest.raises(ValueError, match="id_prefix"):
+        OrderJournal(tmp_path / "c.db", id_prefix="9bad")

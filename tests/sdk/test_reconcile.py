@@ -335,11 +335,15 @@ async def test_only_a_complete_reconciliation_ends_reconciling(tmp_path: Path) -
         incomplete = reconcile([], {}, BrokerReport([], {}, [], False, "timed out"), current_epoch=EPOCH)
         assert incomplete.adopt(control) is False
         assert control.mode is Mode.RECONCILING
+        assert control.status()["reconcile"]["complete"] is False, "the status says why it still reconciles"
 
         mismatch = reconcile([], {"BTC-USD": 1.0}, report([], {"BTC-USD": 2.0}), current_epoch=EPOCH)
-        assert mismatch.adopt(control) is True  # the broker wins: trade on its positions, and open an incident
-        assert control.mode is Mode.ACTIVE
+        assert mismatch.adopt(control) is True
+        # The broker wins (its positions are adopted), and until a person looks, only reducing orders go out.
+        assert control.mode is Mode.REDUCING
+        assert control.cause is not None and control.cause.name == "reconcile_mismatch"
         assert control.status()["exposure"]["positions"] == {"BTC-USD": 2.0}
+        assert control.status()["reconcile"]["incident"] is True
 
 
 # -- run_reconcile ---------------------------------------------------------------------------------------------

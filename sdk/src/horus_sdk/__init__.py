@@ -9,6 +9,9 @@ from horus_sdk.control_files import Mode
 from horus_sdk.deadline import DeadlineExceeded, StreamStalled, deadline, guard_stream
 from horus_sdk.formats import crash_summary
 from horus_sdk.heartbeat import Heartbeat
+from horus_sdk.journal import JournalEntry, JournalError, OrderJournal, OrderState
+from horus_sdk.orders import resolve_in_doubt, submit
+from horus_sdk.reconcile import BrokerReport, Reconciliation, reconcile, run_reconcile
 from horus_sdk.watchdog import LoopWatchdog
 
 __version__ = "0.1.0"
@@ -16,17 +19,27 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockingDetector",
     "BlockingReport",
+    "BrokerReport",
     "Control",
     "DeadlineExceeded",
     "Heartbeat",
+    "JournalEntry",
+    "JournalError",
     "LoopWatchdog",
     "Mode",
     "Order",
+    "OrderJournal",
+    "OrderState",
     "Permit",
+    "Reconciliation",
     "StreamStalled",
     "Trips",
     "__version__",
     "crash_summary",
     "deadline",
     "guard_stream",
+    "reconcile",
+    "resolve_in_doubt",
+    "run_reconcile",
+    "submit",
 ]

@@ -41,6 +41,10 @@ trip        disconnect_flatten                FLATTENING -> HALTED    broker dis
                                                                       flatten waits for the reconnect
 trip        status_unreadable                 HALTED                  the previous status.json unreadable at
                                                                       start: its latched trips may be lost
+trip        unresolved_order                  REDUCING                an order sent and never answered (its
+                                                                      lookups found nothing) / resume
+trip        reconcile_mismatch                REDUCING                the broker disagreed with the bot's
+                                                                      memory at start / resume
 daily_loss  daily_loss                        FLATTENING -> HALTED    daily loss limit / the next reset time
 =========== ================================= ======================= =====================================
 
@@ -422,6 +426,7 @@ class Control:
         self._dirty = False  # a routine change (counters, positions) for the next cycle's write
         self._status_written_at = -math.inf
         self._warned: set[str] = set()
+        self._reconcile: dict[str, Any] | None = None  # what the last reconcile found, for status.json
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._handover = Handover(self.poll_interval)
@@ -593,16 +598,39 @@ class Control:
 
     # -- what the bot tells --------------------------------------------------------------------------------
 
-    def reconciled(self, positions: Mapping[str, float] | None = None) -> None:
-        """The bot knows its true positions (given here, or by ``set_positions``): RECONCILING ends."""
+    def reconciled(self, positions: Mapping[str, float] | None = None, *, report: Any = None) -> None:
+        """The bot knows its true positions (given here, or by ``set_positions``): RECONCILING ends.
+
+        ``report`` is what the reconcile found (``horus_sdk.reconcile.Reconciliation``): its ``to_json()`` is
+        shown in status.json's ``reconcile``, and one that found a mismatch (the broker disagreed with what the
+        bot remembered; the broker's positions win) latches REDUCING until a resume, so that a person looks
+        before the bot adds exposure on the strength of a memory that was wrong.
+        """
         with self._lock:
             if positions is not None:
                 self._set_positions(positions)
+            if report is not None:
+                self._note_reconcile(report)
+                if getattr(report, "incident", False) and not self._has("reconcile_mismatch"):
+                    reason = f"the broker disagreed with the bot's memory at start: {report.summary()}"
+                    self._trip(Cause("trip", "reconcile_mismatch", Mode.REDUCING, reason, self._wall(), latched=True))
             before = len(self._causes)
             self._causes = [c for c in self._causes if not (c.source == "start" and c.name == "reconciling")]
             if len(self._causes) != before:
                 self._changed()
         self._flush()
+
+    def reconcile_incomplete(self, report: Any) -> None:
+        """A reconcile that could not finish (the broker's report was incomplete): shown in status.json's
+        ``reconcile``; the bot stays in RECONCILING and sends nothing on partial knowledge."""
+        with self._lock:
+            self._note_reconcile(report)
+            self._changed()
+        self._flush()
+
+    def _note_reconcile(self, report: Any) -> None:
+        self._reconcile = report.to_json()
+        self._record("control.reconcile", summary=report.summary(), clean=bool(report.clean))
 
     def set_positions(self, positions: Mapping[str, float]) -> None:
         """The open positions, signed quantities by symbol (what REDUCING and stale feeds judge by)."""
@@ -1322,6 +1350,7 @@ class Control:
             "stale_feeds": {feed: round(age, 3) for feed, age in self._stale_ages.items()},
             "latched": [c.to_json() for c in self._causes if c.latched],
             "decision_log": str(self.decisions.path),
+            "reconcile": self._reconcile,
         }
 
     # -- the decision log and our own failures -------------------------------------------------------------

@@ -55,6 +55,7 @@ from types import TracebackType
 from typing import Any, TypeGuard
 
 __all__ = [
+    "DEFAULT_ID_PREFIX",
     "FINAL_STATES",
     "IN_DOUBT_STATES",
     "OPEN_STATES",
@@ -63,11 +64,43 @@ __all__ = [
     "JournalEvent",
     "OrderJournal",
     "OrderState",
+    "epoch_of_client_order_id",
+    "format_client_order_id",
 ]
 
 FORMAT = "horus-order-journal"
 VERSION = 1
 CLIENT_ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+DEFAULT_ID_PREFIX = "h"
+_ID_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,7}")
+_DEFAULT_ID = re.compile(r"h([0-9A-Za-z]{1,12})-([0-9A-Za-z]{1,19})")
+
+
+def format_client_order_id(prefix: str, epoch: int, counter: int) -> str:
+    """``h<epoch>-<counter>`` (base 36) with the default prefix, ``<prefix>_<epoch>-<counter>`` with another.
+
+    Two services that trade on one account need distinct prefixes: each takes the other's ids for its own
+    otherwise, and a reconcile cancels the other's open orders as stale. The ``_`` after a chosen prefix keeps
+    every two prefixes apart (``bot_1-2`` is never ``bo``'s), and the default format has none.
+    """
+    head = prefix if prefix == DEFAULT_ID_PREFIX else f"{prefix}_"
+    return f"{head}{_base36(epoch)}-{_base36(counter)}"
+
+
+def epoch_of_client_order_id(client_order_id: str, prefix: str = DEFAULT_ID_PREFIX) -> int | None:
+    """The epoch in one of this service's client order ids (see :func:`format_client_order_id`), or None
+    when the id is not one of its own."""
+    if not isinstance(client_order_id, str):
+        return None
+    if prefix == DEFAULT_ID_PREFIX:
+        match = _DEFAULT_ID.fullmatch(client_order_id)
+    elif client_order_id.startswith(f"{prefix}_"):
+        match = _DEFAULT_ID.fullmatch("h" + client_order_id[len(prefix) + 1 :])
+    else:
+        match = None
+    return int(match.group(1), 36) if match else None
+
+
 """What every major exchange accepts as a client order id."""
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_SECONDS = 10.0
@@ -201,7 +234,16 @@ class OrderJournal:
     time, for ``created_at``/``updated_at`` and the events. Use as a context manager, or ``close()`` it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        id_prefix: str = DEFAULT_ID_PREFIX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not _ID_PREFIX.fullmatch(id_prefix):
+            raise ValueError(f"id_prefix must be a letter then up to 7 letters or digits, got {id_prefix!r}")
+        self.id_prefix = id_prefix
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
@@ -360,6 +402,10 @@ class OrderJournal:
 
     # -- ids and intents -----------------------------------------------------------------------------------
 
+    def epoch_of(self, client_order_id: str) -> int | None:
+        """The epoch of one of this journal's ids (its prefix), or None: what ``reconcile(epoch_of=...)`` needs."""
+        return epoch_of_client_order_id(client_order_id, self.id_prefix)
+
     def new_client_order_id(self) -> str:
         """A client order id never used before by this journal (the counter is committed with it)."""
         with self.transaction():
@@ -394,7 +440,7 @@ class OrderJournal:
 
     def _next_id(self) -> str:
         (counter,) = self._one("UPDATE meta SET value = value + 1 WHERE key = 'counter' RETURNING value")
-        cid = f"h{_base36(self.epoch)}-{_base36(int(counter))}"
+        cid = format_client_order_id(self.id_prefix, self.epoch, int(counter))
         assert CLIENT_ORDER_ID_PATTERN.fullmatch(cid), f"client order id {cid!r} is not 1-32 of A-Za-z0-9_-"
         return cid
 

@@ -54,12 +54,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+from horus_sdk.journal import epoch_of_client_order_id
 
 __all__ = [
     "DIFFERENCES_LIMIT",
@@ -83,16 +84,9 @@ DIFFERENCES_LIMIT = 50
 """``to_json()`` lists at most this many differences (and orders to cancel); the counts cover them all."""
 
 # The journal's id: "h" + base36(epoch) + "-" + base36(counter), at most 32 characters in all.
-_OUR_ID = re.compile(r"h([0-9A-Za-z]{1,12})-([0-9A-Za-z]{1,19})")
 _FINAL_STATES = frozenset({"FILLED", "REJECTED", "CANCELED", "CANCELLED"})
 _SIDES = {"buy": 1.0, "sell": -1.0}
 _PROBLEMS_SHOWN = 3
-
-
-def epoch_of_client_order_id(client_order_id: str) -> int | None:
-    """The epoch in one of our client order ids (``h<epoch>-<counter>``, base 36), or None if it is not ours."""
-    match = _OUR_ID.fullmatch(client_order_id) if isinstance(client_order_id, str) else None
-    return int(match.group(1), 36) if match else None
 
 
 class Kind(StrEnum):
@@ -251,7 +245,9 @@ class FillToApply:
 class Reconciles(Protocol):
     """What ``adopt()`` needs of the control plane (:class:`horus_sdk.control.Control` is one)."""
 
-    def reconciled(self, positions: Mapping[str, float] | None = None) -> None: ...
+    def reconciled(self, positions: Mapping[str, float] | None = None, *, report: Any = None) -> None: ...
+
+    def reconcile_incomplete(self, report: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -287,11 +283,13 @@ class Reconciliation:
         return tuple(item for item in self.items if item.kind is not Kind.MATCHED)
 
     def adopt(self, control: Reconciles) -> bool:
-        """End RECONCILING with the broker's positions if the report was complete; an incomplete one changes
-        nothing (the bot stays in RECONCILING). Returns whether it did."""
+        """End RECONCILING with the broker's positions if the report was complete (a mismatch latches
+        REDUCING, see ``Control.reconciled``); an incomplete one is only shown in status.json and the bot stays
+        in RECONCILING. Returns whether RECONCILING ended."""
         if not self.complete or self.positions is None:
+            control.reconcile_incomplete(self)
             return False
-        control.reconciled(self.positions)
+        control.reconciled(self.positions, report=self)
         return True
 
     def summary(self) -> str:
