@@ -68,7 +68,10 @@ def render_status(snapshot: dict[str, Any] | None, channels: Sequence[dict[str, 
     trading = [(m["name"], m["trading"]) for m in monitors if isinstance(m.get("trading"), dict)]
     if trading:
         lines += ["", "Trading:"]
-        lines += [f"  {name}: {describe_mode(facts)}" for name, facts in trading]
+        for name, facts in trading:
+            lines.append(f"  {name}: {describe_mode(facts)}")
+            if facts.get("reconcile"):
+                lines.append(f"    last reconcile: {facts['reconcile']}")
     disabled = (snapshot or {}).get("disabled") or []
     if disabled:
         lines.append(f"disabled: {', '.join(disabled)}")

@@ -189,3 +189,11 @@ async def test_a_bot_still_reconciling_is_not_known_yet_and_failing_once_it_take
     result = await check(tmp_path, max_reconciling_seconds=120).probe(probe_ctx)
     assert result.status is Status.UNHEALTHY
     assert result.reason.startswith("still reconciling with its broker 200 s after it started, limit 120 s")
+
+
+async def test_a_bot_held_in_reconciling_by_an_incomplete_report_says_why(tmp_path, probe_ctx):
+    why = "not reconciled: the broker's report is incomplete (fills: timed out); staying in RECONCILING"
+    status(tmp_path, started_ago=3, mode="reconciling", reconcile={"complete": False, "summary": why})
+    result = await check(tmp_path).probe(probe_ctx)
+    assert result.status is Status.UNKNOWN
+    assert result.reason.endswith(f"its positions; {why}")

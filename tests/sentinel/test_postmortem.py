@@ -199,3 +199,23 @@ def test_a_trading_bots_postmortem_says_its_mode_and_what_it_saw_before_the_heal
         "- 03:14:03 UTC control.failure (ACTIVE): failure=reject text=margin",
         "- 03:14:04 UTC control.trip (ACTIVE): trip=trip/failures_halt (halted): 10 rejects or errors in 60 s",
     ]
+
+
+def test_a_reconcile_that_was_not_clean_is_in_the_postmortem_with_its_differences(store):
+    incident = open_incident(store, "desk", at=DETECTED, fingerprint="desk-reconcile", reason="trip reconcile_mismatch")
+    reconciled = {
+        "complete": True,
+        "clean": False,
+        "summary": "reconciled: 2 matched, 0 external kept, 1 mismatch",
+        "differences": [
+            {"kind": "mismatch", "symbol": "BTC-USD", "client_order_id": None, "detail": "we hold 0.5, the broker 0.7"}
+        ],
+        "differences_left_off": 3,
+    }
+    trading = {"mode": "reducing", "cause": {"source": "trip", "name": "reconcile_mismatch"}, "reconcile": reconciled}
+    store.add_snapshot(incident.id, {"format": "horus-snapshot/1", "trading": [trading]}, at=DETECTED + 1)
+    text = render(store, store.get(incident.id), hypotheses=[])
+    assert f"**Last reconcile with the broker:** {reconciled['summary']}" in text
+    differences = text.split("## Differences with the broker (the broker's figures win)")[1].split("##")[0]
+    assert "- mismatch BTC-USD: we hold 0.5, the broker 0.7" in differences
+    assert "- ... and 3 more" in differences

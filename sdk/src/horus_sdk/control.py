@@ -43,8 +43,8 @@ trip        status_unreadable                 HALTED                  the previo
                                                                       start: its latched trips may be lost
 trip        unresolved_order                  REDUCING                an order sent and never answered (its
                                                                       lookups found nothing) / resume
-trip        reconcile_mismatch                REDUCING                the broker disagreed with the bot's
-                                                                      memory at start / resume
+trip        reconcile_mismatch                REDUCING                a reconcile that was not clean: the
+                                                                      broker disagreed with the bot / resume
 daily_loss  daily_loss                        FLATTENING -> HALTED    daily loss limit / the next reset time
 =========== ================================= ======================= =====================================
 
@@ -602,17 +602,17 @@ class Control:
         """The bot knows its true positions (given here, or by ``set_positions``): RECONCILING ends.
 
         ``report`` is what the reconcile found (``horus_sdk.reconcile.Reconciliation``): its ``to_json()`` is
-        shown in status.json's ``reconcile``, and one that found a mismatch (the broker disagreed with what the
-        bot remembered; the broker's positions win) latches REDUCING until a resume, so that a person looks
-        before the bot adds exposure on the strength of a memory that was wrong.
+        shown in status.json's ``reconcile``, and one that was not clean (a quantity the broker disagreed on,
+        whose positions win; an order the bot thought open that the broker does not know) latches REDUCING
+        until a resume, so that a person looks before the bot adds exposure on a memory that was wrong.
         """
         with self._lock:
             if positions is not None:
                 self._set_positions(positions)
             if report is not None:
                 self._note_reconcile(report)
-                if getattr(report, "incident", False) and not self._has("reconcile_mismatch"):
-                    reason = f"the broker disagreed with the bot's memory at start: {report.summary()}"
+                if not getattr(report, "clean", True) and not self._has("reconcile_mismatch"):
+                    reason = f"the broker disagreed with the bot's memory: {report.summary()}"
                     self._trip(Cause("trip", "reconcile_mismatch", Mode.REDUCING, reason, self._wall(), latched=True))
             before = len(self._causes)
             self._causes = [c for c in self._causes if not (c.source == "start" and c.name == "reconciling")]

@@ -87,6 +87,7 @@ class TradingCheck(Check[TradingOptions]):
             "applied_seq": status.get("applied_seq"),
             "broker_connected": _broker(status).get("connected"),
             "exposure": status.get("exposure"),
+            "reconcile": _dict(status, "reconcile").get("summary"),
         }
         common: dict[str, Any] = {"pid": pid, "instance": f"{pid}:{status.get('started_at')}", "trading": facts}
         age, since = self._cycle_age(status, now_wall)
@@ -127,13 +128,16 @@ class TradingCheck(Check[TradingOptions]):
         if since > limit:
             return CheckResult.unhealthy(
                 f"still reconciling with its broker {humanize.seconds(since)} after it started, limit "
-                f"{humanize.seconds(limit)}: it sends no order until it knows its positions",
+                f"{humanize.seconds(limit)}: it sends no order until it knows its positions"
+                + (f"; {_dict(status, 'reconcile').get('summary')}" if _dict(status, "reconcile") else ""),
                 condition="reconciling",
                 **common,
             )
+        last = _dict(status, "reconcile")
+        why = f"; {last['summary']}" if last.get("complete") is False and last.get("summary") else ""
         return CheckResult.unknown(
             f"reconciling with its broker ({humanize.seconds(since)} since it started): no order until it knows "
-            "its positions",
+            f"its positions{why}",
             recheck_in=min(1.0, limit - since + DEADLINE_MARGIN_SECONDS),
             **common,
         )

@@ -139,6 +139,9 @@ def render_postmortem(
     trading = _trading_at_detection(snapshots)
     if trading is not None:
         field("Trading mode at detection", _trading_mode(trading))
+        reconciled = trading.get("reconcile")
+        if isinstance(reconciled, dict) and reconciled.get("summary"):
+            field("Last reconcile with the broker", _one_line(str(reconciled["summary"])))
     cause, evidence, others = _root_cause(incident, ranked)
     field("Root cause (probable)", cause)
     if evidence:
@@ -164,6 +167,11 @@ def render_postmortem(
             lines.extend(f"  {line}" for line in _quoted(hypothesis.evidence))
         lines.append("")
 
+    differences = _reconcile_differences(trading)
+    if differences:
+        lines.extend(["## Differences with the broker (the broker's figures win)", ""])
+        lines.extend(f"- {line}" for line in differences)
+        lines.append("")
     decisions = trading.get("decisions") if trading is not None else None
     if isinstance(decisions, list) and decisions:
         lines.extend(["## What the bot saw (its last decisions before the heal)", ""])
@@ -255,6 +263,22 @@ def _trading_at_detection(snapshots: Sequence[Snapshot]) -> dict[str, Any] | Non
     entries = snapshots[0].data.get("trading")
     first = entries[0] if isinstance(entries, list) and entries else None
     return first if isinstance(first, dict) else None
+
+
+def _reconcile_differences(trading: dict[str, Any] | None) -> list[str]:
+    """What the bot's last reconcile found that did not match, each as a line (the reconcile's own words)."""
+    reconciled = trading.get("reconcile") if trading is not None else None
+    if not isinstance(reconciled, dict):
+        return []
+    lines = []
+    for item in reconciled.get("differences") or []:
+        if isinstance(item, dict):
+            where = " ".join(str(item[key]) for key in ("symbol", "client_order_id") if item.get(key))
+            lines.append(_one_line(f"{item.get('kind')} {where}: {item.get('detail')}"))
+    left_off = reconciled.get("differences_left_off")
+    if isinstance(left_off, int) and left_off > 0:
+        lines.append(f"... and {left_off} more")
+    return lines
 
 
 def _trading_mode(entry: dict[str, Any]) -> str:

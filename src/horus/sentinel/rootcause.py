@@ -1269,6 +1269,14 @@ _TRIP_ADVICE = {
         "The daily loss limit did its job: review what lost money before the reset time, when the bot resumes "
         "by itself; change the limit only on purpose."
     ),
+    "unresolved": (
+        "An order was sent and never answered, and looking it up by its client order id found nothing: check it "
+        "on the exchange; once its fate is known, `horus control NAME resume --reason ...`. The bot never resends it."
+    ),
+    "reconcile": (
+        "The bot's memory and the broker disagreed when it reconciled (the differences are listed): find why (an "
+        "order placed by hand, a fill it missed), then resume; its positions are now the broker's."
+    ),
     "status_unreadable": (
         "The bot's previous status.json could not be read at start, so it halted rather than forget a trip: "
         "find what damaged it (a full disk, another writer), then resume."

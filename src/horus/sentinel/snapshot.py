@@ -950,6 +950,7 @@ _TRADING_FIELDS = (
     "flatten",
     "daily_loss",
     "stale_feeds",
+    "reconcile",
 )
 DECISIONS_KEPT = 20
 
