@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -593,3 +594,53 @@ def test_fills_are_listed_since_a_fill_id_and_a_forgotten_history_is_never_calle
         exchange._fills.popleft()  # the exchange forgot its oldest fill, as a long-running one does
         assert exchange.fills(0)["complete"] is False
         assert exchange.fills(1)["complete"] is True
+
+
+def test_a_forgotten_fills_history_has_no_next_page_that_could_make_it_look_whole():
+    with running_exchange() as exchange:
+        client = ExchangeClient(exchange.url)
+        client.place("b-1")
+        client.place("b-2")
+        exchange._fills.popleft()
+        forgotten = client.get("/fills?since=0").body
+        assert forgotten["complete"] is False and forgotten["next"] is None, forgotten
+
+
+def test_the_fills_endpoint_can_be_made_unavailable_or_incomplete_and_mended():
+    with running_exchange() as exchange:
+        client = ExchangeClient(exchange.url)
+        client.place("c-1")
+        assert client.request("POST", "/admin/fills", {"answer": "unavailable"}).status == 200
+        assert client.get("/fills?since=0").status == 503
+        client.request("POST", "/admin/fills", {"answer": "incomplete"})
+        broken = client.get("/fills?since=0").body
+        assert broken["complete"] is False and broken["next"] is None, broken
+        assert client.request("POST", "/admin/fills", {"answer": "sometimes"}).status == 400
+        client.request("POST", "/admin/fills", {"answer": "normal"})
+        assert client.get("/fills?since=0").body["complete"] is True
+
+
+def test_a_delayed_order_is_accepted_and_logged_at_once_and_answered_only_later():
+    with running_exchange() as exchange:
+        client = ExchangeClient(exchange.url)
+        set_fault = client.request("POST", "/admin/faults", {"fault": "delay", "count": 1, "seconds": 1.0})
+        assert set_fault.body["fault"] == {
+            "fault": "delay",
+            "count": 1,
+            "reason": paper_exchange.DEFAULT_REJECT_REASON,
+            "seconds": 1.0,
+        }
+        connection = send_order_raw(
+            exchange.url,
+            {"client_order_id": "slow", "symbol": "BTC-USD", "side": "buy", "quantity": 1.0, "type": "market"},
+        )
+        with connection:
+            wait_until_sync(lambda: exchange.order("slow") is not None, timeout=5)
+            logged_at = time.monotonic()
+            assert outcomes(exchange) == [("slow", "filled")], "the order was accepted before any answer"
+            connection.settimeout(5)
+            answer = connection.recv(65536)
+            assert time.monotonic() - logged_at > 0.5, "the answer was held back"
+            assert b"200" in answer.split(b"\r\n", 1)[0]
+        assert client.place("quick").body["status"] == "filled", "the count is used up: the next is answered at once"
+        assert client.request("POST", "/admin/faults", {"fault": "delay", "seconds": 0}).status == 400

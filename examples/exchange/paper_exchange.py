@@ -10,7 +10,8 @@ In Python::
     with PaperExchange({"BTC-USD": 50000.0}, max_fill=0.3, order_log=path) as exchange:
         exchange.url                      # "http://127.0.0.1:PORT"
         exchange.set_price("BTC-USD", 49000.0)
-        exchange.inject("hang", count=1)  # or "reject", "disconnect", "rate_limit"
+        exchange.inject("hang", count=1)  # or "reject", "disconnect", "rate_limit", "delay" (seconds=...)
+        exchange.set_fills_answer("unavailable")  # or "incomplete"; "normal" again to mend it
         exchange.orders_received()        # the order log
 
 As a script (runs until SIGTERM or SIGINT, then exits 0; argument errors exit 2)::
@@ -59,12 +60,13 @@ JSON, or not the right shape, gets 400 ``{"error": "..."}``; an unknown path 404
     ``{"fills": [{"fill_id", "client_order_id", "order_id", "symbol", "side", "quantity", "price", "at"}],
     "complete": bool, "next": last fill id}``. ``complete`` is false when fills after N were forgotten (only the
     newest 100,000 are kept) or when the page is full (ask again from ``next``): a bot must never take a
-    partial history for the whole.
+    partial history for the whole. When fills were forgotten, ``next`` is null: there is no page that would
+    make the history whole, so a client that pages on ``next`` cannot be led to think it is.
 
 Admin, for tests and the demo:
 
-``POST /admin/faults`` ``{"fault": "hang"|"reject"|"disconnect"|"rate_limit", "count": N or null,
-    "reason": text}`` puts one fault in force for the next N valid ``POST /orders`` (null: until cleared),
+``POST /admin/faults`` ``{"fault": "hang"|"reject"|"disconnect"|"rate_limit"|"delay", "count": N or null,
+    "reason": text, "seconds": S}`` puts one fault in force for the next N valid ``POST /orders`` (null: until cleared),
     replacing any earlier fault. Faults touch ``POST /orders`` only, after the request has been read and
     found valid:
 
@@ -76,8 +78,14 @@ Admin, for tests and the demo:
       gets its original and does not use up the count).
     - disconnect: the connection is closed without a reply; the order is not accepted.
     - rate_limit: 429 ``{"error": "rate limited"}`` with ``Retry-After: 1``; the order is not accepted.
+    - delay: the order is accepted (it fills or rests) and logged at once, as usual, but the answer goes out
+      only ``seconds`` (default 1) later, or when the faults are cleared: a client killed meanwhile never
+      hears it, so its order exists at the exchange while its own record says only that it was sent.
 ``DELETE /admin/faults`` clears the fault and lets every held connection go: ``{"cleared": true}``
 ``GET /admin/faults`` ``{"fault": {"fault", "count", "reason"} or null, "held_connections": N}``
+``POST /admin/fills`` ``{"answer": "normal"|"unavailable"|"incomplete"}``: how ``GET /fills`` answers from now
+    on: as documented; 503 ``{"error"}``; or a page with ``complete`` false and ``next`` null (a broker that
+    lost part of its history). ``{"answer": ...}`` back.
 ``POST /admin/prices`` ``{"symbol", "price"}`` sets a price (and fills the limit orders it crosses).
 ``GET /admin/orders`` the order log: ``{"orders": [entry, ...]}``, oldest first.
 
@@ -122,7 +130,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = ["DEFAULT_PRICES", "FAULTS", "MAX_BODY_BYTES", "PaperExchange", "main"]
 
 DEFAULT_PRICES: Mapping[str, float] = {"BTC-USD": 50000.0, "ETH-USD": 3000.0}
-FAULTS = ("hang", "reject", "disconnect", "rate_limit")
+FAULTS = ("hang", "reject", "disconnect", "rate_limit", "delay")
+FILLS_ANSWERS = ("normal", "unavailable", "incomplete")
+DEFAULT_DELAY_SECONDS = 1.0
 MAX_BODY_BYTES = 64 * 1024
 LOG_ENTRIES_KEPT = 100_000
 FILLS_KEPT = 100_000
@@ -134,7 +144,7 @@ DEFAULT_REJECT_REASON = "rejected by the paper exchange (injected fault)"
 # escaping there; exchanges restrict theirs the same way.
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ORDER_FIELDS = frozenset({"client_order_id", "symbol", "side", "quantity", "type", "price"})
-_FAULT_FIELDS = frozenset({"fault", "count", "reason"})
+_FAULT_FIELDS = frozenset({"fault", "count", "reason", "seconds"})
 _STATUSES = ("open", "partially_filled", "filled", "rejected", "cancelled")
 _WORKING = frozenset({"open", "partially_filled"})
 _DECIMALS = 10
@@ -237,6 +247,7 @@ class _Fault:
     kind: str
     count: int | None
     reason: str
+    seconds: float = DEFAULT_DELAY_SECONDS
 
 
 @dataclass
@@ -248,6 +259,7 @@ class _Answer:
     body: dict[str, Any] | None = None
     headers: tuple[tuple[str, str], ...] = ()
     release: threading.Event | None = None
+    delay: float = 0.0  # seconds to wait before the reply (the delay fault), cut short by ``release``
 
 
 def _parse_order(body: object) -> _OrderRequest:
@@ -363,6 +375,7 @@ class PaperExchange:
         self._next_fill_id = 1
         self._log_file: TextIO | None = None
         self._fault: _Fault | None = None
+        self._fills_answer = "normal"
         self._release = threading.Event()
         self._held = 0
         self._in_flight = 0
@@ -470,25 +483,46 @@ class PaperExchange:
             oldest = self._fills[0]["fill_id"] if self._fills else self._next_fill_id
             page = [dict(fill) for fill in self._fills if fill["fill_id"] > since][:FILLS_PAGE]
             last = self._next_fill_id - 1
+            if self._fills_answer == "incomplete":
+                return {"fills": page, "complete": False, "next": None}
         forgotten = since + 1 < oldest
         full = bool(page) and page[-1]["fill_id"] < last
-        return {"fills": page, "complete": not forgotten and not full, "next": page[-1]["fill_id"] if page else since}
+        following = None if forgotten else page[-1]["fill_id"] if page else since
+        return {"fills": page, "complete": not forgotten and not full, "next": following}
+
+    def set_fills_answer(self, answer: str) -> None:
+        """How ``GET /fills`` answers from now on: "normal", "unavailable" (503) or "incomplete"."""
+        if answer not in FILLS_ANSWERS:
+            raise ValueError(f"the fills answer must be one of {', '.join(FILLS_ANSWERS)}, got {answer!r}")
+        with self._lock:
+            self._fills_answer = answer
+
+    def _fills_unavailable(self) -> bool:
+        with self._lock:
+            return self._fills_answer == "unavailable"
 
     def orders_received(self) -> list[dict[str, Any]]:
         """The order log: one entry per POST /orders received, oldest first."""
         with self._lock:
             return [dict(entry) for entry in self._log]
 
-    def inject(self, fault: str, count: int | None = None, reason: str | None = None) -> None:
-        """Put a fault in force for the next ``count`` valid order requests (None: until cleared)."""
+    def inject(
+        self, fault: str, count: int | None = None, reason: str | None = None, seconds: float | None = None
+    ) -> None:
+        """Put a fault in force for the next ``count`` valid order requests (None: until cleared); ``seconds``
+        is how long the delay fault holds each answer back."""
         if fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {fault!r}")
         if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
             raise ValueError(f"count must be a whole number of 1 or more, or None, got {count!r}")
         if reason is not None and not isinstance(reason, str):
             raise ValueError(f"reason must be text, got {reason!r}")
+        if seconds is not None and (not _is_number(seconds) or not 0 < seconds <= 60):
+            raise ValueError(f"seconds must be a number above 0 and at most 60, got {seconds!r}")
         with self._lock:
-            self._fault = _Fault(fault, count, reason or DEFAULT_REJECT_REASON)
+            self._fault = _Fault(
+                fault, count, reason or DEFAULT_REJECT_REASON, DEFAULT_DELAY_SECONDS if seconds is None else seconds
+            )
 
     def clear_faults(self) -> None:
         """End the fault in force and close every held connection without a reply."""
@@ -534,7 +568,11 @@ class PaperExchange:
             if fault is not None and fault.kind == "hang":
                 return self._hold_locked(request, order)
             self._record(request, order.status, order)
-            return _Answer("reply", 200, {**order.as_dict(), "duplicate": False})
+            delay = 0.0
+            if fault is not None and fault.kind == "delay":
+                self._use_fault()
+                delay = fault.seconds
+            return _Answer("reply", 200, {**order.as_dict(), "duplicate": False}, delay=delay, release=self._release)
 
     def _hold_locked(self, request: _OrderRequest, order: _Order) -> _Answer:
         self._use_fault()
@@ -666,7 +704,11 @@ class PaperExchange:
     def _fault_state(self) -> dict[str, Any]:
         with self._lock:
             fault = self._fault
-            described = {"fault": fault.kind, "count": fault.count, "reason": fault.reason} if fault else None
+            described = None
+            if fault is not None:
+                described = {"fault": fault.kind, "count": fault.count, "reason": fault.reason}
+                if fault.kind == "delay":
+                    described["seconds"] = fault.seconds
             return {"fault": described, "held_connections": self._held}
 
     # --- the order log ----------------------------------------------------------------------------------
@@ -841,6 +883,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not since.isdigit():
                 self._reply(400, {"error": f"since must be a fill id (a whole number), got {since!r}"})
                 return
+            if exchange._fills_unavailable():
+                self._reply(503, {"error": "the fills history is unavailable (injected)"})
+                return
             self._reply(200, exchange.fills(int(since)))
         elif segments == ["admin", "orders"]:
             self._reply(200, {"orders": exchange.orders_received()})
@@ -857,6 +902,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._post_fault()
         elif segments == ["admin", "prices"]:
             self._post_price()
+        elif segments == ["admin", "fills"]:
+            self._post_fills_answer()
         elif segments in (["positions"], ["prices"], ["time"], ["fills"], ["admin", "orders"]) or (
             len(segments) == 2 and segments[0] == "orders"
         ):
@@ -891,6 +938,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(exc.status, {"error": str(exc)})
             return
         answer = exchange._receive_order(request)
+        if answer.delay and answer.release is not None:
+            answer.release.wait(answer.delay)
         if answer.action == "reply":
             self._reply(answer.status, answer.body or {}, answer.headers)
             return
@@ -908,7 +957,9 @@ class _Handler(BaseHTTPRequestHandler):
             if unknown:
                 raise _BadRequest(f"unknown fields {', '.join(unknown)}")
             # inject() checks each value's kind itself, with the message the client gets.
-            self.exchange.inject(cast(str, body.get("fault")), body.get("count"), body.get("reason"))
+            self.exchange.inject(
+                cast(str, body.get("fault")), body.get("count"), body.get("reason"), body.get("seconds")
+            )
         except _BadRequest as exc:
             self._reply(exc.status, {"error": str(exc)})
             return
@@ -916,6 +967,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"error": str(exc)})
             return
         self._reply(200, self.exchange._fault_state())
+
+    def _post_fills_answer(self) -> None:
+        try:
+            body = self._read_json()
+            if not isinstance(body, dict) or set(body) != {"answer"}:
+                raise _BadRequest('the body must be {"answer": "normal"|"unavailable"|"incomplete"}')
+            self.exchange.set_fills_answer(body["answer"])
+        except ValueError as exc:  # _BadRequest is one
+            self._reply(getattr(exc, "status", 400), {"error": str(exc)})
+            return
+        self._reply(200, {"answer": body["answer"]})
 
     def _post_price(self) -> None:
         try:
