@@ -19,12 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import control_plane
 import detection
+import journal_cost
 import scale
 import sdk_cost
 from harness import machine, monit_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost, "control": control_plane}
+SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost, "control": control_plane, "journal": journal_cost}
 
 
 def main(argv: list[str]) -> int:

@@ -3,6 +3,7 @@
     python examples/sdk/trading_bot.py --exchange URL --control DIR [--symbol BTC-USD] [--cycle 0.2]
         [--quantity 0.01] [--reduce-after N] [--halt-after N] [--window S] [--dust QTY]
         [--call-timeout S] [--block-loop-after S] [--log FILE]
+        [--journal FILE] [--id-prefix P] [--max-orders N]
 
 The strategy is deliberately trivial (it keeps one or two lots: it buys while it holds less than two and
 sells when it holds two); everything around it is what a bot that runs real money unattended needs:
@@ -22,6 +23,20 @@ sells when it holds two); everything around it is what a bot that runs real mone
   new exposure.
 - ``--block-loop-after S`` blocks the event loop for good after S seconds, like a synchronous call in
   async code: the SDK's watcher thread still acknowledges a halt, and status.json's last cycle goes stale.
+
+- An order journal (``--journal``, default DIR/orders.db; client order ids ``--id-prefix``, default ``h``):
+  every order goes through ``horus_sdk.orders.submit``, so its intent is committed before it is sent, and
+  an ambiguous outcome is looked up by client id, never resent. The bot's positions live in the journal,
+  moved in the same transaction as every fill it records, so a kill -9 never leaves them a fill behind.
+- At start, before any order: ``resolve_in_doubt`` (orders a killed run left INTENT, SENT or UNRESOLVED),
+  then a reconcile with the exchange (open orders, positions, fills since the journal's checkpoint, paged
+  until complete): fills made while the bot was down are applied, its own orders from an older run are
+  canceled, and the exchange's positions win. Until a reconcile is complete the bot stays RECONCILING (it
+  cycles, sends nothing) and tries again every few seconds. The fills checkpoint moves on only to a fill no
+  later than the first fill of any order the journal has not finished.
+- ``--max-orders N``: send no new order once the journal holds N orders, counted across restarts (the bot
+  keeps cycling). For tests, ``HORUS_EXAMPLE_PAUSE_AFTER_INTENT=SECONDS`` sleeps (blocking) between the
+  committed intent and the send, logging ``PAUSE after intent <id>`` first, so that a kill can land there.
 
 One log line per order sent, denied, rejected or failed, to ``--log`` (or stderr), beginning ``ORDER``
 (``FLATTEN`` for the flatten's own orders), with the SDK's own lines (``horus_sdk control.trip ...``).
@@ -48,7 +63,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from horus_sdk import Control, Heartbeat, Mode, Order, Trips, deadline
+from horus_sdk import (
+    Control,
+    Heartbeat,
+    JournalEntry,
+    Mode,
+    Order,
+    OrderJournal,
+    OrderState,
+    Permit,
+    Reconciliation,
+    Trips,
+    deadline,
+    resolve_in_doubt,
+    run_reconcile,
+    submit,
+)
+from horus_sdk.reconcile import Fetched
 
 log = logging.getLogger("trading_bot")
 
@@ -59,6 +90,14 @@ HEARTBEAT_SECONDS = 0.5
 MAX_ANSWER_BYTES = 1024 * 1024
 # Quantities sent are rounded to the 10 decimal places the exchange keeps, so float noise sends no phantom dust.
 QUANTITY_DIGITS = 10
+POSITIONS_STATE = "positions"
+FILLS_CHECKPOINT = "fills"
+RECONCILE_RETRY_SECONDS = 3.0
+PAUSE_AFTER_INTENT_ENV = "HORUS_EXAMPLE_PAUSE_AFTER_INTENT"
+# Lookups of an order whose answer was lost, this far apart: the exchange may still be taking it in.
+LOOKUPS = 3
+LOOKUP_INTERVAL_SECONDS = 0.5
+_SIGN = {"buy": 1.0, "sell": -1.0}
 
 
 class ExchangeUnreachable(Exception):
@@ -67,6 +106,11 @@ class ExchangeUnreachable(Exception):
 
 class ExchangeError(Exception):
     """The exchange answered, but with an error (an HTTP error status, or no JSON)."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when there was one
+        self.body = body  # the answer's JSON, when it had one
 
 
 class Exchange:
@@ -92,8 +136,10 @@ class Exchange:
                 raw = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as error:
             with error:
-                detail = _error_text(error.read(MAX_ANSWER_BYTES))
-            raise ExchangeError(f"{method} {path} answered {error.code}: {detail}") from None
+                raw = error.read(MAX_ANSWER_BYTES)
+            raise ExchangeError(
+                f"{method} {path} answered {error.code}: {_error_text(raw)}", error.code, _json_or_none(raw)
+            ) from None
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
                 raise TimeoutError(f"{method} {path}: no connection within {self.timeout:g} s") from None
@@ -114,6 +160,13 @@ class Exchange:
 EXCHANGE_FAILURES = (ExchangeUnreachable, ExchangeError, TimeoutError)
 
 
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def _error_text(raw: bytes) -> str:
     try:
         return str(json.loads(raw).get("error"))
@@ -121,11 +174,65 @@ def _error_text(raw: bytes) -> str:
         return raw[:200].decode(errors="replace")
 
 
+class PositionJournal(OrderJournal):
+    """An order journal whose every recorded fill moves the persisted positions in the same transaction.
+
+    ``submit``, the start's lookups and the reconcile all record fills through ``record_fill``; doing the
+    position's arithmetic there, inside its transaction, means no kill can ever commit the one without the
+    other."""
+
+    def record_fill(self, client_order_id: str, cumulative_filled: float, avg_price: float | None) -> JournalEntry:
+        with self.transaction():
+            before = self.get(client_order_id)
+            entry = super().record_fill(client_order_id, cumulative_filled, avg_price)
+            moved = entry.filled_quantity - (before.filled_quantity if before is not None else 0.0)
+            if moved:
+                positions = self.positions()
+                held = positions.get(entry.symbol, 0.0) + _SIGN[entry.side] * moved
+                positions[entry.symbol] = round(held, QUANTITY_DIGITS)
+                self.put_state(POSITIONS_STATE, {s: q for s, q in positions.items() if q})
+            return entry
+
+    def positions(self) -> dict[str, float]:
+        """The bot's own positions, as its last committed fill left them."""
+        saved = self.get_state(POSITIONS_STATE, {})
+        return {str(symbol): float(quantity) for symbol, quantity in saved.items()} if isinstance(saved, dict) else {}
+
+
+class _Granted:
+    """The gate ``submit`` asks just before it marks an order sent. The bot asked the Control itself a moment
+    earlier, with nothing awaited since (so a denial never becomes a journal entry, nor a reject): that answer
+    stands, and the order is counted once. An unresolved order still goes to the Control."""
+
+    def __init__(self, control: Control, permit: Permit, pause: float) -> None:
+        self.control = control
+        self.granted = permit
+        self.pause = pause
+
+    def permit(self, order: Any) -> Permit:
+        if self.pause:
+            log.info("PAUSE after intent %s for %g s", order.client_order_id, self.pause)
+            time.sleep(self.pause)  # blocking on purpose: a test's kill must find the intent and nothing sent
+        return self.granted
+
+    def order_unresolved(self, client_order_id: str, why: str) -> None:
+        self.control.order_unresolved(client_order_id, why)
+
+
 class TradingBot:
     """The strategy and the broker hooks ``Control`` calls (``positions``, ``cancel_all``, ``flatten``)."""
 
-    def __init__(self, exchange: Exchange, heartbeat: Heartbeat, args: argparse.Namespace) -> None:
+    def __init__(
+        self, exchange: Exchange, heartbeat: Heartbeat, journal: PositionJournal, args: argparse.Namespace
+    ) -> None:
         self.exchange = exchange
+        self.journal = journal
+        self.max_orders: int | None = args.max_orders
+        self.call_timeout: float = args.call_timeout
+        self.pause_after_intent = _pause_after_intent()
+        self.orders_in_journal = len(journal.orders())
+        self._fills_seen: list[dict[str, Any]] = []
+        self._fills_next: int | None = None
         self.heartbeat = heartbeat
         self.symbol: str = args.symbol
         self.lot: float = args.quantity
@@ -134,9 +241,6 @@ class TradingBot:
         self.price: float | None = None
         self.price_at: float | None = None  # monotonic time the price was read
         self.started = time.monotonic()
-        # Client order ids are unique across restarts too: an exchange answers a repeated id with the old order.
-        self._run = uuid.uuid4().hex[:8]
-        self._orders_made = 0
 
     @property
     def gate(self) -> Control:
@@ -160,34 +264,155 @@ class TradingBot:
         cancelled = answer.get("cancelled") if isinstance(answer, dict) else None
         if cancelled:
             log.info("CANCEL %d working order(s): %s", len(cancelled), ", ".join(map(str, cancelled)))
+            for cid in cancelled:
+                if self.journal.get(str(cid)) is not None:
+                    # The answer names the orders only: what each had filled comes from its lookup.
+                    with contextlib.suppress(*EXCHANGE_FAILURES):
+                        self._record(await self.lookup(str(cid)))
 
     async def flatten(self, positions: Mapping[str, float]) -> None:
         """One market order against each position; the SDK re-reads positions to see what filled."""
         for symbol, quantity in positions.items():
             side = "sell" if quantity > 0 else "buy"
-            order = Order(symbol, side, round(abs(quantity), QUANTITY_DIGITS), client_order_id=self._new_id("f"))
+            order = Order(symbol, side, round(abs(quantity), QUANTITY_DIGITS))
             permit = self.gate.permit(order)
             self.gate.decision("flatten", symbol=symbol, side=side, quantity=order.quantity, permit=permit)
             if not permit:
                 log.warning("FLATTEN denied %s: %s", _describe(order), permit.reason)
                 continue
-            await self._send(order, "FLATTEN")
+            await self._send(order, permit, "FLATTEN")
 
     # -- one cycle ----------------------------------------------------------------------------------------
 
     async def reconcile(self, stop: asyncio.Event, cycle_seconds: float) -> None:
-        """Learn the true positions before trading: until then the gate says RECONCILING to every order."""
+        """Learn the truth before trading: until then the gate says RECONCILING to every order.
+
+        First the orders a killed run left in doubt are looked up by client id; then the journal is reconciled
+        with the exchange, again every few seconds until the exchange's report is complete."""
+        control = self.gate
+        resolved = await resolve_in_doubt(self.journal, self.lookup, control=control, lookup_timeout=self.call_timeout)
+        for entry in resolved:
+            log.info("RESOLVED %s at start: %s%s", entry.client_order_id, entry.state, _reason(entry))
+        next_try = 0.0
         while not stop.is_set():
-            await self.gate.cycle()
-            try:
-                positions = await self.positions()
-            except EXCHANGE_FAILURES as exc:
-                log.warning("RECONCILE cannot read positions yet: %s", exc)
-            else:
-                self.gate.reconciled(positions=positions)
-                log.info("RECONCILED positions: %s", _positions_text(positions))
-                return
+            await control.cycle()
+            if time.monotonic() >= next_try:
+                result = await self.reconcile_once()
+                log.info("RECONCILE %s", result.summary())
+                for item in result.differences:
+                    log.info("RECONCILE %s: %s", item.kind, item.detail)
+                if result.complete:
+                    return
+                next_try = time.monotonic() + RECONCILE_RETRY_SECONDS
             await _pause(stop, cycle_seconds)
+
+    async def reconcile_once(self) -> Reconciliation:
+        """One reconcile; a complete one is acted on (fills applied, positions adopted, stale orders canceled)
+        and adopted by the Control, an incomplete one only shown."""
+        journal = self.journal
+        checkpoint = int(journal.checkpoint(FILLS_CHECKPOINT) or 0)
+        result = await self._compare(checkpoint)
+        lost = [item.client_order_id for item in result.items if item.kind == "lost" and item.client_order_id]
+        if result.complete and lost:
+            # An order the journal has working that the exchange has not open: its lookup says what became
+            # of it (canceled by a flatten's cancel_all just before a kill, say), and then compare again.
+            for cid in lost:
+                with contextlib.suppress(*EXCHANGE_FAILURES):
+                    self._record(await self.lookup(cid))
+            result = await self._compare(checkpoint)
+        if result.complete and result.positions is not None:
+            with journal.transaction():
+                for fill in result.fills_to_apply:
+                    journal.record_fill(fill.client_order_id, fill.filled_quantity, fill.avg_price)
+                journal.put_state(POSITIONS_STATE, {s: q for s, q in result.positions.items() if q})
+                journal.set_checkpoint(FILLS_CHECKPOINT, self._next_checkpoint(checkpoint))
+            for cid in result.to_cancel:
+                with contextlib.suppress(*EXCHANGE_FAILURES):
+                    await self.cancel(cid)
+        result.adopt(self.gate)
+        return result
+
+    async def _compare(self, checkpoint: int) -> Reconciliation:
+        journal = self.journal
+        return await run_reconcile(
+            self._fetch_open_orders,
+            self._fetch_positions,
+            self._fetch_fills,
+            checkpoint,
+            known_orders=journal.orders(),
+            known_positions=journal.positions(),
+            current_epoch=journal.epoch,
+            timeout=self.call_timeout * 3,
+            epoch_of=journal.epoch_of,
+        )
+
+    def _next_checkpoint(self, checkpoint: int) -> int:
+        """The last fill fetched, or just before the first fill of an order the journal has not finished:
+        reconcile sums an order's fills since the checkpoint, so none of an unfinished order's may fall behind it."""
+        unfinished = {entry.client_order_id for entry in self.journal.orders() if not entry.final}
+        firsts = [int(f["fill_id"]) - 1 for f in self._fills_seen if f.get("client_order_id") in unfinished]
+        newest = self._fills_next if self._fills_next is not None else checkpoint
+        return max(checkpoint, min([newest, *firsts]))
+
+    async def _fetch_open_orders(self) -> Any:
+        answer = await self.exchange.call("GET", "/orders?status=open")
+        return answer["orders"]
+
+    async def _fetch_positions(self) -> Any:
+        answer = await self.exchange.call("GET", "/positions")
+        return answer["positions"]
+
+    async def _fetch_fills(self, since: int) -> Fetched:
+        """Every fill after ``since``, page by page; a page that says it is not whole and gives no next page
+        makes the whole answer incomplete."""
+        fills: list[dict[str, Any]] = []
+        self._fills_seen, self._fills_next = [], None
+        while True:
+            page = await self.exchange.call("GET", f"/fills?since={since}")
+            fills.extend(page["fills"])
+            following = page.get("next")
+            if page.get("complete") is True:
+                self._fills_seen, self._fills_next = fills, int(following) if following is not None else since
+                return Fetched(fills)
+            if not isinstance(following, int) or following <= since:
+                return Fetched(fills, complete=False, reason=f"the fills after {since} are not all there")
+            since = following
+
+    async def lookup(self, client_order_id: str) -> Any:
+        """The order as the exchange has it, or None when it does not know it (``submit``'s lookup)."""
+        try:
+            return await self.exchange.call("GET", f"/orders/{client_order_id}")
+        except ExchangeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Cancel one order and record what the exchange says became of it."""
+        try:
+            answer = await self._call("DELETE", f"/orders/{client_order_id}")
+        except ExchangeError as exc:
+            if exc.status != 409 or not isinstance(exc.body, dict):
+                raise
+            answer = exc.body.get("order")  # no longer working: filled, or canceled already
+        log.info("CANCEL %s: %s", client_order_id, answer.get("status") if isinstance(answer, dict) else answer)
+        self._record(answer)
+
+    def _record(self, answer: Any) -> None:
+        """Write what the exchange says of one of our orders (its fills, whether it is still working)."""
+        if not isinstance(answer, dict):
+            return
+        entry = self.journal.get(str(answer.get("client_order_id")))
+        if entry is None:
+            return
+        filled, price, status = answer.get("filled_quantity") or 0.0, answer.get("avg_price"), answer.get("status")
+        with self.journal.transaction():
+            if entry.in_doubt:
+                entry = self.journal.mark_acked(entry.client_order_id, answer.get("order_id"))
+            if filled > entry.filled_quantity:
+                entry = self.journal.record_fill(entry.client_order_id, filled, price)
+            if status in ("cancelled", "rejected") and not entry.final:
+                self.journal.mark_canceled(entry.client_order_id, f"{status} at the exchange")
 
     async def cycle(self) -> None:
         control = self.gate
@@ -195,9 +420,9 @@ class TradingBot:
         self._block_loop_when_due()
         try:
             await self._read_price()
-            positions = await self.positions()
         except EXCHANGE_FAILURES:
-            return  # _call has said why and told the Control; without a position there is nothing to decide
+            return  # _call has said why and told the Control; without a price there is nothing to decide
+        positions = self.journal.positions()
         control.set_positions(positions)
         position = positions.get(self.symbol, 0.0)
         if self.price is not None:
@@ -205,8 +430,10 @@ class TradingBot:
         wanted = self._signal(position, control.mode)
         if wanted is None:
             return
+        if self.max_orders is not None and self.orders_in_journal >= self.max_orders:
+            return  # --max-orders: enough orders for this run's purpose; keep cycling, send nothing new
         side, quantity = wanted
-        order = Order(self.symbol, side, quantity, feed=PRICE_FEED, client_order_id=self._new_id("t"))
+        order = Order(self.symbol, side, quantity, feed=PRICE_FEED)
         permit = control.permit(order)
         price_age = None if self.price_at is None else round(time.monotonic() - self.price_at, 3)
         control.decision(
@@ -218,13 +445,12 @@ class TradingBot:
             price=self.price,
             price_age_seconds=price_age,
             permit=permit,
-            client_order_id=order.client_order_id,
         )
         if not permit:
             log.info("ORDER denied %s: %s", _describe(order), permit.reason)
             return
         with contextlib.suppress(*EXCHANGE_FAILURES):
-            await self._send(order, "ORDER")
+            await self._send(order, permit, "ORDER")
 
     def _signal(self, position: float, mode: Mode) -> tuple[str, float] | None:
         """(side, quantity) to trade now, or None. REDUCING allows only orders that reduce the position, so
@@ -249,39 +475,63 @@ class TradingBot:
         self.price, self.price_at = float(price), time.monotonic()
         self.heartbeat.progress(PRICE_FEED)
 
-    async def _send(self, order: Order, label: str) -> None:
-        body = {
-            "client_order_id": order.client_order_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "quantity": order.quantity,
-            "type": "market",
-        }
-        try:
-            answer = await self._call("POST", "/orders", body)
-        except EXCHANGE_FAILURES as exc:
-            log.warning("%s failed %s: %s", label, _describe(order), exc)
-            raise
-        status = answer.get("status") if isinstance(answer, dict) else None
-        if status == "rejected":
-            reason = str(answer.get("reason") or "no reason given")
+    async def _send(self, order: Order, permit: Permit, label: str) -> None:
+        """Through the journal: intent committed, sent once, its outcome recorded (``submit``)."""
+        self.orders_in_journal += 1
+        entry = await submit(
+            self.journal,
+            self._post_order,
+            self.lookup,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            control=_Granted(self.gate, permit, self.pause_after_intent),
+            lookups=LOOKUPS,
+            lookup_interval=LOOKUP_INTERVAL_SECONDS,
+            send_timeout=self.call_timeout,
+        )
+        what = f"{order.side} {order.quantity:g} {order.symbol} ({entry.client_order_id})"
+        if entry.state is OrderState.REJECTED:
+            reason = entry.reason or "no reason given"
             # Logged before the Control hears of it, so that a trip it sets off reads after its cause.
-            log.warning("%s rejected %s: %s", label, _describe(order), reason)
+            log.warning("%s rejected %s: %s", label, what, reason)
             self.gate.record_reject(reason)
             return
-        filled, left = answer.get("filled_quantity", 0), answer.get("remaining_quantity", 0)
-        price = answer.get("avg_price")
-        if left:
-            outcome = f"filled {filled} of {order.quantity:g} at {price}, {left} left working"
-        elif filled:
-            outcome = f"filled at {price}"
+        if entry.state is OrderState.UNRESOLVED:
+            log.error("%s unresolved %s: %s", label, what, entry.reason)  # submit has told the Control
+            return
+        left = round(entry.quantity - entry.filled_quantity, QUANTITY_DIGITS)
+        if entry.state is OrderState.FILLED:
+            outcome = f"filled at {entry.avg_price}"
+        elif entry.filled_quantity:
+            outcome = (
+                f"filled {entry.filled_quantity:g} of {order.quantity:g} at {entry.avg_price}, {left:g} left working"
+            )
         else:
-            outcome = str(status)
-        log.info("%s sent %s: %s", label, _describe(order), outcome)
-        if left and label == "ORDER":
+            outcome = str(entry.state)
+        log.info("%s sent %s: %s", label, what, outcome)
+        if entry.state in (OrderState.ACKED, OrderState.PARTIALLY_FILLED) and label == "ORDER":
             # A market order's remainder never fills by itself here; the next cycle decides afresh.
             with contextlib.suppress(*EXCHANGE_FAILURES):
-                await self._call("DELETE", f"/orders/{order.client_order_id}")
+                await self.cancel(entry.client_order_id)
+
+    async def _post_order(
+        self, client_order_id: str, symbol: str, side: str, quantity: float, type: str, price: float | None
+    ) -> Any:
+        body: dict[str, Any] = {
+            "client_order_id": client_order_id,
+            "symbol": symbol,
+            "side": side,
+            "quantity": quantity,
+            "type": type,
+        }
+        if price is not None:
+            body["price"] = price
+        try:
+            return await self._call("POST", "/orders", body)
+        except EXCHANGE_FAILURES as exc:
+            log.warning("ORDER failed %s %g %s (%s): %s", side, quantity, symbol, client_order_id, exc)
+            raise
 
     async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """An exchange call, with what it says about the broker told to the Control."""
@@ -300,10 +550,6 @@ class TradingBot:
             raise
         control.broker_connected()
         return answer
-
-    def _new_id(self, kind: str) -> str:
-        self._orders_made += 1
-        return f"{kind}-{self._run}-{self._orders_made}"
 
     def _block_loop_when_due(self) -> None:
         if self.block_loop_after is None or time.monotonic() - self.started < self.block_loop_after:
@@ -324,11 +570,20 @@ def _exit_now(signum: int, frame: object) -> None:
 
 
 def _describe(order: Order) -> str:
-    return f"{order.side} {order.quantity:g} {order.symbol} ({order.client_order_id})"
+    return f"{order.side} {order.quantity:g} {order.symbol}"
 
 
-def _positions_text(positions: Mapping[str, float]) -> str:
-    return ", ".join(f"{symbol} {quantity:g}" for symbol, quantity in positions.items()) or "flat"
+def _reason(entry: JournalEntry) -> str:
+    return f" ({entry.reason})" if entry.reason else ""
+
+
+def _pause_after_intent() -> float:
+    text = os.environ.get(PAUSE_AFTER_INTENT_ENV, "")
+    try:
+        seconds = float(text) if text else 0.0
+    except ValueError:
+        seconds = 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -351,6 +606,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--call-timeout", type=_positive, default=2.0, help="seconds an exchange call may take")
     parser.add_argument("--block-loop-after", type=_not_negative, default=None, metavar="S")
     parser.add_argument("--log", type=Path, default=None, help="log file (default: stderr)")
+    parser.add_argument("--journal", type=Path, default=None, help="the order journal (default: CONTROL/orders.db)")
+    parser.add_argument("--id-prefix", default="h", help="this bot's client order ids begin with it (default h)")
+    parser.add_argument("--max-orders", type=_whole, default=None, metavar="N")
     return parser.parse_args(argv)
 
 
@@ -381,7 +639,9 @@ async def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     heartbeat = Heartbeat(args.control / "heartbeat.json", interval=HEARTBEAT_SECONDS)
-    bot = TradingBot(Exchange(args.exchange, args.call_timeout), heartbeat, args)
+    args.control.mkdir(mode=0o700, parents=True, exist_ok=True)  # the journal's default home
+    journal = PositionJournal(args.journal or args.control / "orders.db", id_prefix=args.id_prefix)
+    bot = TradingBot(Exchange(args.exchange, args.call_timeout), heartbeat, journal, args)
     trips = Trips(
         window_seconds=args.window, reduce_after_failures=args.reduce_after, halt_after_failures=args.halt_after
     )
@@ -397,7 +657,14 @@ async def run(args: argparse.Namespace) -> int:
     bot.control = control
     # The Control first: it creates the control dir the heartbeat file lives in.
     async with control, heartbeat:
-        log.info("started pid=%s exchange=%s mode=%s", os.getpid(), args.exchange, control.mode)
+        log.info(
+            "started pid=%s exchange=%s mode=%s journal=%s epoch=%s",
+            os.getpid(),
+            args.exchange,
+            control.mode,
+            journal.path,
+            journal.epoch,
+        )
         await bot.reconcile(stop, args.cycle)
         while not stop.is_set():
             try:
@@ -408,6 +675,7 @@ async def run(args: argparse.Namespace) -> int:
                 control.record_error(exc)
             await _pause(stop, args.cycle)
         log.info("stopping: mode=%s", control.mode)
+    journal.close()
     return 0
 
 

@@ -739,18 +739,21 @@ async def test_an_operator_flatten_runs_even_while_a_trip_holds_the_bot_halted(c
         assert not control.permit(Order("BTC-USD", "buy", 1.0))
 
 
-async def test_an_operator_halt_keeps_a_trips_flatten_from_sending_anything(control_dir: Path) -> None:
+async def test_an_operator_halt_stops_the_strategy_but_never_a_trips_flatten(control_dir: Path) -> None:
     book = PaperBook({"BTC-USD": 1.0})
     async with make(control_dir, hooks=book) as control:
         book.control = control
         control.reconciled(await book.positions())
         halt = issue_command(control_dir, "halt", "hands off", "alice")
         await until_status(control_dir, lambda s: s["applied_seq"] == halt.seq)
+        assert not control.permit(Order("BTC-USD", "buy", 0.1)), "the strategy sends nothing"
         for _ in range(10):
             control.record_reject("rejected")
         await control.cycle()
-        assert book.flattens == 0  # the operator's halt means no orders at all
-        assert status_of(control_dir)["flatten"]["state"] == "pending"
+        # Halted with a position nothing manages would be worse than flat and halted.
+        assert book.flattens >= 1 and book.book == {"BTC-USD": 0.0}
+        assert status_of(control_dir)["flatten"]["state"] == "done"
+        assert control.mode is Mode.HALTED
 
 
 async def test_a_flatten_the_bot_never_ran_runs_after_a_restart(control_dir: Path) -> None:

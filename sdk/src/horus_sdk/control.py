@@ -51,7 +51,8 @@ daily_loss  daily_loss                        FLATTENING -> HALTED    daily loss
 Every trip and every operator command *latches*: it survives a restart of the bot (restored from the
 previous ``status.json``), and only a ``resume`` command, which needs a reason, clears it, with no restart.
 A daily-loss halt is the exception: it holds until its reset time whatever the operator says, then
-clears itself. While FLATTENING, only orders the flatten hook places are permitted; when the flatten ends,
+clears itself. While FLATTENING (and while HALTED with a flatten still wanted: a halt stops the strategy,
+never the closing of positions), only orders the flatten hook places are permitted; when the flatten ends,
 done or not, the causes that asked for it become HALTED: a flatten never ends in ACTIVE.
 
 The commands are read by a watcher thread every ``poll_interval``, so a halt is applied (and
@@ -1121,12 +1122,12 @@ class Control:
         logger.info("control.cancel_all outcome=ok")
 
     def _flatten_may_run(self, mode: Mode) -> bool:
-        """In FLATTENING; or HALTED by a trip while the operator's latest word is "flatten": closing
-        positions is what a person asked for, and only an operator's own halt means no orders at all."""
+        """In FLATTENING; or HALTED while some cause still asks for a flatten (a trip's, or the operator's):
+        a halt stops the strategy, never the closing of positions, so the worst case stays flat and halted
+        and never halted with positions left open that nothing manages."""
         if mode is Mode.FLATTENING:
             return True
-        operator = next((c for c in self._causes if c.source == "operator"), None)
-        return mode is Mode.HALTED and operator is not None and operator.mode is Mode.FLATTENING
+        return mode is Mode.HALTED and any(c.mode is Mode.FLATTENING for c in self._causes)
 
     def _flatten_due(self) -> bool:
         return (

@@ -36,9 +36,9 @@ class HaltHeal(Heal[HaltOptions]):
     ``expires_in_seconds`` (default: never) drops the command if the bot has not read it by then.
 
     Put it first in ``escalation`` so that a bot that misbehaves stops trading before anything else is done
-    to it: the worst case is flat and halted, never trading blind. Prefer ``flatten: true`` for a bot that
-    must end flat: a plain halt means no orders at all, so it also holds back a flatten one of the bot's own
-    trips had started (until a resume).
+    to it: the worst case is flat and halted, never trading blind. A plain halt stops the strategy and
+    cancels open orders but keeps positions; with ``flatten: true`` they are closed too. A flatten one of the
+    bot's own trips started goes on under either.
     """
 
     options_model = HaltOptions
