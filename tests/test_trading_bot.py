@@ -212,7 +212,7 @@ def test_a_flatten_completes_through_partial_fills_and_reports_the_dust_it_canno
             assert [e["quantity"] for e in entries] == pytest.approx([0.09, 0.07, 0.05, 0.03])
             assert {e["outcome"] for e in entries} == {"partially_filled"}
             assert len({e["client_order_id"] for e in entries}) == 4, "a new client order id for each attempt"
-            assert all(e["client_order_id"].startswith("f-") for e in entries)
+            assert all(e["client_order_id"].startswith("h") for e in entries), "ids from the order journal"
             assert exchange.get("/orders?status=open").body["orders"] == [], "no remainder is left working"
             assert "FLATTEN sent" in bot.log_text()
 

@@ -58,7 +58,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -656,26 +655,26 @@ async def run(args: argparse.Namespace) -> int:
     )
     bot.control = control
     # The Control first: it creates the control dir the heartbeat file lives in.
-    async with control, heartbeat:
-        log.info(
-            "started pid=%s exchange=%s mode=%s journal=%s epoch=%s",
-            os.getpid(),
-            args.exchange,
-            control.mode,
-            journal.path,
-            journal.epoch,
-        )
-        await bot.reconcile(stop, args.cycle)
-        while not stop.is_set():
-            try:
-                await bot.cycle()
-            except Exception as exc:
-                # A bug of the bot's own counts toward the trips like a failed call: ten of them halt it.
-                log.exception("CYCLE failed: %s", exc)
-                control.record_error(exc)
-            await _pause(stop, args.cycle)
-        log.info("stopping: mode=%s", control.mode)
-    journal.close()
+    with journal:
+        async with control, heartbeat:
+            log.info(
+                "started pid=%s exchange=%s mode=%s journal=%s epoch=%s",
+                os.getpid(),
+                args.exchange,
+                control.mode,
+                journal.path,
+                journal.epoch,
+            )
+            await bot.reconcile(stop, args.cycle)
+            while not stop.is_set():
+                try:
+                    await bot.cycle()
+                except Exception as exc:
+                    # A bug of the bot's own counts toward the trips like a failed call: ten of them halt it.
+                    log.exception("CYCLE failed: %s", exc)
+                    control.record_error(exc)
+                await _pause(stop, args.cycle)
+            log.info("stopping: mode=%s", control.mode)
     return 0
 
 
