@@ -221,3 +221,34 @@ def test_a_stuck_loop_is_halted_then_restarted_and_the_bot_comes_back_halted_unt
         finally:
             stop_daemon(daemon)
             stop_loop(loop)
+
+
+def test_after_a_heal_the_recovery_waits_until_the_restarted_bot_has_reconciled_with_its_broker(tmp_path):
+    control = tmp_path / "control"
+    with exchange_process(tmp_path) as exchange_proc:
+        exchange = ExchangeClient(exchange_proc.url)
+        loop = restart_loop(tmp_path, exchange_proc.url, control, "--block-loop-after", "4")
+        config = write_config(tmp_path, exchange_proc.url, control, heal_cooldown_seconds=1)
+        log = EventLog(tmp_path / "events.jsonl")
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        try:
+            wait_until_sync(lambda: log.named("check.failed"), timeout=30)  # its loop is stuck
+            # The broker's fills history is incomplete from now on: the bot that comes back cannot reconcile.
+            exchange.request("POST", "/admin/fills", {"answer": "incomplete"})
+            wait_until_sync(lambda: any(e["action"] == "kill_process" for e in log.named("heal.finished")), timeout=60)
+            # Its ladder halted it first, so it comes back HALTED, and still reconciling underneath.
+            wait_until_sync(lambda: (read_status(control).get("reconcile") or {}).get("complete") is False, timeout=30)
+            assert "reconciling" in [c["name"] for c in read_status(control)["causes"]]
+            time.sleep(4)  # several looks at a restarted bot that cannot reconcile: none of them is a recovery
+            assert not log.named("monitor.recovered"), "no recovery before the bot knows its positions"
+            assert "reconciling" in [c["name"] for c in read_status(control)["causes"]]
+
+            mended_at = time.time()
+            exchange.request("POST", "/admin/fills", {"answer": "normal"})
+            wait_until_sync(lambda: log.named("monitor.recovered"), timeout=60)
+            [recovered] = log.named("monitor.recovered")
+            assert recovered["timestamp"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mended_at))
+            assert read_status(control)["reconcile"]["clean"] is True
+        finally:
+            stop_daemon(daemon)
+            stop_loop(loop)

@@ -197,3 +197,10 @@ async def test_a_bot_held_in_reconciling_by_an_incomplete_report_says_why(tmp_pa
     result = await check(tmp_path).probe(probe_ctx)
     assert result.status is Status.UNKNOWN
     assert result.reason.endswith(f"its positions; {why}")
+
+
+async def test_a_halted_bot_that_has_not_reconciled_yet_is_not_known_yet_either(tmp_path, probe_ctx):
+    halt = {"source": "operator", "name": "halt", "mode": "halted", "reason": "Horus healed desk"}
+    start = {"source": "start", "name": "reconciling", "mode": "reconciling", "reason": "reconciling"}
+    status(tmp_path, started_ago=2, mode="halted", cause=halt, causes=[start, halt])
+    assert (await check(tmp_path).probe(probe_ctx)).status is Status.UNKNOWN

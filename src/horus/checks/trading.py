@@ -110,7 +110,11 @@ class TradingCheck(Check[TradingOptions]):
             return CheckResult.unhealthy(reason, condition=condition, recheck_in=limit / 2, **common)
         if flattening is not None:
             return CheckResult.healthy(flattening, recheck_in=limit / 2, **common)
-        if status.get("mode") == Mode.RECONCILING:
+        # Under a stricter mode too (a halt written before the restart): a bot that does not know its
+        # positions yet has not recovered, whatever it is told to do.
+        if status.get("mode") == Mode.RECONCILING or any(
+            isinstance(c, dict) and c.get("mode") == Mode.RECONCILING for c in _list(status, "causes")
+        ):
             return self._reconciling(status, now_wall, common)
         assert age is not None
         return CheckResult.healthy(
