@@ -252,3 +252,33 @@ def test_after_a_heal_the_recovery_waits_until_the_restarted_bot_has_reconciled_
         finally:
             stop_daemon(daemon)
             stop_loop(loop)
+
+
+def test_a_position_the_broker_disagrees_with_at_start_is_an_incident_that_lists_the_differences(tmp_path):
+    control = tmp_path / "control"
+    with exchange_process(tmp_path) as exchange_proc:
+        exchange = ExchangeClient(exchange_proc.url)
+        loop = restart_loop(tmp_path, exchange_proc.url, control)
+        config = write_config(tmp_path, exchange_proc.url, control, heal_cooldown_seconds=300)
+        log = EventLog(tmp_path / "events.jsonl")
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        try:
+            wait_until_sync(lambda: len(orders_between(exchange, 0, time.time())) >= 3, timeout=30)
+            stop_loop(loop)
+            # While the bot is down, someone trades on the account by hand: the broker now holds more.
+            assert exchange.place("by-hand-1", symbol="BTC-USD", side="buy", quantity=0.05).status == 200
+            loop = restart_loop(tmp_path, exchange_proc.url, control)
+
+            wait_until_sync(lambda: (read_status(control).get("reconcile") or {}).get("clean") is False, timeout=30)
+            status = read_status(control)
+            assert status["mode"] == "reducing", "only orders that reduce until a person looks"
+            assert status["exposure"]["positions"] == exchange.get("/positions").body["positions"], "the broker wins"
+            wait_until_sync(lambda: log.named("incident.opened"), timeout=30)
+            [opened] = log.named("incident.opened")
+            assert "reconcile_mismatch" in opened["probable_cause"], opened
+            incident = horus("incident", "1", "-c", str(config), "--state-dir", str(tmp_path / "state"))
+            assert "the bot's last reconcile with its broker: reconciled:" in incident.stdout
+            assert "difference: mismatch BTC-USD" in incident.stdout, incident.stdout
+        finally:
+            stop_daemon(daemon)
+            stop_loop(loop)

@@ -23,7 +23,7 @@ from horus.notify.digest import DIGEST_WINDOW_SECONDS, render_digest
 from horus.notify.outbox import OUTBOX_NAME, Outbox
 from horus.reports import daemon_state, render_status, stale_state_warning
 from horus.sentinel.brief import render_brief
-from horus.sentinel.postmortem import describe_decision
+from horus.sentinel.postmortem import describe_decision, reconcile_differences
 from horus.sentinel.store import DB_NAME as INCIDENTS_NAME
 from horus.sentinel.store import Incident, IncidentStateError, SqliteIncidentStore
 from horus.store import StateStore, resolve_state_dir
@@ -222,6 +222,11 @@ def register_sentinel(
         click.echo(f"  fingerprint {found.fingerprint} (v{found.fingerprint_version})")
         trading = snapshots[0].data.get("trading") if snapshots else None
         for bot in trading if isinstance(trading, list) else []:
+            reconciled = bot.get("reconcile") if isinstance(bot, dict) else None
+            if isinstance(reconciled, dict) and reconciled.get("summary"):
+                click.echo(f"  the bot's last reconcile with its broker: {reconciled['summary']}")
+                for line in reconcile_differences(bot):
+                    click.echo(f"    difference: {line}")
             if isinstance(bot, dict) and bot.get("decisions"):
                 click.echo(f"  the bot's last decisions before the heal ({bot.get('control_dir')}):")
                 for record in bot["decisions"]:

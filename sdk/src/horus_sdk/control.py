@@ -613,7 +613,7 @@ class Control:
             if report is not None:
                 self._note_reconcile(report)
                 if not getattr(report, "clean", True) and not self._has("reconcile_mismatch"):
-                    reason = f"the broker disagreed with the bot's memory: {report.summary()}"
+                    reason = f"the broker disagreed with the bot's memory: {_first_difference(report)}"
                     self._trip(Cause("trip", "reconcile_mismatch", Mode.REDUCING, reason, self._wall(), latched=True))
             before = len(self._causes)
             self._causes = [c for c in self._causes if not (c.source == "start" and c.name == "reconciling")]
@@ -1366,6 +1366,15 @@ class Control:
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning(message + " (said once)", *args)
+
+
+def _first_difference(report: Any) -> str:
+    """A reconcile's first difference in its own words, and how many more; its summary when it has none."""
+    differences = list(getattr(report, "differences", ()) or ())
+    if not differences:
+        return str(report.summary())
+    more = f" (and {len(differences) - 1} more difference(s))" if len(differences) > 1 else ""
+    return f"{getattr(differences[0], 'detail', differences[0])}{more}"
 
 
 def _written_by_this_user(path: Path) -> None:

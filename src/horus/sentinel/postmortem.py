@@ -43,7 +43,14 @@ from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.snapshot import describe_process_state
 from horus.sentinel.store import HealAttempt, Incident, Snapshot, TimelineEntry
 
-__all__ = ["default_recommendation", "postmortem_path", "render_postmortem", "write_postmortem"]
+__all__ = [
+    "default_recommendation",
+    "describe_decision",
+    "postmortem_path",
+    "reconcile_differences",
+    "render_postmortem",
+    "write_postmortem",
+]
 
 POSTMORTEM_DIR = "postmortems"
 
@@ -167,7 +174,7 @@ def render_postmortem(
             lines.extend(f"  {line}" for line in _quoted(hypothesis.evidence))
         lines.append("")
 
-    differences = _reconcile_differences(trading)
+    differences = reconcile_differences(trading)
     if differences:
         lines.extend(["## Differences with the broker (the broker's figures win)", ""])
         lines.extend(f"- {line}" for line in differences)
@@ -265,7 +272,7 @@ def _trading_at_detection(snapshots: Sequence[Snapshot]) -> dict[str, Any] | Non
     return first if isinstance(first, dict) else None
 
 
-def _reconcile_differences(trading: dict[str, Any] | None) -> list[str]:
+def reconcile_differences(trading: dict[str, Any] | None) -> list[str]:
     """What the bot's last reconcile found that did not match, each as a line (the reconcile's own words)."""
     reconciled = trading.get("reconcile") if trading is not None else None
     if not isinstance(reconciled, dict):
