@@ -292,6 +292,25 @@ async def test_resolve_in_doubt_leaves_an_order_whose_lookup_fails_in_doubt(tmp_
         assert journal.get(intent).lookups == 1  # type: ignore[union-attr]
 
 
+async def test_an_order_the_exchange_still_does_not_know_long_after_it_was_sent_is_taken_as_never_received(
+    tmp_path,
+) -> None:
+    with OrderJournal(tmp_path / "orders.db") as journal:
+        sent = journal.intend("BTC-USD", "buy", 1.0).client_order_id
+        journal.mark_sent(sent)
+        written = journal.get(sent).created_at  # type: ignore[union-attr]
+
+        async def unknown(cid: str) -> Any:
+            return None
+
+        soon = await resolve_in_doubt(journal, unknown, clock=lambda: written + 5)
+        assert [e.state for e in soon] == [OrderState.UNRESOLVED], "not found can be lag"
+        later = await resolve_in_doubt(journal, unknown, clock=lambda: written + 700)
+        assert [e.state for e in later] == [OrderState.CANCELED]
+        assert later[0].reason == "the exchange never had it: still unknown 700 s after it was sent"
+        assert journal.in_doubt() == []
+
+
 # -- Control.order_unresolved -------------------------------------------------------------------------------
 
 

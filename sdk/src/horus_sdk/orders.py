@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +46,9 @@ from horus_sdk.journal import IN_DOUBT_STATES, JournalEntry, OrderJournal, Order
 __all__ = ["Lookup", "OrderGate", "Send", "resolve_in_doubt", "submit"]
 
 logger = logging.getLogger("horus_sdk")
+
+GIVE_UP_AFTER_SECONDS = 600.0
+"""How long after it was sent an order the exchange still does not know is taken as never received."""
 
 Send = Callable[[str, str, str, float, str, float | None], Awaitable[Any]]
 """``send(client_order_id, symbol, side, quantity, type, price)``: the exchange's answer, or it raises."""
@@ -140,13 +144,20 @@ async def resolve_in_doubt(
     *,
     control: OrderGate | None = None,
     lookup_timeout: float = 10.0,
+    give_up_after: float | None = GIVE_UP_AFTER_SECONDS,
+    clock: Callable[[], float] = time.time,
 ) -> list[JournalEntry]:
     """Look up every INTENT, SENT and UNRESOLVED order once, by its client id, and record what is found.
 
     Found: its state is recorded. Not found and still INTENT (it was never sent: ``submit`` marks an order
     sent before it sends it): CANCELED "never sent". Not found and SENT or UNRESOLVED: UNRESOLVED (not
-    found can be lag), and with ``control``, ``control.order_unresolved``. A lookup that fails leaves the
-    order as it was. Returns those orders as they stand now, oldest first; call it at start, before trading.
+    found can be lag), and with ``control``, ``control.order_unresolved``; but one the exchange still does
+    not know ``give_up_after`` seconds (10 minutes) after it was written is CANCELED "the exchange never
+    had it": no exchange takes that long to show an order, and without this an order whose request was
+    lost would trip REDUCING again at every restart, with nothing an operator could do about it. (Should it
+    ever appear after all, the next reconcile sees an open order the journal has closed: a mismatch, and it
+    is canceled.) A lookup that fails leaves the order as it was. Returns those orders as they stand now,
+    oldest first; call it at start, before trading.
     """
     resolved: list[JournalEntry] = []
     for entry in journal.in_doubt():
@@ -163,8 +174,12 @@ async def resolve_in_doubt(
             continue
         if reply is None:
             journal.record_lookup(cid, "not found")
+            age = clock() - entry.created_at
             if entry.state is OrderState.INTENT:
                 resolved.append(journal.mark_canceled(cid, "never sent"))
+            elif give_up_after is not None and age >= give_up_after:
+                why = f"the exchange never had it: still unknown {age:.0f} s after it was sent"
+                resolved.append(journal.mark_canceled(cid, why))
             else:
                 resolved.append(_unresolved(journal, control, cid, "sent, and the exchange does not know it at start"))
             continue
