@@ -136,6 +136,15 @@ def test_the_bot_trades_through_its_gate_and_says_so_in_its_status(tmp_path):
         signals = [r for r in bot.decisions() if r["kind"] == "signal"]
         assert signals, "every order the bot considers is in its decision log"
         assert {"symbol", "side", "price", "price_age_seconds", "permit"} <= set(signals[-1])
+        # Reconcile on demand, not only at start: SIGUSR1, and the outcome is in the log and the status.
+        reconciles = sum(r["kind"] == "control.reconcile" for r in bot.decisions())
+        bot.process.send_signal(signal.SIGUSR1)
+        bot.wait_until(
+            lambda: sum(r["kind"] == "control.reconcile" for r in bot.decisions()) > reconciles,
+            "a reconcile on demand",
+        )
+        assert "RECONCILE on demand: reconciled:" in bot.log_text()
+        assert bot.status()["reconcile"]["clean"] is True
         assert bot.stop() == 0, "SIGTERM ends the bot cleanly"
     assert read_status(bot.control_dir)["mode"] == "active"
 

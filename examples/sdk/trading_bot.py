@@ -40,6 +40,7 @@ sells when it holds two); everything around it is what a bot that runs real mone
 
 One log line per order sent, denied, rejected or failed, to ``--log`` (or stderr), beginning ``ORDER``
 (``FLATTEN`` for the flatten's own orders), with the SDK's own lines (``horus_sdk control.trip ...``).
+SIGUSR1 reconciles again on demand (the outcome in status.json's ``reconcile`` and the log).
 SIGTERM or Ctrl-C stops it cleanly: exit 0. Standard library and horus-sdk only.
 """
 
@@ -637,6 +638,9 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Reconcile on demand too, not only at start: `kill -USR1 <pid>` (the result is in status.json).
+    reconcile_now = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, reconcile_now.set)
     heartbeat = Heartbeat(args.control / "heartbeat.json", interval=HEARTBEAT_SECONDS)
     args.control.mkdir(mode=0o700, parents=True, exist_ok=True)  # the journal's default home
     journal = PositionJournal(args.journal or args.control / "orders.db", id_prefix=args.id_prefix)
@@ -668,6 +672,9 @@ async def run(args: argparse.Namespace) -> int:
             await bot.reconcile(stop, args.cycle)
             while not stop.is_set():
                 try:
+                    if reconcile_now.is_set():
+                        reconcile_now.clear()
+                        log.info("RECONCILE on demand: %s", (await bot.reconcile_once()).summary())
                     await bot.cycle()
                 except Exception as exc:
                     # A bug of the bot's own counts toward the trips like a failed call: ten of them halt it.
