@@ -20,7 +20,6 @@ The CLI: ``python -m horus control NAME halt --reason ...``, timed from outside,
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness import wait_for
+from harness import quiet_sdk_log, wait_for
 
 SDK = Path(__file__).resolve().parents[1] / "sdk" / "src"
 PERMIT_CALLS = 200_000
@@ -95,18 +94,6 @@ class _Nothing:
         return None
 
 
-@contextmanager
-def _quiet_sdk_log() -> Iterator[None]:
-    """The SDK logs every command and mode change as a warning: here, one per sample, and noise."""
-    sdk_log = logging.getLogger("horus_sdk")
-    level = sdk_log.level
-    sdk_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        sdk_log.setLevel(level)
-
-
 def permit_cost(repeats: int, calls: int) -> dict[str, Any]:
     if str(SDK) not in sys.path:
         sys.path.insert(0, str(SDK))
@@ -118,7 +105,7 @@ def permit_cost(repeats: int, calls: int) -> dict[str, Any]:
     as_mapping = {"symbol": "BTC-USD", "side": "buy", "quantity": 0.1, "feed": "prices"}
     samples: dict[str, list[float]] = {}
     answers: dict[str, bool] = {}
-    with _quiet_sdk_log(), tempfile.TemporaryDirectory(prefix="horus-permit-bench-") as tmp:
+    with quiet_sdk_log(), tempfile.TemporaryDirectory(prefix="horus-permit-bench-") as tmp:
         heartbeat = Heartbeat()
         heartbeat.progress("prices")
         # A limit no sample comes near: the feed stays fresh, and the check is paid on every call.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,19 @@ from pathlib import Path
 import psutil
 
 HERE = Path(__file__).resolve().parent
+
+
+@contextlib.contextmanager
+def quiet_sdk_log() -> Iterator[None]:
+    """The SDK logs every command, mode change and order as a warning or info line: in a benchmark, one per
+    sample and thousands of lines of noise."""
+    sdk_log = logging.getLogger("horus_sdk")
+    level = sdk_log.level
+    sdk_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        sdk_log.setLevel(level)
 
 
 def monit_binary() -> str | None:

@@ -34,16 +34,16 @@ matched, every fill while down found; a reconcile that gave up early would be fa
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from harness import quiet_sdk_log
 
 SDK = Path(__file__).resolve().parents[1] / "sdk" / "src"
 ORDERS = 2_000  # intent -> sent, per repeat
@@ -68,18 +68,6 @@ RECONCILE_GOAL_MS = 1_000.0
 def _sdk() -> None:
     if str(SDK) not in sys.path:
         sys.path.insert(0, str(SDK))
-
-
-@contextmanager
-def _quiet_sdk_log() -> Iterator[None]:
-    """submit() logs every order it sends and records: here, thousands of lines of noise."""
-    sdk_log = logging.getLogger("horus_sdk")
-    level = sdk_log.level
-    sdk_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        sdk_log.setLevel(level)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -227,7 +215,7 @@ def per_order(repeats: int, orders: int, life_orders: int) -> dict[str, Any]:
     written: dict[str, list[float]] = {name: [] for name in samples}  # bytes per order, by repeat
     skipped: dict[str, str] = {}
     disk_root = Path(tempfile.gettempdir())
-    with _quiet_sdk_log():
+    with quiet_sdk_log():
         for _ in range(repeats):  # the cases take turns, so a slow spell of the disk is shared among them
             for name, commits, on_tmpfs, measure in _CASES:
                 root = TMPFS if on_tmpfs else disk_root
