@@ -94,14 +94,15 @@ def _after_restarts(block: dict[str, object], looks: int = 8) -> dict[str, objec
 def _restart(run: Run) -> None:
     """A deploy: SIGTERM to the running service; its shell loop starts the new code.
 
-    It returns once a new process has been seen (or a few seconds passed: new code that crashes at once may
+    It returns once a new process has been seen (or half a minute passed: new code that crashes at once may
     come and go unseen), so that Horus's detection, due a second later, never comes before the deploy went
-    live: on a loaded machine the loop's pause and Python's start-up can take longer than that second.
+    live: while the corpus runs its scenarios side by side, the loop's pause and Python's start-up can take
+    several seconds.
     """
     pids = [proc.pid for proc in run.service_processes()]
     run.stop_service_process()
     run.wait_service_gone(pids)
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline and not [p for p in run.service_processes() if p.pid not in pids]:
         time.sleep(0.02)
 
