@@ -88,3 +88,15 @@ def test_a_malformed_command_is_a_located_error(tmp_path, change, message):
     control_path(tmp_path).write_text(json.dumps({**good, **change}))
     with pytest.raises(ValueError, match=message):
         read_command(tmp_path)
+
+
+def test_the_trip_that_holds_the_bot_is_the_most_restrictive_automatic_cause_and_the_oldest_among_equals():
+    from horus_sdk.control_files import holding_trip
+
+    operator = {"source": "operator", "name": "halt", "mode": "halted"}
+    reduce = {"source": "trip", "name": "failures_reduce", "mode": "reducing"}
+    halt = {"source": "trip", "name": "failures_halt", "mode": "halted"}
+    loss = {"source": "daily_loss", "name": "daily_loss", "mode": "halted"}
+    assert holding_trip([operator, reduce, halt, loss]) is halt
+    assert holding_trip([operator]) is None
+    assert holding_trip("garbage") is None

@@ -59,6 +59,7 @@ from typing import Any
 from horus_sdk.formats import RefusedFileError, read_json, write_json_atomic
 
 __all__ = [
+    "AUTOMATIC_SOURCES",
     "COMMANDS",
     "COMMAND_MODES",
     "CONTROL_FILE",
@@ -73,6 +74,7 @@ __all__ = [
     "Command",
     "Mode",
     "control_path",
+    "holding_trip",
     "issue_command",
     "read_command",
     "read_commands",
@@ -118,6 +120,25 @@ COMMAND_MODES: Mapping[str, Mode] = {
     "resume": Mode.ACTIVE,
 }
 COMMANDS = tuple(COMMAND_MODES)
+
+
+# Causes the service set for itself: an automatic trip is a failure to report, an operator's halt is not.
+AUTOMATIC_SOURCES = frozenset({"trip", "daily_loss"})
+
+
+def holding_trip(causes: Any) -> dict[str, Any] | None:
+    """Of the causes in a status.json, the automatic one that holds the bot where it is: the most restrictive
+    (the oldest among equals); None when no trip holds it."""
+    listed = causes if isinstance(causes, list) else []
+    automatic = [c for c in listed if isinstance(c, dict) and c.get("source") in AUTOMATIC_SOURCES]
+    return max(automatic, key=_rank_of, default=None)
+
+
+def _rank_of(cause: dict[str, Any]) -> int:
+    try:
+        return Mode(str(cause.get("mode"))).rank
+    except ValueError:
+        return -1
 
 
 def control_path(control_dir: str | os.PathLike[str]) -> Path:

@@ -613,12 +613,15 @@ class OrderJournal:
 
     def put_state(self, key: str, value: Any) -> None:
         """Keep ``value`` (anything JSON can hold) under ``key``, committed (with the enclosing transaction)."""
-        text = _json(value, f"state {key!r}")
+        self._put("state", "key", str(key), _json(value, f"state {key!r}"))
+
+    def _put(self, table: str, key_column: str, key: str, text: str) -> None:
+        # table and key_column are this module's own names, never the caller's text.
         with self.transaction():
             self._execute(
-                "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (str(key), text, self._clock()),
+                f"INSERT INTO {table} ({key_column}, value, updated_at) VALUES (?, ?, ?) "  # noqa: S608
+                f"ON CONFLICT ({key_column}) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, text, self._clock()),
             )
 
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -628,13 +631,7 @@ class OrderJournal:
 
     def set_checkpoint(self, name: str, value: Any) -> None:
         """A named checkpoint, such as the time or id of the last fill applied durably (JSON value)."""
-        text = _json(value, f"checkpoint {name!r}")
-        with self.transaction():
-            self._execute(
-                "INSERT INTO checkpoints (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (str(name), text, self._clock()),
-            )
+        self._put("checkpoints", "name", str(name), _json(value, f"checkpoint {name!r}"))
 
     def checkpoint(self, name: str) -> Any:
         """The checkpoint's value, None if it was never set."""

@@ -14,13 +14,10 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.control_plane import describe_mode
 from horus.errors import ProbeError
-from horus_sdk.control_files import Mode, read_status, status_path
+from horus_sdk.control_files import AUTOMATIC_SOURCES, Mode, holding_trip, read_status, status_path
 from horus_sdk.formats import RefusedFileError, boot_id
 
 DEADLINE_MARGIN_SECONDS = 0.05
-# Causes the service set for itself: an automatic trip is a failure to report, an operator's halt is not.
-AUTOMATIC_SOURCES = frozenset({"trip", "daily_loss"})
-_MODE_RANK = {mode.value: mode.rank for mode in Mode}
 
 
 class TradingOptions(CheckOptions):
@@ -165,10 +162,8 @@ class TradingCheck(Check[TradingOptions]):
     def _problem(self, status: Mapping[str, Any], now_wall: float) -> tuple[str, str] | None:
         if isinstance(error := status.get("control_error"), str) and error:
             return "control_unreadable", f"the bot cannot read its control file, so a halt would not be heard: {error}"
-        automatic = [c for c in _list(status, "causes") if isinstance(c, dict) and c.get("source") in AUTOMATIC_SOURCES]
-        if automatic:
-            # The one that holds the bot where it is: the most restrictive (the oldest among equals).
-            first = max(automatic, key=lambda c: _MODE_RANK.get(str(c.get("mode")), -1))
+        first = holding_trip(status.get("causes"))
+        if first is not None:
             return "trip", (
                 f"trip {first.get('name')}: {first.get('reason')}; the bot is {str(status.get('mode')).upper()}. "
                 "It stays so until `horus control NAME resume --reason ...`"

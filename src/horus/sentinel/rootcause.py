@@ -65,6 +65,7 @@ from horus.sentinel.fingerprint import failure_kind, normalise
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.logtext import TELLING, LogLine, healthy_period_end, read_lines
 from horus.sentinel.snapshot import describe_process_state, redact_line
+from horus_sdk.control_files import holding_trip
 
 __all__ = ["RULES", "UNKNOWN_TITLE", "Evidence", "Rule", "analyse", "summarise"]
 
@@ -1290,19 +1291,9 @@ def trading_trip(ev: Evidence, found: Sequence[Hypothesis]) -> Hypothesis | None
     for bot in ev.snapshot.get("trading") or []:
         if not isinstance(bot, dict):
             continue
-        causes = [
-            c for c in bot.get("causes") or [] if isinstance(c, dict) and c.get("source") in ("trip", "daily_loss")
-        ]
-        if not causes:
+        trip = holding_trip(bot.get("causes"))
+        if trip is None:
             continue
-        trip = max(
-            causes,
-            key=lambda c: (
-                ("reducing", "flattening", "halted").index(c["mode"])
-                if c.get("mode") in ("reducing", "flattening", "halted")
-                else -1
-            ),
-        )
         name = str(trip.get("name"))
         evidence = [
             f"snapshot: status.json: trip {name}: {trip.get('reason')}; the bot is {str(bot.get('mode')).upper()}"
