@@ -145,6 +145,7 @@ def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes
             [finished] = log.named("heal.finished")
             assert finished["action"] == "halt"
             assert finished["outcome"] == "ok", finished
+            wait_until_sync(lambda: [e for e in log.named("check.failed") if "trip failures_halt" in e["reason"]], 20)
             [failed] = [e for e in log.named("check.failed") if "trip failures_halt" in e["reason"]][:1]
             assert "insufficient margin" in failed["reason"]
             [opened] = log.named("incident.opened")
