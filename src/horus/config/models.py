@@ -205,6 +205,9 @@ class MonitorConfig(BaseModel):
     work_tree: AbsolutePath | None = None
     # Where the service leaves evidence (logs, its process, crash records) that its check does not name.
     evidence: EvidenceOptions | None = None
+    # The state dir of the runner (horus_sdk.runner) the service runs under: Horus takes its exact pids
+    # from it, `horus reload NAME` and the runner heals go through it, and status shows its versions.
+    runner: AbsolutePath | None = None
 
     @model_validator(mode="after")
     def _one_way_to_heal(self) -> MonitorConfig:
@@ -302,6 +305,7 @@ class MonitorSettings:
     depends_on: tuple[str, ...] = ()
     work_tree: Path | None = None
     evidence: EvidenceOptions | None = None
+    runner: Path | None = None
 
     @classmethod
     def resolve(cls, monitor: MonitorConfig, defaults: Defaults) -> MonitorSettings:
@@ -320,5 +324,6 @@ class MonitorSettings:
             depends_on=tuple(monitor.depends_on),
             work_tree=monitor.work_tree,
             evidence=monitor.evidence,
+            runner=monitor.runner,
             **inherited,
         )
