@@ -13,6 +13,7 @@ from horus.checks import (
     log_staleness,
     port_open,
     process_alive,
+    runner,
     systemd_service,
     trading,
 )
@@ -33,6 +34,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         heartbeat.HeartbeatCheck,
         artifact_growth.ArtifactGrowthCheck,
         trading.TradingCheck,
+        runner.RunnerCheck,
     )
 }
 

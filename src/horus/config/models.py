@@ -7,6 +7,7 @@ touches its own module and the registry, never this file.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
@@ -209,13 +210,49 @@ class MonitorConfig(BaseModel):
     # from it, `horus reload NAME` and the runner heals go through it, and status shows its versions.
     runner: AbsolutePath | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _runner_dir_from_monitor(cls, data: Any) -> Any:
+        """A runner check or heal without a dir of its own follows the monitor's runner."""
+        if not isinstance(data, Mapping) or data.get("runner") is None:
+            return data
+
+        def filled(block: Any) -> Any:
+            if isinstance(block, Mapping) and _follows_runner(block) and block.get("dir") is None:
+                return {**block, "dir": data["runner"]}
+            return block
+
+        out = dict(data)
+        for key in ("check", "verify", "heal"):
+            if key in out:
+                out[key] = filled(out[key])
+        if isinstance(out.get("escalation"), list):
+            out["escalation"] = [filled(block) for block in out["escalation"]]
+        return out
+
     @model_validator(mode="after")
     def _one_way_to_heal(self) -> MonitorConfig:
         if self.heal is not None and self.escalation is not None:
             raise ValueError("set heal (one action) or escalation (a ladder of actions), not both")
         if self.name in self.depends_on:
             raise ValueError("depends_on names the monitor itself")
+        blocks = {"check": self.check, "verify": self.verify, "heal": self.heal}
+        blocks.update({f"escalation[{i}]": step for i, step in enumerate(self.escalation or ())})
+        missing = [
+            where
+            for where, block in blocks.items()
+            if block is not None and _follows_runner(block) and getattr(block, "dir", None) is None
+        ]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: needs dir (the runner's state dir), or runner: on the monitor")
         return self
+
+
+def _follows_runner(block: Any) -> bool:
+    """A check or heal that works through the runner's state dir (its ``dir``)."""
+    if isinstance(block, Mapping):
+        return block.get("type") == "runner" or block.get("action") == "runner_restart"
+    return getattr(block, "type", None) == "runner" or getattr(block, "action", None) == "runner_restart"
 
 
 class HorusConfig(BaseModel):

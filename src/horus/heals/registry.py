@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from horus.heals import docker_restart, halt, kill_process, launchctl_restart, run_script, systemctl_restart
+from horus.heals import (
+    docker_restart,
+    halt,
+    kill_process,
+    launchctl_restart,
+    run_script,
+    runner_restart,
+    systemctl_restart,
+)
 from horus.heals.base import Heal, HealOptions
 
 HEAL_ACTIONS: dict[str, type[Heal]] = {
@@ -14,6 +22,7 @@ HEAL_ACTIONS: dict[str, type[Heal]] = {
         docker_restart.DockerRestartHeal,
         run_script.RunScriptHeal,
         halt.HaltHeal,
+        runner_restart.RunnerRestartHeal,
     )
 }
 
