@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from horus.cli_runner import runner_status
 from horus.config.models import HorusConfig
 from horus.engine.status import read_status
 from horus.errors import StoreError
@@ -55,10 +56,11 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
     @state_dir_option
     @click.option("--json", "as_json", is_flag=True, help="Print the snapshot and the outbox's health as JSON.")
     def status(config_path: Path, state_dir: Path | None, as_json: bool) -> None:
-        """Each monitor's state, last check, failure count and cooldown as the daemon last saw them, and the
-        notification outbox's health. Exit 1 when the daemon is not running, a monitor is failing or a
+        """Each monitor's state, last check, failure count and cooldown as the daemon last saw them, the
+        notification outbox's health, and for each monitor with a runner its state, versions, epoch and last
+        reload, read from the runner's state dir now. Exit 1 when the daemon is not running, a monitor is failing or a
         channel has been given up on."""
-        _config, directory = state_dir_of(config_path, state_dir)
+        config, directory = state_dir_of(config_path, state_dir)
         now = time.time()
         try:
             snapshot = read_status(directory, now)
@@ -66,10 +68,18 @@ def register(main: click.Group, load: Callable[[Path], HorusConfig], config_opti
             click.echo(str(exc), err=True)
             sys.exit(EXIT_PROBLEM)
         channels = channel_health(directory)
+        # Read from each runner's own state dir now, not from the daemon's snapshot: a runner reloads and
+        # restarts on its own, and it is worth seeing while no daemon runs.
+        runners = {m.name: runner_status(m.runner, now) for m in config.monitors if m.runner is not None}
         if as_json:
-            click.echo(json.dumps({**(snapshot or {}), "channels": channels}, indent=2, default=str))
+            report = {**(snapshot or {}), "channels": channels, "runners": {n: f for n, (_, f) in runners.items()}}
+            click.echo(json.dumps(report, indent=2, default=str))
         else:
             click.echo(render_status(snapshot, channels, now))
+            if runners:
+                click.echo("\nRunners:")
+                for name, (line, _facts) in runners.items():
+                    click.echo(f"  {name}: {line}")
         running = daemon_state(snapshot, now).startswith("running")
         # A probe that keeps erroring watches nothing ("not watched"): a problem. "unknown" (not known yet) is
         # neither healthy nor failing.
