@@ -40,6 +40,10 @@ sells when it holds two); everything around it is what a bot that runs real mone
 
 One log line per order sent, denied, rejected or failed, to ``--log`` (or stderr), beginning ``ORDER``
 (``FLATTEN`` for the flatten's own orders), with the SDK's own lines (``horus_sdk control.trip ...``).
+Under a runner (``python -m horus_sdk.runner ... -- python trading_bot.py ...``) it starts as a standby:
+it reconciles read-only, then ``control.ready()`` waits for the runner's handover; only the instance that
+holds the lease trades and beats the heartbeat, and its epoch is in every client order id.
+
 SIGUSR1 reconciles again on demand (the outcome in status.json's ``reconcile`` and the log).
 SIGTERM or Ctrl-C stops it cleanly: exit 0. Standard library and horus-sdk only.
 """
@@ -331,6 +335,16 @@ class TradingBot:
                     await self.cancel(cid)
         result.adopt(self.gate)
         return result
+
+    async def look_before_trading(self) -> None:
+        """A standby's read-only reconcile: what it would find, logged; nothing is applied or canceled,
+        because the running version still trades on this journal and this exchange account."""
+        try:
+            result = await self._compare(int(self.journal.checkpoint(FILLS_CHECKPOINT) or 0))
+        except EXCHANGE_FAILURES as exc:
+            log.warning("STANDBY cannot look at the exchange yet: %s", exc)
+            return
+        log.info("STANDBY reconcile (read-only): %s", result.summary())
 
     async def _compare(self, checkpoint: int) -> Reconciliation:
         journal = self.journal
@@ -656,33 +670,66 @@ async def run(args: argparse.Namespace) -> int:
         feeds={PRICE_FEED: PRICE_MAX_AGE_SECONDS},
         dust=args.dust,
         hook_timeout=args.call_timeout * 3,
+        journal=journal,  # under a runner, the lease's epoch goes into every client order id
     )
     bot.control = control
     # The Control first: it creates the control dir the heartbeat file lives in.
     with journal:
-        async with control, heartbeat:
-            log.info(
-                "started pid=%s exchange=%s mode=%s journal=%s epoch=%s",
-                os.getpid(),
-                args.exchange,
-                control.mode,
-                journal.path,
-                journal.epoch,
-            )
-            await bot.reconcile(stop, args.cycle)
-            while not stop.is_set():
-                try:
-                    if reconcile_now.is_set():
-                        reconcile_now.clear()
-                        log.info("RECONCILE on demand: %s", (await bot.reconcile_once()).summary())
-                    await bot.cycle()
-                except Exception as exc:
-                    # A bug of the bot's own counts toward the trips like a failed call: ten of them halt it.
-                    log.exception("CYCLE failed: %s", exc)
-                    control.record_error(exc)
-                await _pause(stop, args.cycle)
-            log.info("stopping: mode=%s", control.mode)
+        async with control:
+            if control.standby:
+                # Under a runner: warm up while the running version trades, then wait for the handover.
+                await bot.look_before_trading()
+                if not await _ready_unless_stopped(control, stop):
+                    return 0
+            async with heartbeat:  # only the instance that trades beats: a standby's beats would mislead
+                await _trade(bot, control, journal, stop, reconcile_now, args)
     return 0
+
+
+async def _ready_unless_stopped(control: Control, stop: asyncio.Event) -> bool:
+    """Wait to be promoted; False when asked to stop first (SIGTERM to a standby ends it at once)."""
+    ready = asyncio.ensure_future(control.ready())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if ready.done():
+        ready.result()  # a HandedOver (the runner went away) ends the bot here
+        return True
+    ready.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ready
+    return False
+
+
+async def _trade(
+    bot: TradingBot,
+    control: Control,
+    journal: PositionJournal,
+    stop: asyncio.Event,
+    reconcile_now: asyncio.Event,
+    args: argparse.Namespace,
+) -> None:
+    log.info(
+        "started pid=%s exchange=%s mode=%s journal=%s epoch=%s",
+        os.getpid(),
+        args.exchange,
+        control.mode,
+        journal.path,
+        journal.epoch,
+    )
+    await bot.reconcile(stop, args.cycle)
+    while not stop.is_set():
+        try:
+            if reconcile_now.is_set():
+                reconcile_now.clear()
+                log.info("RECONCILE on demand: %s", (await bot.reconcile_once()).summary())
+            await bot.cycle()
+        except Exception as exc:
+            # A bug of the bot's own counts toward the trips like a failed call: ten of them halt it.
+            log.exception("CYCLE failed: %s", exc)
+            control.record_error(exc)
+        await _pause(stop, args.cycle)
+    log.info("stopping: mode=%s", control.mode)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,13 @@ Standard library only. Nothing starts until you ask: no thread, no signal handle
 """
 
 from horus_sdk.blocking import BlockingDetector, BlockingReport
-from horus_sdk.control import Control, Order, Permit, Trips
+from horus_sdk.control import Control, HandedOver, Order, Permit, Trips
 from horus_sdk.control_files import Mode
 from horus_sdk.deadline import DeadlineExceeded, StreamStalled, deadline, guard_stream
 from horus_sdk.formats import crash_summary
 from horus_sdk.heartbeat import Heartbeat
 from horus_sdk.journal import JournalEntry, JournalError, OrderJournal, OrderState
+from horus_sdk.lease import Lease, LeaseError
 from horus_sdk.orders import resolve_in_doubt, submit
 from horus_sdk.reconcile import BrokerReport, Reconciliation, reconcile, run_reconcile
 from horus_sdk.watchdog import LoopWatchdog
@@ -22,9 +23,12 @@ __all__ = [
     "BrokerReport",
     "Control",
     "DeadlineExceeded",
+    "HandedOver",
     "Heartbeat",
     "JournalEntry",
     "JournalError",
+    "Lease",
+    "LeaseError",
     "LoopWatchdog",
     "Mode",
     "Order",

@@ -74,15 +74,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from horus_sdk._runner_link import RunnerLink
 from horus_sdk._stacks import Handover, stop_ticker
 from horus_sdk.control_files import (
+    AUTOMATIC_SOURCES,
     DECISION_LOG_FILE,
     FORMAT_STATUS,
     Command,
@@ -94,8 +96,21 @@ from horus_sdk.control_files import (
 )
 from horus_sdk.decisions import DEFAULT_KEEP, DEFAULT_MAX_BYTES, DecisionLog
 from horus_sdk.formats import boot_id, write_json_atomic
+from horus_sdk.lease import Lease
 
-__all__ = ["SOURCES", "Cause", "ChannelAges", "Control", "Hooks", "Mode", "Order", "Permit", "Trips"]
+__all__ = [
+    "SOURCES",
+    "Cause",
+    "ChannelAges",
+    "Control",
+    "EpochJournal",
+    "HandedOver",
+    "Hooks",
+    "Mode",
+    "Order",
+    "Permit",
+    "Trips",
+]
 
 logger = logging.getLogger("horus_sdk")
 
@@ -115,6 +130,8 @@ filesystem's time granularity, reusing a freed inode and the same size, would ot
 _STOP_JOIN_SECONDS = 5.0
 _RESUME_HOLD = "resumed; the daily loss limit holds until {until}"
 _RECONCILING_REASON = "reconciling: positions not confirmed yet"
+_NO_LEASE_REASON = "standby: this instance does not hold the trading lease (another one may be trading)"
+_LEASE_BUSY_LOG_SECONDS = 10.0
 _RELATIVE_TOLERANCE = 1e-9  # float noise between a position and the order that closes it
 
 
@@ -132,6 +149,28 @@ class Hooks(Protocol):
     async def flatten(self, positions: Mapping[str, float]) -> None:
         """Send the orders that close ``positions`` (the SDK re-reads positions to see what filled)."""
         ...
+
+
+class EpochJournal(Protocol):
+    """What the Control needs of an order journal to put the lease's epoch into every client order id
+    (:class:`~horus_sdk.journal.OrderJournal` is one)."""
+
+    def highest_epoch(self) -> int: ...
+
+    def begin_epoch(self, epoch: int) -> None: ...
+
+
+class HandedOver(SystemExit):
+    """Raised from ``cycle()`` (or ``ready()``) when this instance has given up trading for good: it handed
+    the lease to the next version, its runner asked it to stop, or its runner is gone. It is a SystemExit
+    with status 0, so that it ends the bot the way a clean stop does (``except Exception`` lets it pass)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(0)
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
 
 
 class ChannelAges(Protocol):
@@ -348,6 +387,8 @@ class Control:
         flatten_attempts: int = 5,
         flatten_pause: float = 0.5,
         hook_timeout: float = 10.0,
+        lease: str | os.PathLike[str] | None = None,
+        journal: EpochJournal | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -432,6 +473,16 @@ class Control:
         self._thread: threading.Thread | None = None
         self._handover = Handover(self.poll_interval)
         self._ticker: asyncio.Task[None] | None = None
+        # Under a runner (horus_sdk.runner) or with a lease of its own, this instance trades only while it
+        # holds the lease; until then it is a standby that writes none of the files it shares with the
+        # instance that trades (status.json, the decisions it has not made).
+        self._link = RunnerLink.from_environment()
+        lease_path = lease if lease is not None else (self._link.lease_path if self._link is not None else None)
+        self._lease = Lease(lease_path) if lease_path is not None else None
+        self._journal = journal
+        self._writes_status = self._lease is None
+        self._ready_told = False
+        self._trading_told = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -474,6 +525,17 @@ class Control:
             raise RuntimeError("this Control is already running")
         if not self.control_dir.is_dir():
             self.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._lease is not None and not self._lease.held:
+            # A standby: it reads and writes nothing the trading instance owns until it is promoted.
+            self._gate = _Gate(Mode.RECONCILING, Permit(False, _NO_LEASE_REASON, Mode.RECONCILING), {}, {}, False)
+            if self._link is not None:
+                self._link.send("hello", pid=os.getpid(), version=self._link.version)
+            return
+        self._start_holding()
+
+    def _start_holding(self) -> None:
+        """The start of an instance that may trade: restore, read control.json, write status.json, watch."""
+        self._writes_status = True
         now = self._wall()
         self._stop.clear()
         self._control_stat = None  # read control.json now, whatever was seen before a stop
@@ -491,21 +553,32 @@ class Control:
             )
         self._poll_control()
         self._write_status(fsync=True)
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        self._stop.clear()
         self._handover = Handover(self.poll_interval)
         self._thread = threading.Thread(target=self._watch, name="horus-control", daemon=True)
         self._thread.start()
+        if self._ticker is not None:
+            self._handover.open()
 
-    def stop(self) -> None:
-        """Stop the watcher and write the last status.json; the latched causes stay in it for the next start."""
-        if self._started_at is None:
-            return
+    def _stop_watcher(self) -> None:
         self._stop.set()
         self._handover.stop()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=max(_STOP_JOIN_SECONDS, 10 * self.poll_interval))
-        self._write_status(fsync=True)
+
+    def stop(self) -> None:
+        """Stop the watcher and write the last status.json; the latched causes stay in it for the next start.
+        A lease held is given back."""
+        if self._started_at is not None and self._writes_status:
+            self._stop_watcher()
+            self._write_status(fsync=True)
         self.decisions.close()
+        if self._lease is not None:
+            self._lease.release()
 
     # -- what the bot asks --------------------------------------------------------------------------------
 
@@ -722,10 +795,127 @@ class Control:
         ``{"allowed", "reason", "mode"}``). ``at``, ``kind`` and ``mode`` are the SDK's own."""
         self._record(kind, **context)
 
-    async def cycle(self) -> None:
-        """Call at the top of every cycle: marks it, applies the time-based trips, runs a pending
-        cancel_all or flatten (the flatten may take several attempts: it runs inside this call), and
-        keeps status.json fresh. Never raises (but a cancellation still propagates)."""
+    def cycle(self) -> _Cycle:
+        """Mark a cycle: ``await control.cycle()`` at the top of every cycle, or ``async with
+        control.cycle():`` around it (then its end is a boundary too).
+
+        It marks the cycle, applies the time-based trips, runs a pending cancel_all or flatten (the flatten
+        may take several attempts: it runs inside this call), and keeps status.json fresh. Never raises,
+        but a cancellation propagates, and so does :class:`HandedOver`: under a runner the boundary
+        between two cycles is where trading passes from one instance to the next (see :meth:`ready`).
+        """
+        return _Cycle(self)
+
+    async def ready(self) -> None:
+        """Say that this instance is warmed up, and wait until it may trade; returns at once when it may.
+
+        Without a runner or a lease it returns at once. Under a runner (``horus_sdk.runner``) every
+        instance starts as a standby: ``permit()`` refuses every order and nothing shared is written. Load
+        state, warm up and reconcile read-only first, then await this: the runner hands over when the
+        trading instance reaches a cycle boundary, this instance takes the lease (a larger epoch than any
+        before, put into the journal's client order ids when ``journal=`` was given) and starts for real:
+        the latched causes, control.json and status.json as the previous instance left them. A standby's
+        first ``cycle()`` calls this by itself. Raises :class:`HandedOver` when the runner went away first.
+        """
+        lease = self._lease
+        if lease is None or lease.held:
+            return
+        link = self._link
+        if link is not None:
+            if not self._ready_told:
+                self._ready_told = link.send("ready")
+            if not await link.wait_for_promotion():
+                raise HandedOver("the runner went away before promoting this standby")
+        epoch = await self._take_lease(lease)
+        self._start_holding()
+        if self._ticker is not None:
+            self._handover.open()
+        logger.info("control.promoted epoch=%s pid=%s", epoch, os.getpid())
+        if link is not None:
+            link.mark_holding()
+            link.send("promoted", epoch=epoch)
+
+    @property
+    def standby(self) -> bool:
+        """True while this instance may not trade because it does not hold the lease."""
+        return self._lease is not None and not self._lease.held
+
+    @property
+    def epoch(self) -> int | None:
+        """The lease's epoch while it is held; None without a lease or while not holding it."""
+        return self._lease.epoch if self._lease is not None else None
+
+    async def _take_lease(self, lease: Lease) -> int:
+        """The lease, waiting while another holder has it; its epoch goes into the journal's ids."""
+        waited_from = time.monotonic()
+        logged = waited_from
+        while True:
+            floor = self._journal.highest_epoch() if self._journal is not None else 0
+            epoch = lease.try_acquire(at_least=floor)
+            if epoch is not None:
+                if self._journal is not None:
+                    try:
+                        self._journal.begin_epoch(epoch)
+                    except BaseException:
+                        lease.release()
+                        raise
+                return epoch
+            if self._link is not None and self._link.gone.is_set():
+                raise HandedOver("the runner went away while this instance waited for the lease")
+            now = time.monotonic()
+            if now - logged >= _LEASE_BUSY_LOG_SECONDS:
+                logged = now
+                logger.warning(
+                    "control.lease_busy waited=%.0fs holder=%s (another instance holds the trading lease)",
+                    now - waited_from,
+                    lease.holder(),
+                )
+            await asyncio.sleep(0.01)
+
+    async def _begin_cycle(self) -> None:
+        if self._lease is not None:
+            if not self._lease.held:
+                await self.ready()  # a standby's first cycle: it waits here to be promoted
+            else:
+                await self._end_cycle()
+        await self._mark_cycle()
+        link = self._link
+        if link is not None and not self._trading_told and self._mode is not Mode.RECONCILING:
+            # The first cycle with its reconcile done, under the lease: the runner's handover is complete.
+            self._trading_told = link.send("trading", epoch=self.epoch)
+
+    async def _end_cycle(self) -> None:
+        """A cycle boundary: where a handover the runner asked for happens."""
+        link, lease = self._link, self._lease
+        if link is None or lease is None or not lease.held or not link.handover_wanted:
+            return
+        epoch = lease.epoch
+        self._stop_watcher()
+        self._write_status(fsync=True)  # what the next instance starts from
+        with self._lock:
+            self._writes_status = False
+        lease.release()
+        link.mark_released()
+        with self._lock:
+            self._publish()
+        link.send("released", epoch=epoch, at=self._wall())
+        logger.info("control.released epoch=%s pid=%s", epoch, os.getpid())
+        if link.exit_after_release:
+            why = "its runner is gone" if link.gone.is_set() else "its runner asked it to stop"
+            raise HandedOver(f"this instance stopped trading at a cycle boundary: {why}")
+        if await link.wait_for_verdict() != "resume":
+            raise HandedOver(f"this instance handed trading over to the next one after epoch {epoch}")
+        # The new version failed to take over: trade on, with a new epoch (the failed one may have used its).
+        epoch = await self._take_lease(lease)
+        with self._lock:
+            self._writes_status = True
+            self._changed()
+        self._start_watcher()
+        link.mark_holding()
+        link.send("resumed", epoch=epoch)
+        logger.warning("control.resumed epoch=%s (the new version did not take over)", epoch)
+
+    async def _mark_cycle(self) -> None:
         try:
             first = self._last_cycle_at is None  # news: the daemon judges a stuck loop by it
             self._last_cycle_at = self._wall()
@@ -763,6 +953,10 @@ class Control:
     def _publish(self) -> None:
         winner = self._winner()
         mode = winner.mode if winner is not None else Mode.ACTIVE
+        if self._lease is not None and not self._lease.held:
+            refusal = Permit(False, _NO_LEASE_REASON, Mode.RECONCILING)
+            self._gate = _Gate(Mode.RECONCILING, refusal, self._positions, {}, False)
+            return
         denial: Permit | None = None
         if mode is Mode.RECONCILING:
             denial = Permit(False, _RECONCILING_REASON, mode)
@@ -798,6 +992,8 @@ class Control:
         self._record("control.trip", trip=cause.to_json())
         logger.warning("control.trip name=%s mode=%s reason=%s", cause.name, cause.mode, cause.reason)
         self._changed()
+        if self._link is not None and cause.source in AUTOMATIC_SOURCES:
+            self._link.send("tripped", cause=cause.to_json())  # a new version on probation is rolled back
 
     def _flatten_wanted(self) -> None:
         if self._flatten is None or self._flatten.get("state") != "running":
@@ -1291,6 +1487,8 @@ class Control:
             self._write_status(fsync=True)
 
     def _write_status(self, *, fsync: bool) -> None:
+        if not self._writes_status:
+            return  # a standby, or an instance that handed over: status.json is the trading instance's
         try:
             with self._lock:
                 data = self._status_json()
@@ -1352,6 +1550,9 @@ class Control:
             "latched": [c.to_json() for c in self._causes if c.latched],
             "decision_log": str(self.decisions.path),
             "reconcile": self._reconcile,
+            "lease": None
+            if self._lease is None
+            else {"epoch": self._lease.epoch, "version": self._link.version if self._link is not None else None},
         }
 
     # -- the decision log and our own failures -------------------------------------------------------------
@@ -1448,3 +1649,25 @@ def _utc_time(wall: float) -> str:
 def _local_time(wall: float, zone: tzinfo) -> str:
     text = datetime.fromtimestamp(wall, zone).isoformat(timespec="seconds")
     return text.replace("+00:00", "Z") if zone is UTC else text
+
+
+class _Cycle:
+    """What ``Control.cycle()`` returns: awaited at the top of a cycle, or entered around one."""
+
+    __slots__ = ("_control",)
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._control._begin_cycle().__await__()
+
+    async def __aenter__(self) -> Control:
+        await self._control._begin_cycle()
+        return self._control
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            await self._control._end_cycle()

@@ -400,6 +400,33 @@ class OrderJournal:
                     connection.execute("ROLLBACK")
                 raise self._error("cannot commit", exc) from exc
 
+    def highest_epoch(self) -> int:
+        """The largest epoch this journal has given out (to any run, this one included)."""
+        with self._lock:
+            (epoch,) = self._one("SELECT value FROM meta WHERE key = 'epoch'")
+            return int(epoch)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """From now on this run's ids carry ``epoch``, which must be larger than every epoch the journal
+        has given out: a trading lease's epoch (:class:`horus_sdk.lease.Lease`), so that the fencing token
+        and the ids agree. Raises ValueError for an epoch that is not larger (the ids could repeat)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ValueError(f"an epoch is a whole number, got {epoch!r}")
+        with self.transaction():
+            try:
+                moved = (
+                    self._live()
+                    .execute(
+                        "UPDATE meta SET value = ? WHERE key = 'epoch' AND value < ? RETURNING value", (epoch, epoch)
+                    )
+                    .fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise self._error("cannot write", exc) from exc
+            if moved is None:
+                raise ValueError(f"epoch {epoch} is not above the journal's highest ({self.highest_epoch()})")
+        self.epoch = epoch
+
     # -- ids and intents -----------------------------------------------------------------------------------
 
     def epoch_of(self, client_order_id: str) -> int | None:
