@@ -28,6 +28,7 @@ from horus.engine.incidents import Detection, IncidentTracker
 from horus.engine.lifecycle import Lifecycle, LifeState, Phase, Step, Transition, TransitionKind
 from horus.engine.policy import HealPolicy, MonitorState
 from horus.engine.runner import CheckRun, collect_evidence, run_check, run_heal
+from horus.engine.runner_watch import RunnerWatch, follow_runner
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
 from horus.engine.status import MAX_OVERDUE, StatusWriter
@@ -105,6 +106,8 @@ class Daemon:
         self.started_at = self.clock.wall()
         self._scheduler: Scheduler | None = None
         self._reloading: asyncio.Lock | None = None
+        # What each monitor's runner was seen doing, by monitor: kept across config reloads.
+        self.runner_watches: dict[str, RunnerWatch] = {}
 
     def now(self) -> Instant:
         return Instant(wall=self.clock.wall(), mono=self.clock.monotonic(), boot=self._boot)
@@ -751,6 +754,8 @@ class Monitor:
             self._has_incident() and result.status is Status.UNHEALTHY and step.has(TransitionKind.CONFIRMATION_BROKEN)
         ):
             work.append(self.note("observation_failed", f"failed again before recovery was confirmed: {result.reason}"))
+        if self.settings.runner is not None:
+            work.insert(0, follow_runner(self))
         if not work:
             return None
         return _in_order(work)

@@ -1,0 +1,159 @@
+"""Following a monitor's runner: what changed in its ``runner.json`` since the last look, as news for people.
+
+A monitor with ``runner:`` set is followed whatever its check. After each look the daemon reads the runner's
+``runner.json`` (bounded, only when no other user could have written it) and compares it with what it saw last:
+
+- each reload entry that is new or whose outcome changed (by id and outcome): ``done`` (info), ``failed``
+  (warning), ``rolled_back`` (critical), told in :func:`horus_sdk.runner_files.describe_reload`'s words;
+- the runner restarting a crashed instance (its ``restarts`` grew: warning), and the runner giving up on it
+  (its state became ``gave_up``: critical).
+
+Each is an alert for notifications and, while the monitor has an incident, a line of its timeline. What
+``runner.json`` already held when the daemon started (reloads that finished before) is never announced: a
+Horus restart must not send old news again. A config reload keeps what was seen (the watches belong to the
+daemon, not to a monitor). A file that cannot be read is logged once, never raised into the look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from horus.checks.runner import describe_exit
+from horus.log import get_logger
+from horus.notify.events import Severity
+from horus_sdk.runner_files import describe_reload, read_runner_state
+
+if TYPE_CHECKING:
+    from horus.engine.daemon import Monitor
+
+__all__ = ["RunnerNews", "RunnerWatch", "follow_runner"]
+
+log = get_logger("horus.engine")
+
+_RELOAD_NEWS = {
+    "done": ("reload_done", Severity.INFO),
+    "failed": ("reload_failed", Severity.WARNING),
+    "rolled_back": ("reload_rolled_back", Severity.CRITICAL),
+}
+
+
+@dataclass(frozen=True)
+class RunnerNews:
+    """One thing the runner did that people are told: ``kind`` names it in alerts and the incident timeline."""
+
+    kind: str
+    severity: Severity
+    message: str
+
+
+class RunnerWatch:
+    """What has been seen of one runner's ``runner.json``; :meth:`read` returns what is new since."""
+
+    def __init__(self, state_dir: Path, *, since_wall: float) -> None:
+        self.state_dir = state_dir
+        self.since_wall = since_wall  # reloads finished before this were there before the daemon: not news
+        self._seen: dict[str, Any] = {}  # reload id -> the outcome last seen
+        self._restarts: int | None = None
+        self._state: str | None = None
+        self._error: str | None = None
+        self._primed = False
+        # A config reload may start the monitor's new look while the old one's follow-up still reads.
+        self._lock = threading.Lock()
+
+    def read(self, monitor: str) -> list[RunnerNews]:
+        """Read ``runner.json`` and return what changed; blocking (call it in a thread), never raises for the
+        file's sake."""
+        with self._lock:
+            try:
+                state = read_runner_state(self.state_dir)
+            except (OSError, ValueError) as exc:
+                error = str(exc)
+                if error != self._error:
+                    log.warning("runner.unreadable", monitor=monitor, error=error, note="runner news waits for it")
+                    self._error = error
+                return []
+            if self._error is not None:
+                log.info("runner.readable", monitor=monitor)
+                self._error = None
+            return self.compare(state)
+
+    def compare(self, state: Mapping[str, Any]) -> list[RunnerNews]:
+        """What ``state`` (a ``runner.json``) says that was not seen before."""
+        news: list[RunnerNews] = []
+        first = not self._primed
+        self._primed = True
+        reloads = state.get("reloads")
+        entries = [e for e in reloads if isinstance(e, dict)] if isinstance(reloads, list) else []
+        seen: dict[str, Any] = {}
+        for entry in entries:
+            reload_id, outcome = entry.get("id"), entry.get("outcome")
+            if not isinstance(reload_id, str):
+                continue
+            seen[reload_id] = outcome
+            if reload_id in self._seen and self._seen[reload_id] == outcome:
+                continue
+            if first and _finished_before(entry, self.since_wall):
+                continue
+            if outcome in _RELOAD_NEWS:
+                kind, severity = _RELOAD_NEWS[outcome]
+                news.append(RunnerNews(kind, severity, describe_reload(entry)))
+        # Only ids runner.json still lists are remembered: it keeps the last few, so this stays small.
+        self._seen = seen
+        restarts = state.get("restarts")
+        restarts = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) else None
+        runner_state = state.get("state") if isinstance(state.get("state"), str) else None
+        exit_text = describe_exit(state.get("last_exit"))
+        if not first and restarts is not None and self._restarts is not None and restarts > self._restarts:
+            message = "the runner restarted the crashed instance"
+            message += f": the last one {exit_text}" if exit_text else ""
+            message += f" (restart {restarts})"
+            news.append(RunnerNews("runner_restart", Severity.WARNING, message))
+        if not first and runner_state == "gave_up" and self._state != "gave_up":
+            why = str(state.get("state_reason") or "").strip()
+            message = "the runner gave up restarting the instance" + (f": {why}" if why else "")
+            message += f"; the last one {exit_text}" if exit_text else ""
+            message += "; nothing trades until a new version or a restart request"
+            news.append(RunnerNews("runner_gave_up", Severity.CRITICAL, message))
+        # A new runner counts its restarts from zero: a smaller number is a new baseline, not news.
+        self._restarts = restarts
+        self._state = runner_state
+        return news
+
+
+def _finished_before(entry: Mapping[str, Any], wall: float) -> bool:
+    for key in ("finished_at", "started_at"):
+        at = entry.get(key)
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            return float(at) < wall
+    return True  # undated: taken as old, since it cannot be shown to be new
+
+
+def watch_of(monitor: Monitor) -> RunnerWatch:
+    """The monitor's watch, kept by the daemon so that a config reload keeps what was seen."""
+    assert monitor.settings.runner is not None
+    watches: dict[str, RunnerWatch] = monitor.daemon.runner_watches
+    watch = watches.get(monitor.name)
+    if watch is None or watch.state_dir != monitor.settings.runner:
+        watch = RunnerWatch(monitor.settings.runner, since_wall=monitor.daemon.started_at)
+        watches[monitor.name] = watch
+    return watch
+
+
+async def follow_runner(monitor: Monitor) -> None:
+    """After a look: tell what the monitor's runner did since the last one. Never raises."""
+    try:
+        watch = watch_of(monitor)
+        news = await asyncio.to_thread(watch.read, monitor.name)
+    except Exception:
+        monitor.log.exception("runner.follow_failed")
+        return
+    for item in news:
+        monitor.log.warning("monitor.alert", alert=item.kind, message=item.message, severity=item.severity.name.lower())
+        if monitor.notifier is not None:
+            monitor.notifier.alert(monitor.name, item.kind, item.message, severity=item.severity)
+        await monitor.note(item.kind, item.message)
