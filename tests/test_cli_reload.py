@@ -21,6 +21,7 @@ from horus_sdk.runner_files import (
     FORMAT_RESULT,
     FORMAT_RUNNER,
     RunnerPaths,
+    describe_reload,
     process_start_token,
     read_request,
 )
@@ -138,7 +139,8 @@ class PlayedRunner:
 
 
 def done(request: dict[str, Any]) -> dict[str, Any]:
-    return {"outcome": "done", "reload": reload_entry("done", gap_ms=41.6), "probation_until": time.time() + 60}
+    entry = reload_entry("done", gap_ms=41.6, probation_until=time.time() + 60)
+    return {"outcome": "done", "reason": describe_reload(entry), "reload": entry}
 
 
 def test_a_done_reload_exits_0_with_the_versions_epochs_gap_and_probation_end(setup):
@@ -199,7 +201,8 @@ def test_a_failed_or_rolled_back_reload_exits_1_with_the_reason(setup, outcome, 
         return {"outcome": outcome, "reason": reason, "reload": reload_entry(outcome, reason=reason)}
 
     with PlayedRunner(runner_dir, answer):
-        reloaded = horus("reload", "-c", str(config), "bot")
+        # A short timeout: were the refusal missing, the test fails in seconds, not after three minutes.
+    reloaded = horus("reload", "-c", str(config), "bot", "--timeout", "2")
     assert reloaded.returncode == 1
     assert f"bot: {expected}" in reloaded.stderr
     assert reloaded.stdout == "" and "Traceback" not in reloaded.stderr
@@ -211,7 +214,8 @@ def test_a_runner_that_is_not_running_is_refused_and_nothing_is_asked(setup):
     start = process_start_token(gone.pid) or "0"
     gone.wait()
     write_runner_state(runner_dir, pid=gone.pid, process_start=start)
-    reloaded = horus("reload", "-c", str(config), "bot")
+    # A short timeout: were the refusal missing, the test fails in seconds, not after three minutes.
+    reloaded = horus("reload", "-c", str(config), "bot", "--timeout", "2")
     assert reloaded.returncode == 1
     assert f"bot: cannot reload: the runner is not running (its pid {gone.pid} has exited)" in reloaded.stderr
     assert not RunnerPaths.of(runner_dir).requests.exists()
@@ -221,7 +225,8 @@ def test_a_reused_runner_pid_is_not_taken_for_the_runner(setup):
     config, runner_dir = setup
     # The pid lives (it is this test's), but it started at another time than the runner runner.json names.
     write_runner_state(runner_dir, pid=os.getpid(), process_start="1")
-    reloaded = horus("reload", "-c", str(config), "bot")
+    # A short timeout: were the refusal missing, the test fails in seconds, not after three minutes.
+    reloaded = horus("reload", "-c", str(config), "bot", "--timeout", "2")
     assert reloaded.returncode == 1
     assert f"the runner is not running (pid {os.getpid()} is now another process" in reloaded.stderr
     assert not RunnerPaths.of(runner_dir).requests.exists()
@@ -305,7 +310,8 @@ def test_status_shows_each_runner_from_its_runner_json_read_now(setup, tmp_path,
     lines = status.stdout.splitlines()
     assert "Runners:" in lines
     [bot] = [line for line in lines if line.startswith("  bot: ")]
-    assert bot.startswith(f"  bot: running; active pid {sleeper.pid} version {NEW[:12]} epoch 12, trading for 3 h")
+    assert bot.startswith(f"  bot: running (runner pid {os.getpid()}); active pid {sleeper.pid} version {NEW[:12]} ")
+    assert f"version {NEW[:12]} epoch 12, trading for 3 h;" in bot
     assert f"; standby pid {os.getpid()} version {OLD[:12]} (exited)" in bot
     assert f"; last reload 3 h ago: reloaded version {OLD[:12]} → version {NEW[:12]}, epoch 11 → 12, gap 42 ms" in bot
     [other] = [line for line in lines if line.startswith("  other: ")]
@@ -321,6 +327,18 @@ def test_status_shows_each_runner_from_its_runner_json_read_now(setup, tmp_path,
     assert runners["bot"]["standby"]["alive"] is False
     assert runners["bot"]["last_reload"]["summary"].startswith(f"reloaded version {OLD[:12]}")
     assert runners["other"]["readable"] is False and "format 'list'" in runners["other"]["problem"]
+
+
+def test_a_refused_request_is_a_failure_with_the_runners_reason(setup):
+    config, runner_dir = setup
+    this_process_as_runner(runner_dir)
+    refused = {"outcome": "refused", "reason": "the request was refused: others may write it"}
+    with PlayedRunner(runner_dir, lambda request: refused):
+        reloaded = horus("reload", "-c", str(config), "bot")
+    assert reloaded.returncode == 1
+    assert "bot: the runner answered the reload request with refused: the request was refused: others may write it" in (
+        reloaded.stderr
+    )
 
 
 def test_status_says_when_the_runner_named_in_runner_json_is_gone(setup):

@@ -165,7 +165,7 @@ def describe_result(result: dict[str, Any], now: float) -> str:
         sentence = "nothing to reload: the running version is the current one"
     else:
         reason = str(result.get("reason") or "").strip() or "no reason given"
-        sentence = f"reload {result.get('outcome') or 'answered'}: {reason}"
+        sentence = f"the runner answered the reload request with {result.get('outcome') or 'no outcome'}: {reason}"
     if result.get("outcome") == "done":
         until = result.get("probation_until")
         if not isinstance(until, int | float) and isinstance(entry, dict):
@@ -278,7 +278,7 @@ def _runner_line(facts: dict[str, Any], now: float) -> str:
     if facts["problem"] is not None:
         line = f"{facts['problem']}; runner.json last said {state}, {_ago(facts['updated_at'], now)}"
     else:
-        line = state
+        line = f"{state} (runner pid {facts['pid']})"
     active = facts["active"]
     if active is not None:
         line += f"; active pid {active['pid']}{_instance_words(active)}"
