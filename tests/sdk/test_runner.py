@@ -187,7 +187,7 @@ def test_a_new_version_that_fails_its_probation_is_rolled_back(service: Service,
     service.write_version(mode=mode, after=0.3)
     result = service.request("reload")
     assert result["outcome"] == "done" and result["reload"]["probation_until"], result
-    back = wait_until(lambda: service.trading() if service.trading()["version"] == first["version"] else None,
+    back = wait_until(lambda: (service.trading() or {}).get("version") == first["version"] and service.trading(),
                       what="the rollback")  # fmt: skip
     entry = service.state()["reloads"][-1]
     assert entry["outcome"] == "rolled_back" and entry["stage"] == "probation", entry

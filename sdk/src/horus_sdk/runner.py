@@ -344,7 +344,6 @@ class Runner:
         self.crash_times.append(now)
         while self.crash_times and now - self.crash_times[0] > self.o.restart_window:
             self.crash_times.popleft()
-        self.say(reason)
         if len(self.crash_times) > self.o.max_restarts:
             self.backoff_until = None
             self.set_state(
@@ -358,6 +357,7 @@ class Runner:
         self.consecutive_crashes += 1
         self.backoff_until = now + delay
         self.set_state("backoff", f"{reason}; restarting in {delay:g} s")
+        self.say(self.state_reason)
 
     # --- reloads ------------------------------------------------------------------------------------------
 
@@ -529,8 +529,8 @@ class Runner:
         self.previous_version = None
         entry.update(outcome="rolled_back", stage="probation", reason=why[:MAX_REASON_CHARS], finished_at=time.time())
         self.say(describe_reload(entry))
-        self.set_state("running", f"version {target} is trading again (epoch {new.epoch}) after a rollback")
         self.rewrite_result(entry)
+        self.set_state("running", f"version {target} is trading again (epoch {new.epoch}) after a rollback")
 
     def rewrite_result(self, entry: dict[str, Any]) -> None:
         request_id = entry.get("request_id")
