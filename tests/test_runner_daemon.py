@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from horus.config.loader import parse_config
 from horus.engine.runner_watch import RunnerWatch
 from horus.notify.events import Severity
+from horus.sentinel.snapshot import describe_process_state, take_snapshot
 from horus_sdk.formats import write_json_atomic
 from horus_sdk.runner_files import FORMAT_RESULT, RunnerPaths, read_request
 from tests.checks.test_runner_check import instance, sleeper, write_runner
@@ -216,3 +218,64 @@ def test_an_unreadable_runner_json_is_logged_once_and_never_raised(tmp_path):
         assert watch.read("bot") == [] and watch.read("bot") == []
     assert [e["event"] for e in logs] == ["runner.unreadable"]
     assert "runner.json" in logs[0]["error"]
+
+
+# -- the snapshot -----------------------------------------------------------------------------------------
+
+
+def test_the_snapshot_of_a_runner_monitor_holds_the_runner_and_describes_its_active_instance_by_its_exact_pid(
+    tmp_path, procs
+):
+    runner_dir = tmp_path / "runner"
+    runner, active, standby = sleeper(), sleeper(), sleeper()
+    procs += [runner, active, standby]
+    reloads = [reload_entry(f"r{i}", "done", finished_ago=100 - i) for i in range(7)]
+    write_runner(
+        runner_dir,
+        runner_pid=runner.pid,
+        active=instance(active),
+        standby=instance(standby, version="cccccccccccc", epoch=None, trading_since=None),
+        previous_version="aaaaaaaaaaaaaaaa",
+        reloads=reloads,
+    )
+    config = parse_config(
+        json.dumps(
+            {
+                "monitors": [
+                    {
+                        "name": "bot",
+                        "runner": str(runner_dir),
+                        "check": {"type": "trading", "control_dir": str(tmp_path)},
+                    }
+                ]
+            }
+        ),
+        suffix=".json",
+    )
+    [settings] = config.monitor_settings()
+    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=False)
+    [entry] = snapshot["runner"]
+    assert entry["pid"] == runner.pid and entry["running"] is True and entry["state"] == "running"
+    assert entry["active"]["pid"] == active.pid and entry["active"]["alive"] is True
+    assert (entry["active"]["version"], entry["active"]["epoch"]) == ("3f2a1b0c9d8e7f", 12)
+    assert entry["standby"]["pid"] == standby.pid
+    assert entry["previous_version"] == "aaaaaaaaaaaaaaaa"
+    assert [r["id"] for r in entry["reloads"]] == ["r2", "r3", "r4", "r5", "r6"]
+    first, second = snapshot["processes"][:2]
+    assert (first["runner"], first["pid"], first["running"]) == ("active", active.pid, True)
+    assert first["matches"][0]["pid"] == active.pid and "time.sleep(600)" in first["matches"][0]["cmdline"]
+    assert (second["runner"], second["pid"]) == ("standby", standby.pid)
+    assert describe_process_state(snapshot).startswith(f"Running (pid {active.pid}")
+
+    active.kill()
+    active.wait(timeout=10)
+    snapshot = take_snapshot(settings, crash_evidence=None, py_spy=False)
+    assert snapshot["runner"][0]["active"]["alive"] is False
+    assert snapshot["processes"][0] == {
+        "runner": "active",
+        "runner_dir": str(runner_dir),
+        "pid": active.pid,
+        "running": False,
+        "count": 0,
+        "matches": [],
+    }

@@ -26,6 +26,11 @@ pattern and crash_dir, whatever the check type):
 - ``trading``: each control dir of a ``trading`` check or ``halt`` heal: the bot's mode and what holds it
   there, its broker connection, counters, exposure and flatten from ``status.json``, and its last
   ``decisions`` (horus-sdk's decision log): what the bot saw and decided before it failed.
+- ``runner``: each runner state dir (the monitor's ``runner``, a ``runner`` check's or ``runner_restart`` heal's
+  ``dir``): the runner's pid and state (and why), the ``active`` and ``standby`` instances (pid, version,
+  epoch, and whether that very process is alive: pid and start time), ``previous_version``, ``restarts``,
+  ``last_exit`` and the last 5 ``reloads``. The runner's active and standby instances are also described
+  under ``processes`` (``"runner": "active"``), by their exact pids, and dumped by py-spy.
 - ``crash``: the crash record the engine passes in (``Check.evidence``), with where it was stuck; when
   it passes none, the newest record in a heartbeat's or the evidence block's ``crash_dir`` that the
   service wrote, even one older than this failure (``"source": "crash_dir"``, with ``records_in_dir``).
@@ -91,6 +96,7 @@ from horus.checks.file_exists import FileExistsOptions
 from horus.checks.heartbeat import HeartbeatOptions
 from horus.checks.http_health import HttpHealthOptions
 from horus.checks.port_open import PortOpenOptions
+from horus.checks.runner import RunnerOptions, same_process
 from horus.checks.trading import TradingOptions
 from horus.config.models import EvidenceOptions, MonitorSettings
 from horus.config.types import ProcessPatternOptions
@@ -98,6 +104,7 @@ from horus.errors import ExecError
 from horus.execution import CommandResult, run_command
 from horus.heals.base import HealOptions
 from horus.heals.halt import HaltOptions
+from horus.heals.runner_restart import RunnerRestartOptions
 from horus.log import redact_url
 from horus.processes import ProcessIdentity, display_cmdline, find_matching, uid_of
 from horus.redaction import redact_line, redact_tree
@@ -107,6 +114,7 @@ from horus_sdk.control_files import DECISION_LOG_FILE
 from horus_sdk.control_files import read_status as read_trading_status
 from horus_sdk.decisions import tail as decision_tail
 from horus_sdk.formats import FORMAT_CRASH, FORMAT_HEARTBEAT, boot_id, crash_summary, file_kind, read_json
+from horus_sdk.runner_files import read_runner_state
 
 __all__ = ["SNAPSHOT_FORMAT", "describe_process_state", "log_tail", "redact_line", "take_snapshot"]
 
@@ -280,11 +288,21 @@ def _plan(
     )
     directories = _unique([*(path.parent for path in logs), *_output_directories(options), *crash_dirs])
     listeners = _Listeners()
+    runner_dirs = _unique(
+        [
+            *([settings.runner] if settings.runner is not None else []),
+            *(o.dir for o in options if isinstance(o, RunnerOptions | RunnerRestartOptions) and o.dir is not None),
+        ]
+    )
 
     probes: dict[str, Probe] = {}
-    if patterns:
+    if patterns or runner_dirs:
         # One task: py-spy must look at exactly the processes found, before the heal kills them.
-        probes["processes"] = lambda: _processes_and_stacks(patterns, py_spy=py_spy, deadline=deadline)
+        probes["processes"] = lambda: _processes_and_stacks(
+            patterns, py_spy=py_spy, deadline=deadline, runner_dirs=runner_dirs
+        )
+    if runner_dirs:
+        probes["runner"] = lambda: _each(runner_dirs, _probe_runner)
     if ports:
         probes["ports"] = lambda: _each(ports, lambda address: _probe_port(address[0], address[1], deadline, listeners))
     if urls:
@@ -325,7 +343,7 @@ def _output_directories(options: list[CheckOptions | HealOptions]) -> Iterator[P
             yield o.path.parent  # the SDK writes it atomically: a full disk stops the beats
 
 
-_SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error", "trading")
+_SERVICE_WORDS = ("crash", "http", "heartbeats", "ports", "error", "trading", "runner")
 
 
 def _pattern_of(options: object) -> tuple[str, bool, str | int | None]:
@@ -364,7 +382,7 @@ def _each(items: list[T], probe: Callable[[T], dict[str, Any]]) -> list[dict[str
     return entries
 
 
-_ORDER = ("processes", "py_spy", "ports", "http", "logs", "disk", "heartbeats", "trading", "crash")
+_ORDER = ("processes", "py_spy", "runner", "ports", "http", "logs", "disk", "heartbeats", "trading", "crash")
 
 
 def _run_all(probes: dict[str, Probe], deadline: float) -> dict[str, Any]:
@@ -407,10 +425,17 @@ def _failed(key: str, error: str) -> Any:
 
 
 def _processes_and_stacks(
-    patterns: list[tuple[str, bool, str | int | None]], *, py_spy: bool, deadline: float
+    patterns: list[tuple[str, bool, str | int | None]],
+    *,
+    py_spy: bool,
+    deadline: float,
+    runner_dirs: list[Path] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     sections: list[dict[str, Any]] = []
     found: Found = {}
+    # The runner's instances first: their pids are exact, where a pattern's matches are only likely.
+    for runner_dir in runner_dirs or ():
+        sections.extend(_runner_instances(runner_dir, found))
     for pattern, regex, user in patterns:
         section: dict[str, Any] = {"pattern": pattern, "regex": regex}
         try:
@@ -433,6 +458,34 @@ def _processes_and_stacks(
         sections.append(section)
     _sample_cpu(found)
     return sections, _py_spy(found, enabled=py_spy, deadline=deadline)
+
+
+def _runner_instances(runner_dir: Path, found: Found) -> list[dict[str, Any]]:
+    """A section for each instance the runner names (active, standby): that very process, or not running."""
+    try:
+        state = read_runner_state(runner_dir)
+    except (OSError, ValueError) as exc:
+        return [{"runner": "active", "runner_dir": str(runner_dir), "error": f"runner.json unreadable: {exc}"}]
+    sections = []
+    for role in ("active", "standby"):
+        instance = state.get(role)
+        if not isinstance(instance, dict):
+            continue
+        pid = instance.get("pid")
+        section: dict[str, Any] = {"runner": role, "runner_dir": str(runner_dir), "pid": pid}
+        identity = None
+        if isinstance(pid, int) and same_process(pid, instance.get("process_start")):
+            with contextlib.suppress(psutil.Error, OSError):
+                identity = ProcessIdentity.of(pid)
+        section["running"] = identity is not None
+        section["count"] = 1 if identity is not None else 0
+        if identity is not None:
+            entry = found[identity.pid][1] if identity.pid in found else _describe_process(identity, found)
+            section["matches"] = [entry]
+        else:
+            section["matches"] = []
+        sections.append(section)
+    return sections
 
 
 def _describe_process(identity: ProcessIdentity, found: Found) -> dict[str, Any]:
@@ -953,6 +1006,43 @@ _TRADING_FIELDS = (
     "reconcile",
 )
 DECISIONS_KEPT = 20
+
+
+RELOADS_KEPT = 5
+
+
+def _probe_runner(runner_dir: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"runner_dir": str(runner_dir)}
+    try:
+        state = read_runner_state(runner_dir)
+    except FileNotFoundError:
+        entry["error"] = "no runner.json: the runner has not started here"
+        return entry
+    except (OSError, ValueError) as exc:
+        entry["error"] = f"runner.json unreadable: {exc}"
+        return entry
+    entry["pid"] = state.get("pid")
+    entry["running"] = same_process(state.get("pid"), state.get("process_start"))
+    for key in ("state", "state_reason", "updated_at"):
+        entry[key] = state.get(key)
+    for role in ("active", "standby"):
+        instance = state.get(role)
+        if isinstance(instance, dict):
+            entry[role] = {
+                "pid": instance.get("pid"),
+                "version": instance.get("version"),
+                "epoch": instance.get("epoch"),
+                "started_at": instance.get("started_at"),
+                "trading_since": instance.get("trading_since"),
+                "alive": same_process(instance.get("pid"), instance.get("process_start")),
+            }
+        else:
+            entry[role] = None
+    for key in ("previous_version", "restarts", "last_exit"):
+        entry[key] = state.get(key)
+    reloads = state.get("reloads")
+    entry["reloads"] = [r for r in reloads if isinstance(r, dict)][-RELOADS_KEPT:] if isinstance(reloads, list) else []
+    return entry
 
 
 def _probe_trading(control_dir: Path) -> dict[str, Any]:
