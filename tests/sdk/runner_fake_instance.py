@@ -2,8 +2,8 @@
 
 The test copies it into a source dir as bot.py next to behaviour.json, which chooses how it behaves:
 {"mode": "normal" | "crash_at_start" | "never_ready" | "slow_ready" | "hang_after_promote" | "crash_after"
- | "trip_after", "after": seconds, "lines": path}. Once trading it runs a cycle every 0.05 s that appends
-"epoch pid time" to the lines file, so the test can check that no two epochs ever traded at once.
+ | "trip_after" | "ignore_handover", "after": seconds, "lines": path}. Once trading it runs a cycle every
+0.05 s that appends "epoch pid time" to the lines file, so the test can check that no two epochs ever traded at once.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main() -> None:
             release(lease)
             send_quietly(send, "released", epoch=epoch, at=time.time())
             sys.exit(0)
+        if op == "handover" and mode == "ignore_handover":
+            continue  # as a cycle that never ends would: it never reaches the boundary where it would release
         if op == "handover":
             release(lease)
             send("released", epoch=epoch, at=time.time())

@@ -295,3 +295,38 @@ def test_bad_arguments_are_one_sentence_and_exit_2(service: Service) -> None:
     os.chmod(service.state_dir, 0o777)
     done = subprocess.run(service.argv(), env=service.env(), capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "may be written by another user" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_a_running_version_that_never_reaches_a_cycle_boundary_keeps_trading(service: Service) -> None:
+    service.write_version(mode="ignore_handover")
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    service.write_version(mode="normal")
+    result = service.request("reload")
+    assert result["outcome"] == "failed" and result["reload"]["stage"] == "handover", result
+    assert "did not reach a cycle boundary within 1.5 s" in result["reload"]["reason"], result
+    assert service.trading()["pid"] == first["pid"] and service.state()["standby"] is None
+    epochs_never_overlap(service.lines)
+
+
+def test_sighup_asks_for_a_reload(service: Service) -> None:
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    service.write_version(mode="normal", v=3)
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: service.trading(version_not=first["version"]), what="the reload")
+    assert service.state()["reloads"][-1]["trigger"] == "signal"
+
+
+def test_the_service_log_is_rotated_by_size(tmp_path: Path) -> None:
+    from horus_sdk._runner_instance import ServiceLog
+
+    log = ServiceLog(tmp_path / "service.log", max_bytes=100, keep=2)
+    for index in range(30):
+        log.append(f"line {index:02d} of the service's output\n")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["service.log", "service.log.1", "service.log.2"], names
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    assert "line 29" in (tmp_path / "service.log").read_text()
