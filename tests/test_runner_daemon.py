@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -138,7 +139,11 @@ class AnsweringRunner(threading.Thread):
                 self.requests.append(request)
                 fresh = sleeper()
                 self.procs.append(fresh)
-                write_runner(self.paths.root, runner_pid=self.runner_pid, active=instance(fresh, epoch=13))
+                # A reload tried meanwhile, which failed: news for the open incident's timeline.
+                failed = reload_entry("during", "failed", reason="the config check found no api key")
+                write_runner(
+                    self.paths.root, runner_pid=self.runner_pid, active=instance(fresh, epoch=13), reloads=[failed]
+                )
                 self.paths.results.mkdir(mode=0o700, exist_ok=True)
                 result = {"format": FORMAT_RESULT, "id": request["id"], "op": "restart", "outcome": "done"}
                 write_json_atomic(self.paths.result(request["id"]), result)
@@ -173,6 +178,16 @@ def test_the_runner_restart_heal_asks_the_runner_and_succeeds_on_its_answer(tmp_
         assert request["op"] == "restart" and request["requested_by"] == "horus heal bot"
         assert "is gone" in request["reason"]
         wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
+        wait_until_sync(lambda: log.named("monitor.alert"), timeout=20)
+        incident = subprocess.run(
+            [sys.executable, "-m", "horus", "incident", "1", "-c", str(config), "--state-dir", str(tmp_path / "state")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            "reload to version bbbbbbbbbbbb failed at preflight: the config check found no api key" in incident.stdout
+        )
     finally:
         stop_daemon(daemon)
         answering.stopping.set()
