@@ -301,7 +301,8 @@ def test_status_shows_each_runner_from_its_runner_json_read_now(setup, tmp_path,
     }
     standby = {**active, "pid": os.getpid(), "process_start": "1", "version": OLD, "epoch": None}
     last_reload = reload_entry("done", gap_ms=41.6, finished_at=now - 3 * 3600 - 40)
-    this_process_as_runner(runner_dir, active=active, standby=standby, reloads=[last_reload])
+    asked_again = reload_entry("unchanged", finished_at=now - 60)
+    this_process_as_runner(runner_dir, active=active, standby=standby, reloads=[last_reload, asked_again])
 
     status = horus("status", "-c", str(config))
     # No daemon runs: status says so (exit 1), and still shows the runners.

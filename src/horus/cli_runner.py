@@ -249,8 +249,10 @@ def runner_status(state_dir: Path, now: float) -> tuple[str, dict[str, Any]]:
         "restarts": state.get("restarts"),
         "last_reload": None,
     }
+    # The last reload that did something: a "nothing to reload" asked for after it would hide what changed.
     reloads = state.get("reloads")
-    last = reloads[-1] if isinstance(reloads, list) and reloads and isinstance(reloads[-1], dict) else None
+    entries = [r for r in reloads if isinstance(r, dict)] if isinstance(reloads, list) else []
+    last = next((r for r in reversed(entries) if r.get("outcome") != "unchanged"), None)
     if last is not None:
         facts["last_reload"] = {**last, "summary": describe_reload(last)}
     return _runner_line(facts, now), facts
