@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from horus.checks.runner import describe_exit
 from horus.log import get_logger
 from horus.notify.events import Severity
-from horus.sentinel.store import TIMELINE_KINDS
 from horus_sdk.runner_files import describe_reload, read_runner_state
 
 if TYPE_CHECKING:
@@ -157,6 +156,4 @@ async def follow_runner(monitor: Monitor) -> None:
         monitor.log.warning("monitor.alert", alert=item.kind, message=item.message, severity=item.severity.name.lower())
         if monitor.notifier is not None:
             monitor.notifier.alert(monitor.name, item.kind, item.message, severity=item.severity)
-        # Until the incident store knows the runner's kinds, the line is a plain note with the same sentence.
-        kind = item.kind if item.kind in TIMELINE_KINDS else "note"
-        await monitor.note(kind, item.message)
+        await monitor.note(item.kind, item.message)

@@ -74,6 +74,12 @@ TIMELINE_KINDS = frozenset(
         "suppressed_as_symptom",
         "closed",
         "note",
+        # What a service's runner did (horus.engine.runner_watch): reloads, crash restarts, giving up.
+        "reload_done",
+        "reload_failed",
+        "reload_rolled_back",
+        "runner_restart",
+        "runner_gave_up",
     }
 )
 
