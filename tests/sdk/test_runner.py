@@ -211,7 +211,7 @@ def test_crashes_restart_with_backoff_then_give_up_and_a_new_version_starts_agai
     service.write_version(mode="normal")
     result = service.request("reload")
     assert result["outcome"] == "done", result
-    assert service.trading()
+    wait_until(service.trading, what="the new version trading")
 
 
 def test_a_restart_request_replaces_the_instance_with_the_same_version(service: Service) -> None:
@@ -219,7 +219,7 @@ def test_a_restart_request_replaces_the_instance_with_the_same_version(service: 
     first = wait_until(service.trading, what="the first start")
     result = service.request("restart")
     assert result["outcome"] == "done", result
-    now = service.trading()
+    now = wait_until(service.trading, what="the restarted instance trading")
     assert now and now["pid"] != first["pid"] and now["version"] == first["version"]
     assert not alive(first["pid"])
 

@@ -292,14 +292,19 @@ class Runner:
         return self.wait_for(instance, {"trading"}, self.o.handover_timeout)
 
     def start_fresh(self, version: str) -> Instance:
-        """Start ``version`` with no one else trading: ready, promote at once, trading; raises _ReloadFailed."""
+        """Start ``version`` with no one else trading: ready, then promoted at once; raises _ReloadFailed.
+
+        Its taking the lease is enough here, not its first trade: with no other instance to fall back on,
+        one that reconciles for a long while (its exchange is down, say) is still the best there is, and
+        killing it would only restart the same wait."""
         instance = self.start_standby(version)
-        kind, _ = self.promote(instance)
+        instance.send("promote")
+        kind, _ = self.wait_for(instance, {"promoted", "trading"}, self.o.handover_timeout)
         if kind != "event":
             why = (
                 instance.describe_exit()
                 if kind == "exit"
-                else f"did not start trading within {self.o.handover_timeout:g} s of its promotion"
+                else f"did not take the trading lease within {self.o.handover_timeout:g} s of its promotion"
             )
             self.discard(instance)
             raise _ReloadFailed("handover", f"the new version {why}")
@@ -322,7 +327,7 @@ class Runner:
             return
         self.become_active(instance)
         self.backoff_until = None
-        self.set_state("running", f"version {instance.version} is trading (epoch {instance.epoch})")
+        self.set_state("running", f"version {instance.version} holds the trading lease (epoch {instance.epoch})")
 
     # --- crashes ------------------------------------------------------------------------------------------
 
@@ -581,7 +586,8 @@ class Runner:
         self.consecutive_crashes = 0
         self.start_current(f"restarting version {self.current_version} as {by} asked")
         if self.active is not None:
-            return "done", f"version {self.current_version} restarted and is trading (epoch {self.active.epoch})"
+            epoch = self.active.epoch
+            return "done", f"version {self.current_version} restarted and holds the trading lease (epoch {epoch})"
         return "failed", self.state_reason
 
     def watch(self) -> None:
