@@ -19,13 +19,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import control_plane
 import detection
+import hot_reload
 import journal_cost
 import scale
 import sdk_cost
 from harness import machine, monit_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {"detection": detection, "scale": scale, "sdk": sdk_cost, "control": control_plane, "journal": journal_cost}
+SCENARIOS = {
+    "detection": detection,
+    "scale": scale,
+    "sdk": sdk_cost,
+    "control": control_plane,
+    "journal": journal_cost,
+    "reload": hot_reload,
+}
 
 
 def main(argv: list[str]) -> int:
