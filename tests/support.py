@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 class Route:
@@ -172,3 +173,26 @@ def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 20) -> int:
     """SIGTERM the daemon and wait for it to exit; its exit code (0 is a clean shutdown)."""
     daemon.send_signal(signal.SIGTERM)
     return daemon.wait(timeout=timeout)
+
+
+def config_with_a_phone(tmp_path: Path, monitors: list[dict[str, Any]], *, group_seconds: float = 0.5) -> Path:
+    """A daemon config (tmp_path/horus.json) whose notifications, every event through the outbox, go to a
+    channel of the test's own: what a person would be sent, read back with :func:`notifications_sent`."""
+    config = tmp_path / "horus.json"
+    sent = tmp_path / "notifications.jsonl"
+    config.write_text(
+        json.dumps(
+            {
+                "defaults": {"start_jitter_seconds": 0},
+                "notify": [{"name": "phone", "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}"]}],
+                "notify_settings": {"group_seconds": group_seconds},
+                "monitors": monitors,
+            }
+        )
+    )
+    return config
+
+
+def notifications_sent(tmp_path: Path) -> str:
+    path = tmp_path / "notifications.jsonl"
+    return path.read_text() if path.exists() else ""

@@ -30,7 +30,14 @@ from horus_sdk import OrderJournal
 from horus_sdk.journal import epoch_of_client_order_id
 from horus_sdk.runner_files import RunnerPaths, new_request, read_result, read_runner_state
 from tests.exchange_support import running_exchange
-from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
+from tests.support import (
+    EventLog,
+    config_with_a_phone,
+    notifications_sent,
+    spawn_daemon,
+    stop_daemon,
+    wait_until_sync,
+)
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
 CYCLE = 0.2
@@ -274,27 +281,10 @@ BROKEN_VERSIONS = [
 
 
 def test_a_broken_version_never_replaces_the_working_one_and_horus_says_why(tmp_path: Path) -> None:
-    sent = tmp_path / "notifications.txt"
     with running_exchange() as exchange, deployed(tmp_path, exchange.url, ready_timeout=8, handover_timeout=3) as d:
         working = d.wait_trading()
-        config = tmp_path / "horus.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "defaults": {"start_jitter_seconds": 0},
-                    "notify": [{"name": "phone", "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}"]}],
-                    "notify_settings": {"group_seconds": 0.2},
-                    "monitors": [
-                        {
-                            "name": "bot",
-                            "interval_seconds": 0.3,
-                            "runner": str(d.state_dir),
-                            "check": {"type": "runner"},
-                        }
-                    ],
-                }
-            )
-        )
+        monitor = {"name": "bot", "interval_seconds": 0.3, "runner": str(d.state_dir), "check": {"type": "runner"}}
+        config = config_with_a_phone(tmp_path, [monitor], group_seconds=0.2)
         log = EventLog(tmp_path / "events.jsonl")
         daemon = spawn_daemon(config, tmp_path / "state", log.path)
         try:
@@ -317,8 +307,8 @@ def test_a_broken_version_never_replaces_the_working_one_and_horus_says_why(tmp_
                 left = [p.cmdline() for p in bot_instances(d.control)]
                 assert len(left) == 1, f"instances left after the {label}: {left}"
             # Each failure reached the operator, with its reason.
-            wait_until_sync(lambda: sent.exists() and sent.read_text().count("is still trading") >= 4, timeout=30)
-            text = sent.read_text()
+            wait_until_sync(lambda: notifications_sent(tmp_path).count("is still trading") >= 4, timeout=30)
+            text = notifications_sent(tmp_path)
             assert "strategy.size is missing" in text and "never reported ready" in text
             status = subprocess.run(
                 [

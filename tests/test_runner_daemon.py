@@ -21,7 +21,14 @@ from horus.sentinel.snapshot import describe_process_state, take_snapshot
 from horus_sdk.formats import write_json_atomic
 from horus_sdk.runner_files import FORMAT_RESULT, RunnerPaths, read_request
 from tests.checks.test_runner_check import instance, sleeper, write_runner
-from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
+from tests.support import (
+    EventLog,
+    config_with_a_phone,
+    notifications_sent,
+    spawn_daemon,
+    stop_daemon,
+    wait_until_sync,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,32 +53,8 @@ def reload_entry(reload_id: str, outcome: str, *, finished_ago: float = 0.0, **f
 
 
 def write_config(tmp_path: Path, runner_dir: Path, **monitor: Any) -> Path:
-    config = tmp_path / "horus.json"
-    sent = tmp_path / "notifications.jsonl"
-    config.write_text(
-        json.dumps(
-            {
-                "defaults": {"start_jitter_seconds": 0},
-                "notify": [{"name": "phone", "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}"]}],
-                "notify_settings": {"group_seconds": 0.2},
-                "monitors": [
-                    {
-                        "name": "bot",
-                        "interval_seconds": 0.3,
-                        "runner": str(runner_dir),
-                        "check": {"type": "runner"},
-                        **monitor,
-                    }
-                ],
-            }
-        )
-    )
-    return config
-
-
-def sent_text(tmp_path: Path) -> str:
-    path = tmp_path / "notifications.jsonl"
-    return path.read_text() if path.exists() else ""
+    bot = {"name": "bot", "interval_seconds": 0.3, "runner": str(runner_dir), "check": {"type": "runner"}}
+    return config_with_a_phone(tmp_path, [{**bot, **monitor}], group_seconds=0.2)
 
 
 @pytest.fixture
@@ -98,8 +81,8 @@ def test_a_failed_reload_is_notified_once_across_a_horus_restart_and_a_dead_acti
         wait_until_sync(lambda: log.named("horus.started"), timeout=20)
         failed = reload_entry("new1", "failed", reason="SyntaxError in bot.py line 3")
         write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[old, failed])
-        wait_until_sync(lambda: "SyntaxError in bot.py line 3" in sent_text(tmp_path), timeout=20)
-        assert "reload to version bbbbbbbbbbbb failed at preflight" in sent_text(tmp_path)
+        wait_until_sync(lambda: "SyntaxError in bot.py line 3" in notifications_sent(tmp_path), timeout=20)
+        assert "reload to version bbbbbbbbbbbb failed at preflight" in notifications_sent(tmp_path)
 
         # Horus restarts: what runner.json held when it started is not news, the next reload is.
         assert stop_daemon(daemon) == 0
@@ -107,9 +90,9 @@ def test_a_failed_reload_is_notified_once_across_a_horus_restart_and_a_dead_acti
         wait_until_sync(lambda: len(log.named("horus.started")) == 2, timeout=20)
         rolled_back = reload_entry("new2", "rolled_back", reason="it tripped within its probation")
         write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[old, failed, rolled_back])
-        wait_until_sync(lambda: "it tripped within its probation" in sent_text(tmp_path), timeout=20)
-        assert sent_text(tmp_path).count("SyntaxError in bot.py line 3") == 1
-        assert "old news from yesterday" not in sent_text(tmp_path)
+        wait_until_sync(lambda: "it tripped within its probation" in notifications_sent(tmp_path), timeout=20)
+        assert notifications_sent(tmp_path).count("SyntaxError in bot.py line 3") == 1
+        assert "old news from yesterday" not in notifications_sent(tmp_path)
         assert [e["alert"] for e in log.named("monitor.alert")] == ["reload_failed", "reload_rolled_back"]
 
         # The active instance dies: the check names it, by its exact pid.

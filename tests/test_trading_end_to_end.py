@@ -7,7 +7,6 @@ What reached the exchange is read from the exchange's own order log, which neith
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,14 @@ import pytest
 from horus_sdk.control_files import read_status
 from horus_sdk.decisions import tail
 from tests.exchange_support import ExchangeClient, exchange_process
-from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
+from tests.support import (
+    EventLog,
+    config_with_a_phone,
+    notifications_sent,
+    spawn_daemon,
+    stop_daemon,
+    wait_until_sync,
+)
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
 
@@ -50,45 +56,26 @@ def stop_loop(loop: subprocess.Popen[bytes]) -> None:
 
 
 def write_config(tmp_path: Path, url: str, control: Path, **monitor: Any) -> Path:
-    config = tmp_path / "horus.json"
-    sent = tmp_path / "notifications.jsonl"
-    config.write_text(
-        json.dumps(
+    desk = {
+        "name": "desk",
+        "interval_seconds": 0.5,
+        "min_failures_to_heal": 1,
+        "startup_grace_seconds": 2,
+        "confirm_recovery_seconds": 1,
+        "check": {"type": "trading", "control_dir": str(control), "max_cycle_age_seconds": 2},
+        "escalation": [
+            {"action": "halt", "control_dir": str(control), "ack_timeout_seconds": 5},
             {
-                "defaults": {"start_jitter_seconds": 0},
-                # What a person would be sent: every event, through the outbox, to a channel of our own.
-                "notify": [{"name": "phone", "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}"]}],
-                "notify_settings": {"group_seconds": 0.5},
-                "monitors": [
-                    {
-                        "name": "desk",
-                        "interval_seconds": 0.5,
-                        "min_failures_to_heal": 1,
-                        "startup_grace_seconds": 2,
-                        "confirm_recovery_seconds": 1,
-                        "check": {"type": "trading", "control_dir": str(control), "max_cycle_age_seconds": 2},
-                        "escalation": [
-                            {"action": "halt", "control_dir": str(control), "ack_timeout_seconds": 5},
-                            {
-                                "action": "kill_process",
-                                # This bot and no other: its exchange and control dir are its own.
-                                "process_pattern": f"{BOT} --exchange {url} --control {control}",
-                                "ignore_wrappers": True,
-                                "grace_seconds": 3,
-                            },
-                        ],
-                        **monitor,
-                    }
-                ],
-            }
-        )
-    )
-    return config
-
-
-def sent_text(tmp_path: Path) -> str:
-    path = tmp_path / "notifications.jsonl"
-    return path.read_text() if path.exists() else ""
+                "action": "kill_process",
+                # This bot and no other: its exchange and control dir are its own.
+                "process_pattern": f"{BOT} --exchange {url} --control {control}",
+                "ignore_wrappers": True,
+                "grace_seconds": 3,
+            },
+        ],
+        **monitor,
+    }
+    return config_with_a_phone(tmp_path, [desk])
 
 
 def horus(*args: str) -> subprocess.CompletedProcess[str]:
@@ -184,8 +171,9 @@ def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes
             wait_until_sync(lambda: orders_between(exchange, resumed_at, time.time()), timeout=20)
             wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
             # The person was told: the trading alerts went out through the outbox with the heal.
-            wait_until_sync(lambda: "the bot is now ACTIVE" in sent_text(tmp_path), timeout=20)
-            assert '"kind": "trading_alert"' in sent_text(tmp_path) or '"kind":"trading_alert"' in sent_text(tmp_path)
+            wait_until_sync(lambda: "the bot is now ACTIVE" in notifications_sent(tmp_path), timeout=20)
+            sent = notifications_sent(tmp_path)
+            assert '"kind": "trading_alert"' in sent or '"kind":"trading_alert"' in sent
             assert all(e["action"] == "halt" for e in log.named("heal.started")), "no restart: it was not needed"
         finally:
             stop_daemon(daemon)
