@@ -24,9 +24,10 @@ lint: install
 	$(BIN)/ruff format --check src sdk tests bench examples
 	$(BIN)/mypy
 
+# One pytest worker per core; each test file runs whole on one worker (the root-cause corpus shares one fixture).
 test: lint
 	@sh tests/ensure_tools.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 bench: install
 	@sh bench/ensure_monit.sh

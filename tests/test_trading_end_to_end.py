@@ -136,7 +136,10 @@ def test_a_burst_of_rejects_trips_the_bot_horus_halts_it_and_an_operator_resumes
             [failed] = [e for e in log.named("check.failed") if "trip failures_halt" in e["reason"]][:1]
             assert "insufficient margin" in failed["reason"]
             [opened] = log.named("incident.opened")
-            assert opened["probable_cause"].startswith("probable: the bot's kill switch tripped (failures_halt)")
+            # The incident opens on the first trip Horus sees: the halt, or under load the reduce just before it.
+            cause = opened["probable_cause"]
+            assert cause.startswith("probable: the bot's kill switch tripped (failures_"), cause
+            assert "insufficient margin" in cause, cause
 
             # Horus restarts in the middle: the new daemon says no alert twice, and still sees the trip.
             assert stop_daemon(daemon) == 0

@@ -389,6 +389,8 @@ class Runner:
             version, snapshot_dir = snapshot(self.o.source, self.paths.versions)
         except SourceError as exc:
             return self.finish_reload(entry, "failed", "preflight", str(exc))
+        # Whatever asked, this source is handled: the watcher must not reload it a second time.
+        self.handled_signature = signature
         entry["to_version"] = version
         if version == self.current_version and self.active is not None:
             return self.finish_reload(entry, "unchanged", None, f"version {version} is already running")
