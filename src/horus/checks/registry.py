@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from horus.checks import (
     artifact_growth,
+    clock,
     command,
     docker_container,
     file_exists,
@@ -35,6 +36,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         artifact_growth.ArtifactGrowthCheck,
         trading.TradingCheck,
         runner.RunnerCheck,
+        clock.ClockCheck,
     )
 }
 

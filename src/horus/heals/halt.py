@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.control_plane import send_command
@@ -19,13 +19,23 @@ RUNNER_MARGIN_SECONDS = 5.0
 class HaltOptions(HealOptions):
     action: Literal["halt"]
     control_dir: AbsolutePath
+    # "reduce": the bot may only send orders that reduce its positions (REDUCING), for a fault that makes
+    # new exposure dangerous but closing it still possible (a clock ahead of the venue, a stale feed).
+    command: Literal["halt", "reduce"] = "halt"
     flatten: bool = False
     ack_timeout_seconds: PositiveSeconds = 10.0
     expires_in_seconds: PositiveSeconds | None = Field(default=None)
 
+    @model_validator(mode="after")
+    def _flatten_halts(self) -> Self:
+        if self.flatten and self.command == "reduce":
+            raise ValueError("flatten: true ends HALTED, so it cannot go with command: reduce; choose one")
+        return self
+
 
 class HaltHeal(Heal[HaltOptions]):
-    """Write HALTED (or, with ``flatten: true``, flatten then HALTED) to the bot's ``control_dir/control.json``
+    """Write HALTED (or, with ``flatten: true``, flatten then HALTED; or, with ``command: reduce``, REDUCING:
+    only orders that reduce its positions) to the bot's ``control_dir/control.json``
     and wait up to ``ack_timeout_seconds`` (default 10) for horus-sdk's ``Control`` to acknowledge it in
     ``status.json``. It succeeds only on the acknowledgement, which says the bot's order gate is closed:
     ``Control`` reads commands on a thread of its own, so even a bot whose loop is stuck acknowledges (and
@@ -38,7 +48,9 @@ class HaltHeal(Heal[HaltOptions]):
     Put it first in ``escalation`` so that a bot that misbehaves stops trading before anything else is done
     to it: the worst case is flat and halted, never trading blind. A plain halt stops the strategy and
     cancels open orders but keeps positions; with ``flatten: true`` they are closed too. A flatten one of the
-    bot's own trips started goes on under either.
+    bot's own trips started goes on under either. ``command: reduce`` suits a fault under which opening
+    positions is dangerous but closing them is still wanted, such as a ``clock`` check whose clock is ahead
+    of the venue; like a halt it holds until ``horus control NAME resume --reason ...``.
     """
 
     options_model = HaltOptions
@@ -48,7 +60,7 @@ class HaltHeal(Heal[HaltOptions]):
 
     async def run(self, ctx: HealContext) -> HealOutcome:
         opts = self.options
-        command = "flatten" if opts.flatten else "halt"
+        command = "flatten" if opts.flatten else opts.command
         reason = f"Horus healed {ctx.monitor}: {ctx.reason}" if ctx.reason else f"Horus healed {ctx.monitor}"
         try:
             ack = await send_command(
