@@ -31,6 +31,7 @@ from horus.engine.daemon import Daemon
 from horus.engine.incidents import IncidentTracker
 from horus.engine.runner import CheckRun, run_check
 from horus.engine.scheduler import DaemonThreadExecutor
+from horus.engine.self_watch import SelfWatch
 from horus.engine.status import read_status
 from horus.errors import CannotStart, ConfigError, EngineCrashed, StoreError
 from horus.heals.kill_process import KillProcessOptions, refusal_now
@@ -359,11 +360,12 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
             incidents=IncidentTracker(directory, config.sentinel, clock=clock, config_path=config_path),
             reload_config=lambda: load_config(config_path),
         )
+        self_watch = SelfWatch(config.self_watch, directory, daemon)
         # The parsed config (a model per monitor) is not needed once the daemon is built: at 10,000
         # monitors, letting it go saves megabytes for the daemon's whole life.
         del config
         try:
-            asyncio.run(_serve(daemon))
+            asyncio.run(_serve(daemon, self_watch))
         except EngineCrashed as exc:
             log.critical("horus.exiting", error=str(exc))
             sys.exit(EXIT_UNHEALTHY)
@@ -377,7 +379,7 @@ def run(config_path: Path, state_dir: Path | None, log_format: str, log_level: s
         lock.release()
 
 
-async def _serve(daemon: Daemon) -> None:
+async def _serve(daemon: Daemon, self_watch: SelfWatch) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # From the first call on (start-up reads the state dir too): nothing stuck off the loop delays an exit.
@@ -387,7 +389,8 @@ async def _serve(daemon: Daemon) -> None:
     # SIGHUP re-reads the config: monitors added, removed or changed take effect without a restart, and
     # an invalid new config is rejected while the old one keeps running.
     loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
-    await daemon.run(stop)
+    async with self_watch.watching(stop):
+        await daemon.run(stop)
 
 
 # The operator commands on a daemon's state dir (status, digest, resume) live in their own module.

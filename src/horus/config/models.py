@@ -30,6 +30,7 @@ __all__ = [
     "MonitorConfig",
     "MonitorSettings",
     "RestartLimit",
+    "SelfWatchSettings",
     "SentinelSettings",
 ]
 
@@ -127,6 +128,37 @@ class SentinelSettings(BaseModel):
     # Commits and config changes this long before the service was last healthy still count as changes that
     # may have caused its failure: a deploy is committed first and goes live when the service restarts.
     change_window_seconds: NonNegativeSeconds = 3600.0
+
+
+class SelfWatchSettings(BaseModel):
+    """How Horus watches itself (``horus.engine.self_watch``): horus-sdk's LoopWatchdog ends a Horus whose event
+    loop hangs, with a crash record, so that whatever restarts it (launchd's KeepAlive, systemd, a shell loop)
+    does; under systemd, WATCHDOG=1 is sent only while the scheduler keeps up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # False: no LoopWatchdog (systemd's notifications are still sent when NOTIFY_SOCKET is set).
+    enabled: bool = True
+    # A blocked loop this long is logged with its stack; this long, Horus is ended with a crash record.
+    warn_after_seconds: PositiveSeconds = 10.0
+    kill_after_seconds: PositiveSeconds = 60.0
+    # Between the SIGTERM that asks a hung Horus to stop and the SIGKILL that ends it.
+    kill_grace_seconds: NonNegativeSeconds = 5.0
+    # Where the crash records go; default: <state_dir>/crashes.
+    crash_dir: AbsolutePath | None = None
+    # A scheduler this far behind its earliest due check is not making progress: systemd's watchdog is no
+    # longer fed, and the LoopWatchdog ends Horus once it is kill_after_seconds behind.
+    max_behind_seconds: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _warning_comes_before_the_kill(self) -> SelfWatchSettings:
+        if self.warn_after_seconds > self.kill_after_seconds:
+            raise ValueError(
+                f"self_watch.warn_after_seconds ({self.warn_after_seconds:g} s) must not be longer than "
+                f"kill_after_seconds ({self.kill_after_seconds:g} s): a hung Horus would be ended before "
+                "its stack was ever logged"
+            )
+        return self
 
 
 # A service writes a few logs (its own, stderr, an access log); more is a glob gone wrong, and each one costs
@@ -266,6 +298,7 @@ class HorusConfig(BaseModel):
     notify: NotifyList = Field(default_factory=list)
     notify_settings: NotifySettings = NotifySettings()
     sentinel: SentinelSettings = SentinelSettings()
+    self_watch: SelfWatchSettings = SelfWatchSettings()
 
     @model_validator(mode="after")
     def _references_name_real_monitors(self) -> HorusConfig:

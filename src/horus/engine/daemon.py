@@ -108,6 +108,8 @@ class Daemon:
         self._reloading: asyncio.Lock | None = None
         # What each monitor's runner was seen doing, by monitor: kept across config reloads.
         self.runner_watches: dict[str, RunnerWatch] = {}
+        # Set once every monitor is on the schedule and the scheduler runs (horus.engine.self_watch: READY=1).
+        self.watching = asyncio.Event()
 
     def now(self) -> Instant:
         return Instant(wall=self.clock.wall(), mono=self.clock.monotonic(), boot=self._boot)
@@ -224,6 +226,7 @@ class Daemon:
             gc.collect()
             gc.freeze()
             dispatcher = asyncio.create_task(scheduler.run(), name="horus-scheduler")
+            self.watching.set()
             background = [
                 asyncio.create_task(self._write_status_every(STATUS_SECONDS), name="horus-status"),
                 asyncio.create_task(self._digest_when_due(DIGEST_POLL_SECONDS), name="horus-digest"),
