@@ -486,3 +486,15 @@ async def test_the_halt_heal_with_command_reduce_writes_reduce(tmp_path: Path):
     command = read_command(tmp_path)
     assert command.command == "reduce"
     assert command.reason == "Horus healed clock: the clock is ahead"
+
+
+async def test_without_a_critical_offset_only_a_clock_ahead_of_the_venue_is_unhealthy(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    with LoopbackTimeServer(skew=30.0) as venue:
+        check = clock_check(venue={"url": venue.url, "json_field": "serverTime"}, critical_offset_seconds=None)
+        behind = await check.probe(probe_ctx)
+        venue.skew = -30.0
+        ahead = await check.probe(probe_ctx)
+    assert behind.status is Status.HEALTHY and behind.reason.startswith("the clock is 30 s behind 127.0.0.1")
+    assert ahead.status is Status.UNHEALTHY and ahead.details["condition"] == "ahead_of_venue"

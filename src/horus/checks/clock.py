@@ -64,17 +64,19 @@ class ClockOptions(CheckOptions):
     venue: VenueOptions | None = None
     local_sync: bool = True
     warn_offset_seconds: PositiveSeconds = 0.25
-    critical_offset_seconds: PositiveSeconds = 1.0
+    # None: an offset alone is only ever an alert, so a heal runs only for a clock ahead of the venue.
+    critical_offset_seconds: PositiveSeconds | None = 1.0
     max_ahead_of_venue_seconds: PositiveSeconds = 1.0
 
     @model_validator(mode="after")
     def _something_to_compare_with(self) -> Self:
         if not self.ntp_servers and self.venue is None:
             raise ValueError("give ntp_servers, a venue, or both: the clock needs something to be compared with")
-        if self.warn_offset_seconds > self.critical_offset_seconds:
+        critical = self.critical_offset_seconds
+        if critical is not None and self.warn_offset_seconds > critical:
             raise ValueError(
                 f"warn_offset_seconds ({self.warn_offset_seconds:g}) must not exceed critical_offset_seconds "
-                f"({self.critical_offset_seconds:g})"
+                f"({critical:g})"
             )
         return self
 
@@ -95,10 +97,15 @@ class ClockCheck(Check[ClockOptions]):
       ``chronyc tracking``; where neither answers, that is said in the details. Unsynchronized is an alert.
 
     An offset beyond ``warn_offset_seconds`` (default 0.25) is an alert, once each time it crosses the
-    line; beyond ``critical_offset_seconds`` (default 1) the clock is unhealthy. Ahead of the venue is
-    worse than behind it: a venue rejects signed requests stamped in its future, cancel-all included, so
-    ``max_ahead_of_venue_seconds`` (default 1) makes the clock unhealthy on its own. With the ``halt`` heal
-    and ``command: reduce`` the bot may then only reduce its positions until the operator resumes it.
+    line; beyond ``critical_offset_seconds`` (default 1; null: never) the clock is unhealthy. Ahead of the
+    venue is worse than behind it: a venue rejects signed requests stamped in its future, cancel-all
+    included, so ``max_ahead_of_venue_seconds`` (default 1) makes the clock unhealthy on its own.
+
+    With ``heal: {action: halt, command: reduce, control_dir: ...}`` (the bot's horus-sdk control dir) an
+    unhealthy clock puts the bot in REDUCING: it may only send orders that reduce its positions, and Horus
+    waits for its acknowledgement. It stays so until the operator fixes the clock and runs ``horus control
+    NAME resume --reason ...``. To reduce only for a clock ahead of the venue, set
+    ``critical_offset_seconds: null``.
 
     A wall clock step (the wall clock moving more than 0.5 s against the monotonic clock between two
     looks) is an alert and is kept in the details as evidence. When no source answers at all, the probe
@@ -166,7 +173,8 @@ class ClockCheck(Check[ClockOptions]):
         venue_certain = _certain(venue_reading) if venue_reading else None
         worst = max(abs(x) for x in (ntp_ahead, venue_certain) if x is not None)
         details["worst_offset_seconds"] = round(worst, 6)
-        sentence = _describe(venue_reading, readings, ntp_ahead)
+        offsets = _describe(venue_reading, readings, ntp_ahead)
+        sentence = f"the clock is {offsets}"
         unreadable = "; " + "; ".join(f.reason for f in failures) if failures else ""
 
         beyond_warn = worst > options.warn_offset_seconds
@@ -175,7 +183,7 @@ class ClockCheck(Check[ClockOptions]):
                 _alert("clock_offset", f"{sentence} (warning at {humanize.seconds(options.warn_offset_seconds)})")
             )
         elif not beyond_warn and self._was_beyond_warn:
-            alerts.append(_alert("clock_offset_cleared", f"the clock is back within tolerance: {sentence}"))
+            alerts.append(_alert("clock_offset_cleared", f"the clock is back within tolerance: {offsets}"))
         self._was_beyond_warn = beyond_warn
         self._finish_alerts(details, alerts)
 
@@ -188,7 +196,7 @@ class ClockCheck(Check[ClockOptions]):
                 condition="ahead_of_venue",
                 **details,
             )
-        if worst > options.critical_offset_seconds:
+        if options.critical_offset_seconds is not None and worst > options.critical_offset_seconds:
             return CheckResult.unhealthy(
                 f"{sentence}; the limit is {humanize.seconds(options.critical_offset_seconds)}{unreadable}",
                 condition="offset",
@@ -253,7 +261,7 @@ def _side(ahead: float) -> str:
 
 
 def _describe(venue: VenueReading | None, readings: list[NtpReading], ntp_ahead: float | None) -> str:
-    """ "the clock is 1.8 s ahead of api.venue (HTTP, round trip 12 ms) and 1.7 s ahead of 2 NTP servers"."""
+    """ "1.8 s ahead of api.venue (HTTP, round trip 12 ms) and 1.7 s ahead of 2 NTP servers"."""
     parts: list[str] = []
     if venue is not None:
         how = "HTTP Date header, 1 s resolution" if venue.source == "date" else "HTTP"
@@ -264,7 +272,7 @@ def _describe(venue: VenueReading | None, readings: list[NtpReading], ntp_ahead:
         if len(readings) == 1:
             servers = f"NTP server {servers}"
         parts.append(f"{_side(ntp_ahead)} {servers}")
-    return "the clock is " + " and ".join(parts)
+    return " and ".join(parts)
 
 
 def _alert(kind: str, message: str) -> dict[str, str]:
