@@ -1,0 +1,329 @@
+"""Horus installed as a service of the host's own service manager (launchd or systemd).
+
+What both managers share lives here: what the service runs (:class:`ServiceSpec`: this venv's ``horus run``
+with an absolute config, the ``PATH`` and the config's ``${VAR}``s captured now, because a job inherits
+neither from the shell), the files an install writes (:class:`ServiceFile`, written atomically, an existing
+different file kept as ``.bak``), running the manager's tool (:func:`run_tool`), and the manager protocol
+(:class:`ServiceManager`) that :mod:`horus.host_service_launchd` and :mod:`horus.host_service_systemd`
+implement. The command line is :mod:`horus.cli_service`.
+
+An install is a plan first (files with their full content, then commands), so ``--dry-run`` can print exactly
+what a real install would write and run, and a real install cannot do something the dry run did not show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from horus.errors import HorusError
+
+__all__ = [
+    "DEFAULT_PATH",
+    "TCC_FOLDERS",
+    "CapturedEnvironment",
+    "ManagerState",
+    "Scope",
+    "ServiceFile",
+    "ServiceManager",
+    "ServiceSpec",
+    "ServiceToolError",
+    "Step",
+    "ToolResult",
+    "WriteOutcome",
+    "capture_environment",
+    "horus_command",
+    "referenced_variables",
+    "remove_service_file",
+    "run_tool",
+    "tcc_protected",
+    "write_service_file",
+]
+
+Scope = Literal["user", "system"]
+
+# A job started by launchd or systemd gets a bare PATH; this is what it gets when the shell had none either.
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+# macOS's privacy framework (TCC) silently denies a launchd job these folders of the user's home.
+TCC_FOLDERS = ("Desktop", "Documents", "Downloads")
+# A management tool answers in well under a second; this only bounds one that hangs.
+TOOL_TIMEOUT_SECONDS = 60.0
+# The same grammar as the config loader's ${VAR} and ${VAR:-default}.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+class ServiceToolError(HorusError):
+    """A service manager's tool could not be run, or refused a step; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CapturedEnvironment:
+    """The environment the service gets: ``PATH`` and the config's variables that are set now.
+
+    ``missing``: variables the config refers to with a default (``${VAR:-x}``) that are not set now, so the
+    service will use the default. (One without a default that is not set stops the config from loading.)
+    ``unusable``: variables set now whose value no unit or plist can carry (a newline, a NUL).
+    """
+
+    variables: dict[str, str]
+    captured: tuple[str, ...]
+    missing: tuple[str, ...]
+    unusable: tuple[str, ...] = ()
+
+    def masked(self) -> dict[str, str]:
+        """The variables with every value but PATH's shown as ``***``: they are often tokens."""
+        return {name: value if name == "PATH" else "***" for name, value in self.variables.items()}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the service runs and with what, whichever manager runs it."""
+
+    scope: Scope
+    horus: tuple[str, ...]
+    argv: tuple[str, ...]
+    config_path: Path
+    working_directory: Path
+    environment: CapturedEnvironment
+    home: Path
+
+
+@dataclass(frozen=True)
+class ServiceFile:
+    """A file an install writes: its full content, and the same content fit to be shown (secrets masked)."""
+
+    path: Path
+    content: bytes
+    shown: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def said(self) -> str:
+        """The tool's last words, for a sentence about why a step failed."""
+        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines() if line.strip()]
+        return " / ".join(lines[-2:]) or "no output"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command of an install or uninstall; ``only_if`` says when a dry run cannot know if it will run."""
+
+    argv: tuple[str, ...]
+    only_if: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagerState:
+    """What the manager says about the service now."""
+
+    loaded: bool
+    running: bool
+    pid: int | None
+    detail: str
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    path: Path
+    change: Literal["created", "unchanged", "replaced"]
+    backup: Path | None = None
+
+
+class ServiceManager(Protocol):
+    """One init system: the files an install writes and the commands that load, start, stop and ask."""
+
+    kind: str
+    scope: Scope
+    name: str
+
+    def unit_label(self) -> str:
+        """How the manager's own commands name the service (``gui/501/dev.horus.daemon``, ``horus.service``)."""
+        ...
+
+    def files(self, spec: ServiceSpec) -> list[ServiceFile]:
+        """Render every file of the service; raises :class:`ValueError` if one does not validate."""
+        ...
+
+    def installed_paths(self) -> list[Path]:
+        """Every file an install writes, wherever the name and scope put them."""
+        ...
+
+    def directories(self, spec: ServiceSpec) -> list[Path]:
+        """Directories the service needs before it starts (its log directory)."""
+        ...
+
+    def masked(self, content: bytes) -> str:
+        """A file's text fit to be shown: the values of its environment but PATH masked (old tokens too)."""
+        ...
+
+    def validate(self, files: Sequence[ServiceFile]) -> str:
+        """Validate the rendered files with the manager's own tool where there is one: a sentence saying how.
+        Raises :class:`ValueError` when they do not pass."""
+        ...
+
+    def install_commands(self, before: ManagerState | None) -> list[Step]:
+        """The commands that load and start the service; ``before`` is its state now (None in a dry run)."""
+        ...
+
+    def uninstall_commands(self, before: ManagerState | None) -> list[Step]: ...
+
+    def after_removal_commands(self) -> list[Step]:
+        """Commands to run once the files are gone (systemd's daemon-reload)."""
+        ...
+
+    def state(self) -> ManagerState: ...
+
+    def logs_hint(self) -> str:
+        """Where to look when the service does not run, as a sentence fragment."""
+        ...
+
+    def notes(self, spec: ServiceSpec) -> list[str]:
+        """Warnings about the host that would keep this service from working (lingering, TCC)."""
+        ...
+
+
+def referenced_variables(text: str) -> dict[str, bool]:
+    """The ``${VAR}`` names in a config's text, each with whether it has a default (``${VAR:-x}``)."""
+    found: dict[str, bool] = {}
+    for match in _REFERENCE.finditer(text):
+        name, has_default = match.group(1), match.group(2) is not None
+        # A variable used once without a default must be set: that use decides.
+        found[name] = found.get(name, True) and has_default
+    return found
+
+
+def capture_environment(config_text: str, environ: Mapping[str, str]) -> CapturedEnvironment:
+    """``PATH`` (a job does not inherit the shell's) and each variable the config refers to that is set now."""
+    variables = {"PATH": environ.get("PATH") or DEFAULT_PATH}
+    captured, missing, unusable = ["PATH"], [], []
+    for name, has_default in sorted(referenced_variables(config_text).items()):
+        value = environ.get(name)
+        if value is None:
+            if has_default:
+                missing.append(name)
+            continue
+        if name == "PATH":
+            continue
+        if "\n" in value or "\r" in value or "\0" in value:
+            unusable.append(name)
+            continue
+        variables[name] = value
+        captured.append(name)
+    return CapturedEnvironment(variables, tuple(captured), tuple(missing), tuple(unusable))
+
+
+def horus_command() -> list[str]:
+    """How to start this installation of Horus: its venv's ``horus`` script, else ``python -m horus``."""
+    python = Path(os.path.abspath(sys.executable))
+    script = python.parent / "horus"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [str(python), "-m", "horus"]
+
+
+def tcc_protected(path: Path, home: Path) -> bool:
+    """Whether ``path`` is in a home folder that macOS's privacy framework keeps from launchd jobs."""
+    try:
+        relative = path.relative_to(home)
+    except ValueError:
+        return False
+    return bool(relative.parts) and relative.parts[0] in TCC_FOLDERS
+
+
+def run_tool(argv: Sequence[str], *, timeout: float = TOOL_TIMEOUT_SECONDS) -> ToolResult:
+    """Run a service manager's tool, found on PATH; a tool that is missing or hangs is a ServiceToolError."""
+    try:
+        completed = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError as exc:
+        raise ServiceToolError(f"{argv[0]} is not on PATH, so this service manager cannot be used here") from exc
+    except PermissionError as exc:
+        raise ServiceToolError(f"{argv[0]} cannot be run: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceToolError(f"{' '.join(argv)} did not answer within {timeout:.0f} s") from exc
+    return ToolResult(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
+
+
+def write_service_file(path: Path, content: bytes, *, mode: int = 0o600) -> WriteOutcome:
+    """Write ``content`` at ``path`` atomically (temp file, fsync, rename, fsync of the directory).
+
+    An existing file with other content is first kept as ``<path>.bak`` (written the same way). The mode is
+    0600 by default because service files carry the captured variables, which are often tokens.
+    """
+    old = _existing_content(path)
+    if old == content:
+        return WriteOutcome(path, "unchanged")
+    backup = None
+    if old is not None:
+        backup = path.with_name(path.name + ".bak")
+        _write_atomically(backup, old, mode=0o600)
+    _write_atomically(path, content, mode=mode)
+    return WriteOutcome(path, "created" if old is None else "replaced", backup)
+
+
+def _existing_content(path: Path) -> bytes | None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        # A symlink or a directory where the service file belongs is not ours to replace without a word.
+        raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again")
+    return path.read_bytes()
+
+
+def _write_atomically(path: Path, content: bytes, *, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory itself is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_service_file(path: Path) -> bool:
+    """Remove ``path`` if it is there (durably); whether it was."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    _fsync_directory(path.parent)
+    return True

@@ -1,0 +1,358 @@
+"""`horus service install|uninstall|status|failed` against stub launchctl, systemctl and systemd-analyze that
+record their argv, with HOME in a temporary directory; and the real systemd-analyze where there is one."""
+
+from __future__ import annotations
+
+import json
+import os
+import plistlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from horus.cli import main
+from horus.host_service import capture_environment, referenced_variables
+from horus.host_service_systemd import quote_argument, quote_assignment
+from horus.testing import StubCommands
+
+LAUNCHD_RUNNING = "gui/0/dev.horus.daemon = {\n\tstate = running\n\tpid = 4242\n}\n"
+LAUNCHD_STOPPED = "gui/0/dev.horus.daemon = {\n\tstate = not running\n\tlast exit code = 1\n}\n"
+SECRET = 'tok%en"with\\odd$chars'
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "HORUS_STATE_DIR", "OPTIONAL_FLAG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOT_TOKEN", SECRET)
+    return home
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    sent = tmp_path / "sent.jsonl"
+    path = tmp_path / "horus.json"
+    path.write_text(
+        json.dumps(
+            {
+                "notify": [
+                    {
+                        "name": "phone",
+                        # The token as $0, where the shell does not parse it.
+                        "command": ["/bin/sh", "-c", f"cat >> {sent}; echo >> {sent}", "${BOT_TOKEN}"],
+                    }
+                ],
+                "monitors": [
+                    {
+                        "name": "web",
+                        "check": {"type": "port_open", "host": "127.0.0.1", "port": 9},
+                        "heal": {"action": "run_script", "command": ["echo", "${OPTIONAL_FLAG:-off}"]},
+                    }
+                ],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def launchctl(stubs: StubCommands) -> StubCommands:
+    stubs.install("launchctl")
+    stubs.reply_when("launchctl", ["print"], stdout=LAUNCHD_RUNNING)
+    return stubs
+
+
+@pytest.fixture
+def systemctl(stubs: StubCommands) -> StubCommands:
+    stubs.install("systemctl")
+    stubs.install("systemd-analyze")
+    stubs.reply_when("systemctl", ["is-active"], stdout="active\n")
+    stubs.reply_when("systemctl", ["show"], stdout="LoadState=loaded\nMainPID=4242\nResult=success\n")
+    return stubs
+
+
+def horus(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def install(config: Path, manager: str, *extra: str) -> Result:
+    return horus("service", "install", "-c", str(config), "--user", "--manager", manager, "--settle", "0", *extra)
+
+
+def files_under(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def test_launchd_install_writes_a_plist_with_keepalive_and_the_environment_captured_then_loads_it(
+    home: Path, config: Path, launchctl: StubCommands
+) -> None:
+    result = install(config, "launchd")
+
+    assert result.exit_code == 0, result.output
+    plist_path = home / "Library/LaunchAgents/dev.horus.daemon.plist"
+    job = plistlib.loads(plist_path.read_bytes())
+    assert job["Label"] == "dev.horus.daemon"
+    assert job["ProgramArguments"][1:4] == ["run", "-c", str(config)]
+    assert os.access(job["ProgramArguments"][0], os.X_OK)
+    assert job["KeepAlive"] is True and job["RunAtLoad"] is True
+    assert (job["ThrottleInterval"], job["ExitTimeOut"]) == (10, 30)
+    assert job["EnvironmentVariables"]["PATH"] == os.environ["PATH"]
+    assert job["EnvironmentVariables"]["BOT_TOKEN"] == SECRET
+    assert "OPTIONAL_FLAG" not in job["EnvironmentVariables"]
+    assert job["WorkingDirectory"] == str(config.parent)
+    assert Path(job["StandardErrorPath"]).parent == home / "Library/Logs/horus"
+    assert (home / "Library/Logs/horus").is_dir()
+    assert plist_path.stat().st_mode & 0o077 == 0, "the plist holds tokens: only its owner may read it"
+    label = f"gui/{os.getuid()}/dev.horus.daemon"
+    assert [c for c in launchctl.calls("launchctl") if c[0] != "print"] == [
+        ["bootout", label],  # the stub says the job is loaded already
+        ["enable", label],
+        ["bootstrap", f"gui/{os.getuid()}", str(plist_path)],
+        ["kickstart", label],
+    ]
+    assert "environment captured for the service: PATH, BOT_TOKEN" in result.stdout
+    assert "OPTIONAL_FLAG is not set now" in result.stderr
+    assert "is running (pid 4242)" in result.stdout
+    assert SECRET not in result.output
+
+
+def test_systemd_install_writes_a_notify_unit_with_a_watchdog_and_a_failure_hook_then_enables_it(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    result = install(config, "systemd")
+
+    assert result.exit_code == 0, result.output
+    units = home / ".config/systemd/user"
+    unit = (units / "horus.service").read_text()
+    for directive in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=30",
+        "Restart=always",
+        "RestartSec=5",
+        "StartLimitIntervalSec=300",
+        "StartLimitBurst=5",
+        "TimeoutStopSec=30",
+        "OnFailure=horus-notify-failure@%n.service",
+        f'Environment="PATH={os.environ["PATH"]}"',
+        quote_assignment("BOT_TOKEN", SECRET),
+        "WantedBy=default.target",
+    ):
+        assert directive in unit.splitlines(), directive
+    assert unit.index("StartLimitBurst") < unit.index("[Service]"), "start limits belong in [Unit]"
+    hook = (units / "horus-notify-failure@.service").read_text()
+    assert f"service failed -c {config} --user %i" in hook
+    assert systemctl.calls("systemd-analyze")[0][0] == "verify"
+    changes = [c for c in systemctl.calls("systemctl") if c[1] not in ("is-active", "show")]
+    assert changes == [
+        ["--user", "daemon-reload"],
+        ["--user", "enable", "--now", "horus.service"],
+        ["--user", "restart", "horus.service"],  # the stub says it was running already
+    ]
+    assert "horus.service is running (pid 4242)" in result.stdout
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize("manager", ["launchd", "systemd"])
+def test_dry_run_prints_every_file_and_command_and_writes_and_runs_nothing(
+    home: Path, config: Path, launchctl: StubCommands, systemctl: StubCommands, manager: str
+) -> None:
+    result = install(config, manager, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert files_under(home) == []
+    assert launchctl.calls("launchctl") == systemctl.calls("systemctl") == systemctl.calls("systemd-analyze") == []
+    if manager == "launchd":
+        assert "<key>KeepAlive</key>" in result.stdout
+        assert "launchctl bootstrap" in result.stdout
+    else:
+        assert "Type=notify" in result.stdout and "horus-notify-failure@.service" in result.stdout
+        assert "systemctl --user enable --now horus.service" in result.stdout
+    assert "BOT_TOKEN=***" in result.stdout or "<string>***</string>" in result.stdout
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize("manager", ["launchd", "systemd"])
+def test_a_config_that_does_not_load_exits_2_with_its_errors_and_nothing_written(
+    home: Path, tmp_path: Path, launchctl: StubCommands, systemctl: StubCommands, manager: str
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"monitors": [{"name": "web", "check": {"type": "port_open", "port": 0}}]}))
+
+    result = install(broken, manager)
+
+    assert result.exit_code == 2
+    assert "monitors[0] (web).check" in result.stderr
+    assert files_under(home) == []
+    assert launchctl.calls("launchctl") == systemctl.calls("systemctl") == []
+
+
+def test_install_exits_1_with_a_sentence_when_the_service_does_not_stay_running(
+    home: Path, config: Path, stubs: StubCommands
+) -> None:
+    stubs.install("launchctl")
+    stubs.reply_when("launchctl", ["print"], stdout=LAUNCHD_STOPPED)
+
+    result = install(config, "launchd", "--wait", "0.5")
+
+    assert result.exit_code == 1
+    assert f"gui/{os.getuid()}/dev.horus.daemon is not running 0.5 s after it was started" in result.stderr
+    assert "state = not running, last exit 1" in result.stderr
+    assert "Library/Logs/horus" in result.stderr
+
+
+def test_a_step_the_manager_refuses_stops_the_install_with_its_words(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    systemctl.reply_when("systemctl", ["enable"], stderr="Failed to enable unit: Access denied\n", exit_code=1)
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 1
+    assert "systemctl --user enable --now horus.service exited 1: Failed to enable unit: Access denied" in result.stderr
+    assert not any(c[1] == "restart" for c in systemctl.calls("systemctl"))
+
+
+def test_reinstalling_a_changed_service_keeps_a_backup_and_shows_the_change_without_secrets(
+    home: Path, config: Path, systemctl: StubCommands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert install(config, "systemd").exit_code == 0
+    unit = home / ".config/systemd/user/horus.service"
+    before = unit.read_text()
+    monkeypatch.setenv("BOT_TOKEN", "a-new-token")
+
+    again = install(config, "systemd")
+
+    assert again.exit_code == 0, again.output
+    assert (unit.with_name("horus.service.bak")).read_text() == before
+    assert 'Environment="BOT_TOKEN=a-new-token"' in unit.read_text()
+    assert f"replaced {unit}; the previous version is {unit}.bak" in again.stdout
+    assert "a-new-token" not in again.output and SECRET not in again.output
+    assert "unchanged" in install(config, "systemd").stdout
+
+
+@pytest.mark.parametrize("manager", ["launchd", "systemd"])
+def test_uninstall_unloads_the_service_and_removes_its_files(
+    home: Path, config: Path, launchctl: StubCommands, systemctl: StubCommands, manager: str
+) -> None:
+    assert install(config, manager).exit_code == 0
+    written = files_under(home / "Library/LaunchAgents") + files_under(home / ".config")
+    assert written
+
+    result = horus("service", "uninstall", "--user", "--manager", manager)
+
+    assert result.exit_code == 0, result.output
+    assert all(not path.exists() for path in written)
+    for path in written:
+        assert f"removed {path}" in result.stdout
+    if manager == "launchd":
+        assert launchctl.calls("launchctl")[-1] == ["bootout", f"gui/{os.getuid()}/dev.horus.daemon"]
+    else:
+        changes = [c for c in systemctl.calls("systemctl") if c[1] not in ("is-active", "show")]
+        assert changes[-2:] == [["--user", "disable", "--now", "horus.service"], ["--user", "daemon-reload"]]
+
+
+@pytest.mark.parametrize("manager", ["launchd", "systemd"])
+def test_status_exits_0_while_running_and_1_when_not(
+    home: Path, config: Path, stubs: StubCommands, manager: str
+) -> None:
+    stubs.install("launchctl")
+    stubs.install("systemctl")
+    stubs.reply_when("launchctl", ["print"], stdout=LAUNCHD_RUNNING)
+    stubs.reply_when("systemctl", ["is-active"], stdout="active\n")
+    stubs.reply_when("systemctl", ["show"], stdout="LoadState=loaded\nMainPID=4242\n")
+
+    running = horus("service", "status", "--user", "--manager", manager)
+    assert running.exit_code == 0, running.output
+    assert "running (pid 4242)" in running.stdout
+    assert "not installed" in running.stdout
+
+    stubs.install("launchctl", stderr="Could not find service in domain\n", exit_code=113)
+    stubs.install("systemctl")
+    stubs.reply_when("systemctl", ["is-active"], stdout="inactive\n", exit_code=3)
+    stubs.reply_when("systemctl", ["show"], stdout="LoadState=not-found\nMainPID=0\n")
+    stopped = horus("service", "status", "--user", "--manager", manager)
+    assert stopped.exit_code == 1
+    assert "not loaded" in stopped.stdout
+
+
+def test_service_failed_tells_the_operator_through_the_configured_channels(home: Path, config: Path) -> None:
+    result = horus("service", "failed", "-c", str(config), "--user", "horus.service")
+
+    assert result.exit_code == 0, result.output
+    assert "told phone" in result.stdout
+    sent = json.loads((config.parent / "sent.jsonl").read_text().strip())
+    text = json.dumps(sent)
+    assert "Horus itself failed" in text and "horus.service" in text and "journalctl --user -u horus.service" in text
+
+
+def test_only_the_config_variables_that_are_set_are_captured_and_defaults_are_reported_missing() -> None:
+    text = "a: ${SET_ONE}\nb: ${UNSET_WITH_DEFAULT:-x}\nc: ${SET_ONE:-y}\nd: ${MULTILINE}"
+    assert referenced_variables(text) == {"SET_ONE": False, "UNSET_WITH_DEFAULT": True, "MULTILINE": False}
+
+    captured = capture_environment(text, {"PATH": "/opt/homebrew/bin:/usr/bin", "SET_ONE": "1", "MULTILINE": "a\nb"})
+
+    assert captured.variables == {"PATH": "/opt/homebrew/bin:/usr/bin", "SET_ONE": "1"}
+    assert captured.missing == ("UNSET_WITH_DEFAULT",)
+    assert captured.unusable == ("MULTILINE",)
+
+
+def test_exec_arguments_are_quoted_so_systemd_expands_nothing() -> None:
+    assert quote_argument("/usr/bin/horus") == "/usr/bin/horus"
+    assert quote_argument("/a b/100%/$HOME") == '"/a b/100%%/$$HOME"'
+    assert quote_assignment("K", 'v"\\%') == 'Environment="K=v\\"\\\\%%"'
+
+
+REAL_ANALYZE = shutil.which("systemd-analyze", path="/usr/bin:/bin:/usr/local/bin")
+
+
+@pytest.mark.skipif(REAL_ANALYZE is None, reason="systemd-analyze is not installed on this machine")
+def test_the_real_systemd_analyze_accepts_the_unit_even_with_awkward_paths_and_values(
+    home: Path, tmp_path: Path, stubs: StubCommands
+) -> None:
+    awkward = tmp_path / "my configs 100%"
+    awkward.mkdir()
+    config = awkward / "horus.json"
+    check = {"type": "file_exists", "path": "/tmp/${BOT_TOKEN}"}  # a captured value full of quotes and %
+    config.write_text(json.dumps({"monitors": [{"name": "x", "check": check}]}))
+    stubs.install("systemctl")
+    stubs.reply_when("systemctl", ["is-active"], stdout="active\n")
+    stubs.reply_when("systemctl", ["show"], stdout="MainPID=7\n")
+    assert REAL_ANALYZE is not None
+    # The real one, found through a link among the stubs: the install runs whatever is first on PATH.
+    (stubs.directory / "systemd-analyze").symlink_to(REAL_ANALYZE)
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 0, result.output
+    assert "the unit passed systemd-analyze verify" in result.stdout
+    units = home / ".config/systemd/user"
+    verified = subprocess.run(
+        [REAL_ANALYZE, "verify", str(units / "horus.service")], capture_output=True, text=True, timeout=60
+    )
+    assert verified.returncode == 0 and "horus" not in verified.stderr, verified.stderr
+
+
+@pytest.mark.skipif(REAL_ANALYZE is None, reason="systemd-analyze is not installed on this machine")
+def test_a_unit_that_systemd_analyze_rejects_is_not_written(
+    home: Path, config: Path, stubs: StubCommands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stubs.install("systemctl")
+    assert REAL_ANALYZE is not None
+    (stubs.directory / "systemd-analyze").symlink_to(REAL_ANALYZE)
+    # A Horus that is not there: verify rejects an ExecStart= that cannot be executed.
+    monkeypatch.setattr("horus.cli_service.horus_command", lambda: ["/nonexistent/horus"])
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 1
+    assert "nothing was written: systemd-analyze verify rejected the unit" in result.stderr
+    assert "/nonexistent/horus" in result.stderr
+    assert files_under(home) == []
+    assert stubs.calls("systemctl") == []
