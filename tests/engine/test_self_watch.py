@@ -21,6 +21,7 @@ from horus.config.models import SelfWatchSettings
 from horus.engine.self_watch import SchedulerProgress, SelfWatch, SystemdNotifier, crash_dir_of, previous_crash
 from horus.errors import ConfigError
 from horus_sdk.formats import FORMAT_CRASH
+from tests.support import wait_until
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="sd_notify speaks unix datagrams")
 
@@ -226,3 +227,32 @@ async def test_systemds_watchdog_is_fed_only_while_the_scheduler_keeps_up(tmp_pa
             await systemd.until("STOPPING=1")
     finally:
         systemd.sock.close()
+
+
+class Phone:
+    host = "mini"
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def emit(self, event, *, immediately: bool = False) -> None:
+        self.events.append(event)
+
+
+async def test_a_restart_after_the_watchdog_ended_horus_is_told_to_the_operator_once_monitoring_runs(tmp_path):
+    crashes = tmp_path / "crashes"
+    crashes.mkdir()
+    record = write_record(crashes, 4121, time.time() - 30)
+    daemon = fake_daemon(SystemClock())
+    daemon.notifier = phone = Phone()
+    watch = SelfWatch(SelfWatchSettings(enabled=False), tmp_path, daemon, environ={})  # type: ignore[arg-type]
+    async with watch.watching(asyncio.Event()):
+        assert watch.previous is not None and watch.previous.pid == 4121
+        assert phone.events == [], "told once the notifier runs, with monitoring"
+        daemon.watching.set()
+        await wait_until(lambda: bool(phone.events), timeout=10)
+    [event] = phone.events
+    assert event.title == "Horus on mini was hung and was restarted"
+    assert "pid 4121" in event.message
+    assert "event loop blocked for 60.0 s; stuck in stuck_here at x.py:7" in event.message
+    assert str(record) in event.message

@@ -248,6 +248,7 @@ class SelfWatch:
         self.systemd = SystemdNotifier.from_environment(self._environ)
         self.watchdog: LoopWatchdog | None = None
         self.previous: PreviousCrash | None = None
+        self._stopping_sent = False
 
     @contextlib.asynccontextmanager
     async def watching(self, stop: asyncio.Event) -> AsyncIterator[SelfWatch]:
@@ -286,7 +287,8 @@ class SelfWatch:
                 companion.cancel()
                 await asyncio.wait([companion])
                 if self.systemd is not None:
-                    self.systemd.send("STOPPING=1")
+                    if not self._stopping_sent:  # the daemon ended without being asked (a crash)
+                        self.systemd.send("STOPPING=1")
                     self.systemd.close()
 
     async def _once_watching(self, stop: asyncio.Event) -> None:
@@ -346,7 +348,7 @@ class SelfWatch:
             woke_at = loop.time()
             await asyncio.wait([stopping], timeout=period)
             if stopping.done():
-                systemd.send("STOPPING=1", "STATUS=stopping")
+                self._stopping_sent = systemd.send("STOPPING=1", "STATUS=stopping")
                 return
             # This task's own lateness is the loop's: a loop that ran our wake-up this late is starved.
             lag = max(0.0, loop.time() - woke_at - period)
