@@ -7,6 +7,7 @@ import json
 import os
 import plistlib
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -356,3 +357,72 @@ def test_a_unit_that_systemd_analyze_rejects_is_not_written(
     assert "/nonexistent/horus" in result.stderr
     assert files_under(home) == []
     assert stubs.calls("systemctl") == []
+
+
+def test_the_job_runs_horus_with_nothing_but_the_environment_its_plist_gives_it(
+    home: Path, config: Path, launchctl: StubCommands, short_dir: Path
+) -> None:
+    """What a job gets is the plist: a Horus started from it alone loads its config and says READY=1."""
+    assert install(config, "launchd").exit_code == 0
+    job = plistlib.loads((home / "Library/LaunchAgents/dev.horus.daemon.plist").read_bytes())
+    notify_path = str(short_dir / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as supervisor:
+        supervisor.bind(notify_path)
+        supervisor.settimeout(30)
+        # launchd adds HOME (and USER, SHELL, TMPDIR) to a job's own variables; nothing of this shell's.
+        environment = {**job["EnvironmentVariables"], "HOME": str(home), "NOTIFY_SOCKET": notify_path}
+        process = subprocess.Popen(
+            job["ProgramArguments"],
+            env=environment,
+            cwd=job["WorkingDirectory"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            said = b""
+            while b"READY=1" not in said:
+                try:
+                    said += supervisor.recv(4096) + b"\n"
+                except TimeoutError:
+                    process.kill()
+                    pytest.fail(f"no READY=1 within 30 s: {process.communicate()[1].decode()[-2000:]}")
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("manager", "expected"),
+    [
+        ("launchd", ["/Library/LaunchDaemons/dev.horus.daemon.plist", "launchctl bootstrap system ", "/var/log/horus"]),
+        ("systemd", ["/etc/systemd/system/horus.service", "WantedBy=multi-user.target", "systemctl enable --now"]),
+    ],
+)
+def test_a_system_service_goes_where_the_manager_looks_for_system_services(
+    home: Path, config: Path, stubs: StubCommands, manager: str, expected: list[str]
+) -> None:
+    result = horus("service", "install", "-c", str(config), "--system", "--manager", manager, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    for text in expected:
+        assert text in result.stdout, text
+
+
+def test_a_name_that_is_not_a_plain_service_name_is_refused(home: Path, config: Path, stubs: StubCommands) -> None:
+    result = install(config, "systemd", "--name", "../../etc/evil")
+
+    assert result.exit_code == 2
+    assert "is not a service name" in result.output
+    assert files_under(home) == []
+
+
+def test_a_named_install_names_its_unit_and_failure_hook_after_it(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    result = install(config, "systemd", "--name", "horus-lab")
+
+    assert result.exit_code == 0, result.output
+    unit = (home / ".config/systemd/user/horus-lab.service").read_text()
+    assert "OnFailure=horus-lab-notify-failure@%n.service" in unit
+    assert (home / ".config/systemd/user/horus-lab-notify-failure@.service").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import socket
 import sys
@@ -52,6 +53,7 @@ DEFAULT_WAIT_SECONDS = 15.0
 # has no readiness protocol: it counts as running once it kept the same pid this long.
 DEFAULT_SETTLE_SECONDS = 2.0
 POLL_SECONDS = 0.2
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 
 
 def _default_manager() -> Literal["launchd", "systemd"] | None:
@@ -74,6 +76,15 @@ def _manager(manager: str | None, scope: str | None, name: str | None) -> Servic
     return Systemd(chosen, name, home)
 
 
+def _check_name(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    # The name becomes a file name and an argument of launchctl or systemctl: no "/", no "..", no flag.
+    if value is not None and not SERVICE_NAME.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r} is not a service name: 1 to 100 letters, digits and . _ @ -, starting with a letter or digit"
+        )
+    return value
+
+
 def _manager_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -92,6 +103,7 @@ def _manager_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--name",
+            callback=_check_name,
             help="The launchd label (default dev.horus.daemon) or systemd unit name (default horus).",
         ),
     ]
