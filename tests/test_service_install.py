@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from horus.cli import main
-from horus.host_service import capture_environment, referenced_variables
+from horus.host_service import capture_environment, referenced_variables, service_path
 from horus.host_service_systemd import quote_argument, quote_assignment
 from horus.testing import StubCommands
 
@@ -103,7 +103,8 @@ def test_launchd_install_writes_a_plist_with_keepalive_and_the_environment_captu
     assert os.access(job["ProgramArguments"][0], os.X_OK)
     assert job["KeepAlive"] is True and job["RunAtLoad"] is True
     assert (job["ThrottleInterval"], job["ExitTimeOut"]) == (10, 30)
-    assert job["EnvironmentVariables"]["PATH"] == os.environ["PATH"]
+    assert job["EnvironmentVariables"]["PATH"] == service_path(os.environ["PATH"])[0]
+    assert job["EnvironmentVariables"]["PATH"].split(":")[0] == str(launchctl.directory)
     assert job["EnvironmentVariables"]["BOT_TOKEN"] == SECRET
     assert "OPTIONAL_FLAG" not in job["EnvironmentVariables"]
     assert job["WorkingDirectory"] == str(config.parent)
@@ -141,7 +142,7 @@ def test_systemd_install_writes_a_notify_unit_with_a_watchdog_and_a_failure_hook
         "StartLimitBurst=5",
         "TimeoutStopSec=30",
         "OnFailure=horus-notify-failure@%n.service",
-        f'Environment="PATH={os.environ["PATH"]}"',
+        f'Environment="PATH={service_path(os.environ["PATH"])[0]}"',
         quote_assignment("BOT_TOKEN", SECRET),
         "WantedBy=default.target",
     ):
@@ -302,6 +303,13 @@ def test_only_the_config_variables_that_are_set_are_captured_and_defaults_are_re
     assert captured.variables == {"PATH": "/opt/homebrew/bin:/usr/bin", "SET_ONE": "1"}
     assert captured.missing == ("UNSET_WITH_DEFAULT",)
     assert captured.unusable == ("MULTILINE",)
+
+
+def test_the_service_path_keeps_each_absolute_directory_once_and_leaves_relative_ones_out() -> None:
+    captured = capture_environment("", {"PATH": "/opt/homebrew/bin:.:/usr/bin::~/bin:/opt/homebrew/bin"})
+
+    assert captured.variables["PATH"] == "/opt/homebrew/bin:/usr/bin"
+    assert captured.dropped_path_entries == (".", "(empty)", "~/bin")
 
 
 def test_exec_arguments_are_quoted_so_systemd_expands_nothing() -> None:

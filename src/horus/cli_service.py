@@ -161,6 +161,12 @@ def _say_environment(spec: ServiceSpec) -> None:
             "the service will use the default; set it and install again to capture it",
             err=True,
         )
+    if environment.dropped_path_entries:
+        click.echo(
+            f"warning: left out of the service's PATH, because a service cannot use a relative entry: "
+            f"{', '.join(environment.dropped_path_entries)}",
+            err=True,
+        )
     for name in environment.unusable:
         click.echo(f"warning: {name} holds a newline or NUL, which a service file cannot carry: not captured", err=True)
 

@@ -45,6 +45,7 @@ __all__ = [
     "referenced_variables",
     "remove_service_file",
     "run_tool",
+    "service_path",
     "tcc_protected",
     "write_service_file",
 ]
@@ -72,12 +73,14 @@ class CapturedEnvironment:
     ``missing``: variables the config refers to with a default (``${VAR:-x}``) that are not set now, so the
     service will use the default. (One without a default that is not set stops the config from loading.)
     ``unusable``: variables set now whose value no unit or plist can carry (a newline, a NUL).
+    ``dropped_path_entries``: the relative entries of this shell's PATH, which a service cannot use.
     """
 
     variables: dict[str, str]
     captured: tuple[str, ...]
     missing: tuple[str, ...]
     unusable: tuple[str, ...] = ()
+    dropped_path_entries: tuple[str, ...] = ()
 
     def masked(self) -> dict[str, str]:
         """The variables with every value but PATH's shown as ``***``: they are often tokens."""
@@ -214,7 +217,8 @@ def referenced_variables(text: str) -> dict[str, bool]:
 
 def capture_environment(config_text: str, environ: Mapping[str, str]) -> CapturedEnvironment:
     """``PATH`` (a job does not inherit the shell's) and each variable the config refers to that is set now."""
-    variables = {"PATH": environ.get("PATH") or DEFAULT_PATH}
+    path, dropped = service_path(environ.get("PATH") or DEFAULT_PATH)
+    variables = {"PATH": path}
     captured, missing, unusable = ["PATH"], [], []
     for name, has_default in sorted(referenced_variables(config_text).items()):
         value = environ.get(name)
@@ -229,7 +233,23 @@ def capture_environment(config_text: str, environ: Mapping[str, str]) -> Capture
             continue
         variables[name] = value
         captured.append(name)
-    return CapturedEnvironment(variables, tuple(captured), tuple(missing), tuple(unusable))
+    return CapturedEnvironment(variables, tuple(captured), tuple(missing), tuple(unusable), dropped)
+
+
+def service_path(path: str) -> tuple[str, tuple[str, ...]]:
+    """The shell's PATH fit for a service, and the entries left out: each absolute directory once, in order.
+
+    A relative entry (``.``, ``bin``, ``~/bin``, an empty one) would be looked up from the service's working
+    directory, not where the shell was, so it is left out rather than carried along to mean something else.
+    """
+    kept: list[str] = []
+    dropped: list[str] = []
+    for entry in path.split(os.pathsep):
+        if not os.path.isabs(entry):
+            dropped.append(entry or "(empty)")
+        elif entry not in kept:
+            kept.append(entry)
+    return os.pathsep.join(kept) or DEFAULT_PATH, tuple(dropped)
 
 
 def horus_command() -> list[str]:
