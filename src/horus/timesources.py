@@ -26,6 +26,7 @@ import aiohttp
 from yarl import URL
 
 from horus.clock import Clock
+from horus.log import redact_url
 
 __all__ = [
     "NTP_EPOCH_OFFSET",
@@ -288,10 +289,10 @@ async def query_venue(
     try:
         async with http.get(url, headers=headers or {}, allow_redirects=False) as response:
             received_mono = clock.monotonic()
-            body = await response.content.read(MAX_VENUE_BODY_BYTES) if json_field else b""
+            body = await _read_bounded(response) if json_field else b""
             status, date = response.status, response.headers.get("Date")
     except aiohttp.ClientError as exc:
-        return SourceFailure(host, f"venue {host} did not answer: {exc}")
+        return SourceFailure(host, f"venue {host} did not answer: {redact_url(str(exc)) or type(exc).__name__}")
     except OSError as exc:
         return SourceFailure(host, f"venue {host} did not answer: {exc.strerror or exc}")
     round_trip = received_mono - sent_mono
@@ -312,6 +313,14 @@ async def query_venue(
         return SourceFailure(host, f"venue {host} sent a Date header that is not a date: {date[:60]!r}")
     server = stamped + DATE_HEADER_UNCERTAINTY_SECONDS
     return VenueReading(host, midpoint - server, round_trip, "date", round_trip / 2 + DATE_HEADER_UNCERTAINTY_SECONDS)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The body, up to MAX_VENUE_BODY_BYTES: a time answer is small, and a venue's error page may not be."""
+    data = bytearray()
+    while len(data) <= MAX_VENUE_BODY_BYTES and (chunk := await response.content.readany()):
+        data.extend(chunk)
+    return bytes(data[:MAX_VENUE_BODY_BYTES])
 
 
 def _json_time(body: bytes, path: str, unit: Literal["ms", "s"]) -> float | str:

@@ -498,3 +498,26 @@ async def test_without_a_critical_offset_only_a_clock_ahead_of_the_venue_is_unhe
         ahead = await check.probe(probe_ctx)
     assert behind.status is Status.HEALTHY and behind.reason.startswith("the clock is 30 s behind 127.0.0.1")
     assert ahead.status is Status.UNHEALTHY and ahead.details["condition"] == "ahead_of_venue"
+
+
+async def test_an_ntp_port_nobody_listens_on_is_said_at_once(probe_ctx: ProbeContext, no_sync_tools: None):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    result = await clock_check(ntp_servers=[address], samples=1, query_timeout_seconds=5).probe(probe_ctx)
+    assert result.status is Status.ERROR
+    assert "nothing listens there (port unreachable)" in result.reason
+
+
+async def test_a_venue_url_that_refuses_connections_is_a_reason_without_its_credentials(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with LoopbackSntpServer() as server:
+        venue = {"url": f"http://key:s3cret@127.0.0.1:{port}/time", "json_field": "serverTime"}
+        result = await clock_check(venue=venue, ntp_servers=[server.address]).probe(probe_ctx)
+    assert result.status is Status.HEALTHY
+    assert "venue 127.0.0.1 did not answer" in result.reason
+    assert "s3cret" not in result.reason and "s3cret" not in json.dumps(result.details)

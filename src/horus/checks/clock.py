@@ -92,7 +92,8 @@ class ClockCheck(Check[ClockOptions]):
     - ``venue: {url, json_field: serverTime, unit: ms|s}``: the venue's time from a JSON field of its
       answer (a dotted path), or without ``json_field`` from its HTTP ``Date`` header, corrected by half the
       round trip. The Date header has a resolution of one second, so it is read as the middle of that
-      second and half a second of tolerance is added; only what is certainly ahead counts.
+      second and half a second of tolerance is added; only what is certainly ahead counts. ``headers``
+      are sent as given (an API key) and never shown.
     - ``local_sync`` (default true): the system's own view, from ``timedatectl show`` (NTPSynchronized) or
       ``chronyc tracking``; where neither answers, that is said in the details. Unsynchronized is an alert.
 
