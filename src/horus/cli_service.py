@@ -408,7 +408,7 @@ def _print_plan(manager: ServiceManager, spec: ServiceSpec, files: Sequence[Serv
         click.echo(f"would {verb} {file.path} (captured values shown as ***):")
         click.echo(file.shown.rstrip("\n"))
         click.echo("")
-    click.echo(f"would validate it ({manager.kind}) and then run:")
+    click.echo(f"would validate it ({manager.validated_with}) and then run:")
     for step in manager.install_commands(None):
         click.echo(f"  {_shown(step)}")
     click.echo(f"and then wait until {manager.unit_label()} runs.")

@@ -156,6 +156,7 @@ class ServiceManager(Protocol):
     """One init system: the files an install writes and the commands that load, start, stop and ask."""
 
     kind: str
+    validated_with: str
     scope: Scope
     name: str
 

@@ -50,6 +50,7 @@ def parse_print(output: str) -> tuple[str | None, int | None, str | None]:
 
 class Launchd:
     kind = "launchd"
+    validated_with = "read back with plistlib"
 
     def __init__(self, scope: Scope, name: str | None, home: Path) -> None:
         self.scope = scope

@@ -53,6 +53,7 @@ def _specifiers_escaped(text: str) -> str:
 
 class Systemd:
     kind = "systemd"
+    validated_with = "systemd-analyze verify, where it is installed"
 
     def __init__(self, scope: Scope, name: str | None, home: Path, environ: dict[str, str] | None = None) -> None:
         self.scope = scope
