@@ -36,7 +36,8 @@ def never_fixed(name: str, tmp_path, **extra) -> dict:
 @pytest.mark.slow
 def test_a_spent_budget_quarantines_retries_after_retry_in_and_resume_lifts_it_at_once(tmp_path):
     config = tmp_path / "horus.json"
-    budget = {"max_heals": 2, "retry_in_seconds": 3, "stable_after_seconds": 60}
+    # Long enough that `horus resume` (a process start under a loaded machine) still finds the quarantine.
+    budget = {"max_heals": 2, "retry_in_seconds": 6, "stable_after_seconds": 60}
     config.write_text(
         json.dumps({"defaults": {"start_jitter_seconds": 0}, "monitors": [never_fixed("bot", tmp_path, budget=budget)]})
     )

@@ -51,7 +51,8 @@ def test_a_tiny_run_times_every_order_on_disk_and_every_reconcile_finds_what_the
     printed = "\n".join(scenario.table(result))
     for name in [*cases, *reconcile["cases"]]:
         assert name in printed
-    assert "MISSED" not in printed and "WRONG" not in printed
+    # A goal met or missed is a figure of this machine's load, not of the code: the bench reports it.
+    assert "WRONG" not in printed
 
 
 def test_the_table_marks_a_missed_goal_and_a_run_that_went_wrong(scenario):
