@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from horus import __version__, cli_control, cli_ops, cli_runner, cli_service, humanize
+from horus import __version__, cli_control, cli_doctor, cli_ops, cli_runner, cli_service, humanize
 from horus.checks.base import CheckOptions, ProbeContext, Status, new_probe_http_client
 from horus.checks.heartbeat import HeartbeatOptions
 from horus.checks.process_alive import ProcessAliveOptions, wrappers_now
@@ -398,3 +398,4 @@ cli_ops.register(main, _load, config_option)
 cli_control.register_control(main, _load, config_option)
 cli_runner.register_reload(main, _load, config_option)
 cli_service.register_service(main, _load, config_option)
+cli_doctor.register_doctor(main, _load, config_option)

@@ -7,6 +7,7 @@ from horus.checks import (
     clock,
     command,
     docker_container,
+    doctor,
     file_exists,
     heartbeat,
     http_health,
@@ -36,6 +37,7 @@ CHECK_TYPES: dict[str, type[Check]] = {
         artifact_growth.ArtifactGrowthCheck,
         trading.TradingCheck,
         runner.RunnerCheck,
+        doctor.DoctorCheck,
         clock.ClockCheck,
     )
 }

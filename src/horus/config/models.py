@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from horus.checks.base import CheckOptions
 from horus.checks.registry import CHECK_TYPES
 from horus.config.types import AbsolutePath, PositiveSeconds
+from horus.doctor.files import ServiceFiles, fill_service_files
 from horus.heals.base import HealOptions
 from horus.heals.registry import HEAL_ACTIONS
 from horus.notify.config import NotifyList, NotifySettings
@@ -241,6 +242,14 @@ class MonitorConfig(BaseModel):
     # The state dir of the runner (horus_sdk.runner) the service runs under: Horus takes its exact pids
     # from it, `horus reload NAME` and the runner heals go through it, and status shows its versions.
     runner: AbsolutePath | None = None
+    # Where the service's source, .env, compose file, plist or unit are, for `horus doctor` and the doctor
+    # check; filled from work_tree and the launchd or systemd check and heal (see horus.doctor.files).
+    service: ServiceFiles | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_files_from_monitor(cls, data: Any) -> Any:
+        return fill_service_files(data)
 
     @model_validator(mode="before")
     @classmethod
