@@ -34,7 +34,7 @@ MARGIN = 6.0
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract unix sockets are Linux's")
 
 
-def write_config(tmp_path: Path, *, kill_after: float, heals: Path) -> Path:
+def write_config(tmp_path: Path, *, kill_after: float, heals: Path, healed: str = "healed") -> Path:
     """One monitor that fails for good (its file never appears) and is healed by a script, then held back by an
     hour's cooldown."""
     config = tmp_path / "horus.json"
@@ -54,7 +54,7 @@ def write_config(tmp_path: Path, *, kill_after: float, heals: Path) -> Path:
                         "min_failures_to_heal": 1,
                         "heal_cooldown_seconds": 3600,
                         "check": {"type": "file_exists", "path": str(tmp_path / "never-written")},
-                        "heal": {"action": "run_script", "command": f"echo healed >> {heals}", "shell": True},
+                        "heal": {"action": "run_script", "command": f'echo "{healed}" >> {heals}', "shell": True},
                     }
                 ],
             }
@@ -155,7 +155,10 @@ def systemd():
 
 
 def spawn_under_systemd(tmp_path: Path, systemd: FakeSystemd, **env: str) -> tuple[subprocess.Popen[bytes], EventLog]:
-    config = write_config(tmp_path, kill_after=600, heals=tmp_path / "heals.txt")
+    # The heal says whether systemd's variables reached it: they must not, or it could speak for Horus.
+    # (Plain $NAME: Horus's config loader expands ${NAME} itself.)
+    healed = "healed NOTIFY_SOCKET=[$NOTIFY_SOCKET] WATCHDOG_USEC=[$WATCHDOG_USEC]"
+    config = write_config(tmp_path, kill_after=600, heals=tmp_path / "heals.txt", healed=healed)
     log = EventLog(tmp_path / "events.jsonl")
     # 0.4 s: WATCHDOG=1 every 0.2 s.
     overrides = {"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "400000", **env}
@@ -181,6 +184,8 @@ def test_systemd_hears_ready_then_watchdog_while_healthy_then_stopping(tmp_path,
         assert "STATUS=watching 1 monitor" in systemd.lines()
         ready_at = next(at for at, datagram in systemd.received if "READY=1" in datagram)
         systemd.receive_until(lambda: systemd.count("WATCHDOG=1", since=ready_at) >= 5, timeout=30)
+        wait_until_sync(lambda: lines(tmp_path / "heals.txt"), timeout=30)
+        assert lines(tmp_path / "heals.txt") == ["healed NOTIFY_SOCKET=[] WATCHDOG_USEC=[]"]
         assert stop_daemon(daemon) == 0
         systemd.receive_until(lambda: "STOPPING=1" in systemd.lines(), timeout=10)
     finally:

@@ -66,6 +66,7 @@ _STATUS_SECONDS = 5.0
 # The marker of the last crash record already reported, in the state dir.
 _REPORTED_NAME = "self_watch.json"
 _CRASH_PREFIX, _CRASH_SUFFIX = "horus-crash-", ".json"
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def crash_dir_of(settings: SelfWatchSettings, state_dir: Path) -> Path:
@@ -246,6 +247,11 @@ class SelfWatch:
         self.progress = SchedulerProgress(daemon)
         self._environ = os.environ if environ is None else environ
         self.systemd = SystemdNotifier.from_environment(self._environ)
+        if self.systemd is not None and environ is None:
+            # Read once, then kept from the checks and heals Horus starts, as sd_notify(3)'s unset_environment
+            # does: a child that notified systemd would speak for Horus, and could feed its watchdog.
+            for name in _SYSTEMD_VARIABLES:
+                os.environ.pop(name, None)
         self.watchdog: LoopWatchdog | None = None
         self.previous: PreviousCrash | None = None
         self._stopping_sent = False
@@ -340,8 +346,8 @@ class SelfWatch:
         limit = self.settings.max_behind_seconds
         period = systemd.watchdog_period or _STATUS_SECONDS
         status = self._status(0.0)
-        systemd.send("READY=1", f"STATUS={status}")
-        log.info("self_watch.ready_sent", watchdog_every=period if systemd.watchdog_period else None)
+        if systemd.send("READY=1", f"STATUS={status}"):
+            log.info("self_watch.ready_sent", watchdog_every=systemd.watchdog_period)
         loop = asyncio.get_running_loop()
         fed = True
         while True:
