@@ -381,7 +381,13 @@ def test_a_kill_process_heal_on_a_service_nothing_restarts_is_a_problem(
     tmp_path: Path, orphan: subprocess.Popen[bytes], looped: subprocess.Popen[bytes]
 ) -> None:
     def started(marker: str) -> bool:
-        return any(marker in " ".join(p.cmdline()) for p in psutil.process_iter() if p.pid != os.getpid())
+        for process in psutil.process_iter():
+            try:
+                if marker in " ".join(process.cmdline()) and process.pid != os.getpid():
+                    return True
+            except psutil.Error:  # exited or a zombie meanwhile
+                continue
+        return False
 
     deadline = time.monotonic() + 30
     while not (started("doctor-orphan-bot") and started("doctor-looped-bot")):
@@ -544,3 +550,68 @@ def test_the_doctor_check_refuses_unknown_kinds(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "unknown kinds environmnet" in result.stderr
+
+
+def test_a_bot_that_loads_its_own_env_needs_only_what_the_env_lacks(tmp_path: Path, bot: Path) -> None:
+    (bot / "bot.py").write_text("from dotenv import load_dotenv\n\nload_dotenv()\n" + BOT)
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={"DB_URL": "pg"})
+    result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
+
+    assert "EXCHANGE_KEY" not in result.stdout
+    assert "API_SECRET" not in result.stdout
+    assert "problem: the service reads REDIS_URL (bot.py line 8) but its plist does not set it" in result.stdout
+
+
+def test_a_node_bot_that_loads_its_env_from_the_working_directory_needs_working_directory_set(
+    tmp_path: Path, bot: Path
+) -> None:
+    (bot / "bot.py").unlink()
+    (bot / "docker-compose.yml").unlink()
+    (bot / "bot.js").write_text(
+        "require('dotenv').config();\nconst key = process.env.EXCHANGE_KEY;\nconst port = process.env.PORT || 8080;\n"
+    )
+    nowhere = write_plist(tmp_path / "nowhere.plist", ProgramArguments=["/bin/sh"])
+    there = write_plist(tmp_path / "there.plist", ProgramArguments=["/bin/sh"], WorkingDirectory=str(bot))
+    sourced = write_plist(
+        tmp_path / "sourced.plist", ProgramArguments=["/bin/sh", "-c", f"set -a; . {bot}/.env; exec node bot.js"]
+    )
+    monitors = [
+        {"name": name, "check": {"type": "port_open", "port": 9}, "service": {"source_dir": str(bot), "plist": str(p)}}
+        for name, p in (("nowhere", nowhere), ("there", there), ("sourced", sourced))
+    ]
+    result = horus("doctor", "-c", str(write_config(tmp_path, *monitors)))
+    by_monitor = result.stdout.split("\n\n")
+
+    (nowhere_part,) = [part for part in by_monitor if part.startswith("nowhere:")]
+    assert (
+        "problem: bot.js line 1 loads .env from the working directory, but the job starts in / (its plist sets no "
+        f"WorkingDirectory), so {bot / '.env'} is not loaded: set WorkingDirectory to {bot} in {nowhere}, or load "
+        "the .env by its absolute path"
+    ) in nowhere_part
+    assert "the service reads EXCHANGE_KEY (bot.js line 2; in .env) but its plist does not set it" in nowhere_part
+    for part in by_monitor:
+        if part.startswith(("there:", "sourced:")):
+            assert "EXCHANGE_KEY" not in part and "loads .env" not in part
+            assert "warning: the service reads PORT (bot.js line 3, with a default)" in part
+
+
+def test_systemd_looks_up_a_bare_exec_start_on_its_own_search_path(tmp_path: Path, shell_bin: Path) -> None:
+    unit = tmp_path / "bot.service"
+    unit.write_text(f"[Service]\nEnvironment=PATH={shell_bin}:/usr/bin\nExecStart=-botpython bot.py\n")
+    searched = tmp_path / "searched.service"
+    searched.write_text(f"[Service]\nExecSearchPath={shell_bin}\nExecStart=botpython bot.py\n")
+    monitors = [
+        {"name": name, "check": {"type": "port_open", "port": 9}, "service": {"unit": str(path)}}
+        for name, path in (("bot", unit), ("searched", searched))
+    ]
+    env = {**os.environ, "PATH": f"{shell_bin}:{os.environ['PATH']}"}
+    result = horus("doctor", "-c", str(write_config(tmp_path, *monitors)), env=env)
+
+    assert (
+        "problem: ExecStart= botpython is not on systemd's search path for ExecStart= "
+        "(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), which Environment=PATH does not change, "
+        f"only on your shell's PATH (at {shell_bin / 'botpython'}): use the full path {shell_bin / 'botpython'}, or "
+        f"set ExecSearchPath={shell_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin under "
+        f"[Service] in {unit} (systemd 250 or later)"
+    ) in result.stdout, result.stdout
+    assert "searched:" not in result.stdout

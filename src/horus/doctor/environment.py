@@ -30,8 +30,28 @@ _JS = re.compile(
     r"\bprocess\.env(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(['\"])([A-Za-z_][A-Za-z0-9_]*)\2\s*\])(\s*(?:\|\||\?\?))?"
 )
 SOURCE_SUFFIXES = (".py", ".js", ".mjs", ".cjs", ".ts")
+# The service loading its .env itself: python-dotenv's load_dotenv(...), Node's dotenv.
+_PY_DOTENV = re.compile(r"\bload_dotenv\(([^)\n]*)")
+_JS_DOTENV = re.compile(
+    r"require\(\s*['\"]dotenv['\"]\s*\)\.config\(([^)\n]*)"
+    r"|import\s+['\"]dotenv/config['\"]"
+    r"|\bdotenv\.config\(([^)\n]*)"
+)
+_STRING = re.compile(r"^\s*(?:dotenv_path\s*=\s*)?(['\"])([^'\"]+)\1")
 # A finding names at most this many places a variable is read.
 PLACES_LISTED = 3
+
+
+@dataclass(frozen=True)
+class DotenvLoad:
+    """Where the service's code loads a .env itself, and what it is found relative to."""
+
+    place: str  # "bot.py line 3"
+    # "code": relative to the code (python-dotenv's default, or a path the code computes), so found wherever
+    # the job starts; "cwd": relative to the working directory (Node's dotenv, a relative literal path);
+    # "absolute": the literal absolute path ``name``.
+    relative_to: str
+    name: str = ".env"
 
 
 @dataclass
@@ -55,14 +75,50 @@ class Read:
 def audit(subject: Subject, host: Host) -> list[Finding]:
     if not subject.jobs:
         return []
-    reads, findings = _what_the_service_reads(subject)
+    reads, env_keys, loads, findings = _what_the_service_reads(subject)
     for job in subject.jobs:
         findings.extend(_unreadable_environment_files(subject, job))
+        provided, load_findings = _loaded_by_the_service(subject, job, loads, env_keys)
+        findings.extend(load_findings)
         for name, read in reads.items():
-            if job.sets(name) or name in ALWAYS_SET[job.manager]:
+            if job.sets(name) or name in ALWAYS_SET[job.manager] or name in provided:
                 continue
             findings.append(_missing(subject, job, name, read))
     return findings
+
+
+def _loaded_by_the_service(
+    subject: Subject, job: Job, loads: list[DotenvLoad], env_keys: set[str]
+) -> tuple[set[str], list[Finding]]:
+    """The .env keys the service gets without its job listing them: its code loads the .env itself, or the
+    job's command line does (``set -a; . ./.env; exec ...``); and a load that will miss the file under the job."""
+    env_file = subject.env_file
+    if env_file is None or not env_keys:
+        return set(), []
+    if any(env_file.name in argument for argument in job.argv):
+        return env_keys, []
+    findings = []
+    for load in loads:
+        if load.relative_to == "code" or (load.relative_to == "absolute" and Path(load.name) == env_file):
+            return env_keys, []
+        if load.relative_to == "absolute" or (env_file.parent / load.name) != env_file:
+            continue  # another file than this .env
+        if job.working_directory is not None and (job.working_directory / load.name) == env_file:
+            return env_keys, []
+        started_in = job.working_directory or Path("/")
+        setting = "WorkingDirectory" if job.manager == "launchd" else "WorkingDirectory="
+        findings.append(
+            Finding(
+                PROBLEM,
+                subject.monitor,
+                KIND,
+                f"{load.place} loads {load.name} from the working directory, but the job starts in {started_in}"
+                + ("" if job.working_directory else f" (its {job.noun} sets no {setting})")
+                + f", so {env_file} is not loaded",
+                f"set {setting} to {env_file.parent} in {job.path}, or load the .env by its absolute path",
+            )
+        )
+    return set(), findings
 
 
 def _missing(subject: Subject, job: Job, name: str, read: Read) -> Finding:
@@ -103,8 +159,11 @@ def _unreadable_environment_files(subject: Subject, job: Job) -> list[Finding]:
     return findings
 
 
-def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], list[Finding]]:
+def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], set[str], list[DotenvLoad], list[Finding]]:
+    """Each variable the service reads or is given, with where; the keys of its .env; its own .env loads."""
     reads: dict[str, Read] = {}
+    env_keys: set[str] = set()
+    loads: list[DotenvLoad] = []
     findings: list[Finding] = []
 
     def read(name: str) -> Read:
@@ -115,11 +174,13 @@ def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], list[Fin
         for relative, text in source_files(source_dir, SOURCE_SUFFIXES):
             for name, line, defaulted in _reads_in(relative, text):
                 read(name).add(f"{relative} line {line}", in_code=True, defaulted=defaulted)
+            loads.extend(_dotenv_loads(relative, text))
     env_file = subject.env_file
     if env_file is not None:
         try:
             for name in dotenv_keys(read_bounded(env_file)):
                 read(name).add(f"in {_shown(env_file, source_dir)}", in_code=False)
+                env_keys.add(name)
         except Unreadable as exc:
             findings.append(_unreadable(subject, "its .env", env_file, exc))
     compose_file = subject.compose_file
@@ -128,7 +189,7 @@ def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], list[Fin
         findings.extend(compose_findings)
         for name, where in names:
             read(name).add(where, in_code=False)
-    return reads, findings
+    return reads, env_keys, loads, findings
 
 
 def _reads_in(relative: Path, text: str) -> list[tuple[str, int, bool]]:
@@ -143,6 +204,32 @@ def _reads_in(relative: Path, text: str) -> list[tuple[str, int, bool]]:
         for match in _JS.finditer(text):
             found.append((match.group(1) or match.group(3), match.start(), match.group(4) is not None))
     return [(name, text.count("\n", 0, offset) + 1, defaulted) for name, offset, defaulted in sorted(found, key=_at)]
+
+
+def _dotenv_loads(relative: Path, text: str) -> list[DotenvLoad]:
+    found = []
+
+    def place(offset: int) -> str:
+        return f"{relative} line {text.count(chr(10), 0, offset) + 1}"
+
+    if relative.suffix == ".py":
+        for match in _PY_DOTENV.finditer(text):
+            argument = match.group(1)
+            literal = _STRING.match(argument)
+            if literal and literal.group(2).startswith("/"):
+                found.append(DotenvLoad(place(match.start()), "absolute", literal.group(2)))
+            elif literal and not literal.group(2).startswith("~"):
+                found.append(DotenvLoad(place(match.start()), "cwd", literal.group(2)))
+            elif "usecwd=True" in argument:
+                found.append(DotenvLoad(place(match.start()), "cwd"))
+            else:  # no argument: found from the calling file's directory up; or a path the code computes
+                found.append(DotenvLoad(place(match.start()), "code"))
+    else:
+        for match in _JS_DOTENV.finditer(text):
+            argument = match.group(1) or match.group(2) or ""
+            # dotenv for Node looks in process.cwd() unless given a path.
+            found.append(DotenvLoad(place(match.start()), "code" if "path" in argument else "cwd"))
+    return found
 
 
 def _at(item: tuple[str, int, bool]) -> int:

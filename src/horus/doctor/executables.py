@@ -47,7 +47,7 @@ def _program(subject: Subject, job: Job, host: Host) -> list[Finding]:
     where = "ProgramArguments[0]" if job.manager == "launchd" else "ExecStart="
     # systemd looks an ExecStart= program up in its own fixed path whatever Environment=PATH says; the
     # job's PATH matters for what that program then runs (a #!/usr/bin/env line, its own children).
-    lookup_path = job.effective_path if job.manager == "launchd" else SYSTEMD_DEFAULT_PATH
+    lookup_path = job.effective_path if job.manager == "launchd" else job.exec_search_path or SYSTEMD_DEFAULT_PATH
     resolved = _resolve(program, lookup_path, job.working_directory)
     if resolved is None:
         return [_not_found(subject, job, program, where, lookup_path, host)]
@@ -73,7 +73,9 @@ def _program(subject: Subject, job: Job, host: Host) -> list[Finding]:
 
 def _not_found(subject: Subject, job: Job, program: str, where: str, lookup_path: str, host: Host) -> Finding:
     if job.manager == "systemd" and where == "ExecStart=":
-        searched = f"systemd's search path ({lookup_path})"
+        searched = f"systemd's search path for ExecStart= ({lookup_path}), which Environment=PATH does not change"
+        if job.exec_search_path:
+            searched = f"its unit's ExecSearchPath= ({lookup_path})"
     elif job.path_value:
         searched = f"the PATH its {job.noun} sets ({lookup_path})"
     else:
@@ -82,11 +84,12 @@ def _not_found(subject: Subject, job: Job, program: str, where: str, lookup_path
     on_shell = None if "/" in program else shutil.which(program, path=host.shell_path)
     if on_shell is not None:
         directory = str(Path(on_shell).parent)
-        how = (
-            f"add {directory} to PATH under EnvironmentVariables in {job.path}"
-            if job.manager == "launchd"
-            else f"add Environment=PATH={directory}:{job.effective_path} under [Service] in {job.path}"
-        )
+        if job.manager == "launchd":
+            how = f"add {directory} to PATH under EnvironmentVariables in {job.path}"
+        elif where == "ExecStart=":
+            how = f"set ExecSearchPath={directory}:{lookup_path} under [Service] in {job.path} (systemd 250 or later)"
+        else:
+            how = f"add Environment=PATH={directory}:{job.effective_path} under [Service] in {job.path}"
         return Finding(
             PROBLEM,
             subject.monitor,

@@ -52,6 +52,8 @@ class Job:
     # (the setting, the path): StandardOutPath, StandardErrorPath, StandardOutput=file:...
     log_paths: list[tuple[str, Path]] = field(default_factory=list)
     user: str | None = None  # UserName / User=; None: the user who installs the job
+    # ExecSearchPath= (systemd 250+): where a bare ExecStart= program is looked for instead of systemd's default.
+    exec_search_path: str | None = None
     system: bool = False  # a LaunchDaemon or a system unit, rather than a user's agent or --user unit
 
     @property
@@ -157,6 +159,8 @@ def load_unit(path: Path) -> Job:
                     job.environment_from_files.setdefault(name, env_path)
             except Unreadable as exc:
                 job.unreadable_environment_files.append((env_path, str(exc), optional))
+        elif key == "ExecSearchPath":
+            job.exec_search_path = ":".join(value.split()) or None
         elif key == "WorkingDirectory" and value and value != "~":
             job.working_directory = Path(value.lstrip("-"))
         elif key in ("StandardOutput", "StandardError"):
