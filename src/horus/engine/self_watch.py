@@ -299,10 +299,9 @@ class SelfWatch:
 
     async def _once_watching(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
+        started = asyncio.create_task(self.daemon.watching.wait())
         try:
-            started = asyncio.create_task(self.daemon.watching.wait())
             await asyncio.wait([started, stopping], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
             if stop.is_set():
                 return
             self._tell_previous_crash()
@@ -310,6 +309,7 @@ class SelfWatch:
             if self.systemd is not None:
                 await self._feed_systemd(self.systemd, stopping)
         finally:
+            started.cancel()
             stopping.cancel()
 
     def _tell_previous_crash(self) -> None:
