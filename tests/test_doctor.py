@@ -615,3 +615,37 @@ def test_systemd_looks_up_a_bare_exec_start_on_its_own_search_path(tmp_path: Pat
         f"[Service] in {unit} (systemd 250 or later)"
     ) in result.stdout, result.stdout
     assert "searched:" not in result.stdout
+
+
+def test_a_kill_process_heal_needs_a_job_that_starts_the_service_again(tmp_path: Path) -> None:
+    no_keep_alive = write_plist(tmp_path / "bot.plist", ProgramArguments=["/bin/sh"])
+    kept_alive = write_plist(tmp_path / "kept.plist", ProgramArguments=["/bin/sh"], KeepAlive=True)
+    on_failure = tmp_path / "bot.service"
+    on_failure.write_text("[Service]\nExecStart=/bin/sh\nRestart=on-failure\n")
+    always = tmp_path / "always.service"
+    always.write_text("[Service]\nExecStart=/bin/sh\nRestart=always\n")
+
+    def monitor(name: str, files: dict[str, str], signal: str = "SIGTERM") -> dict[str, Any]:
+        heal = {"action": "kill_process", "process_pattern": "doctor-nothing-matches-this", "signal": signal}
+        return {"name": name, "check": {"type": "port_open", "port": 9}, "heal": heal, "service": files}
+
+    monitors = [
+        monitor("launchd", {"plist": str(no_keep_alive)}),
+        monitor("kept", {"plist": str(kept_alive)}),
+        monitor("systemd", {"unit": str(on_failure)}),
+        monitor("killed", {"unit": str(on_failure)}, signal="SIGKILL"),
+        monitor("always", {"unit": str(always)}),
+    ]
+    result = horus("doctor", "-c", str(write_config(tmp_path, *monitors)))
+
+    assert result.returncode == 1
+    assert (
+        f"problem: its heal stops the service, but its plist {no_keep_alive} sets no KeepAlive, so launchd does not "
+        "start it again: set KeepAlive to true in the plist (launchd then restarts it within its ThrottleInterval)"
+    ) in result.stdout
+    assert (
+        f"problem: its heal stops the service, but its unit {on_failure} says Restart=on-failure, and systemd counts "
+        "an exit on SIGTERM as clean, so systemd does not start it again: set Restart=always under [Service] in the "
+        "unit"
+    ) in result.stdout
+    assert [line for line in lines_of(result) if line.endswith(":")] == ["launchd:", "systemd:"]

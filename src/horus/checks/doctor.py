@@ -42,8 +42,9 @@ class DoctorCheck(Check[DoctorOptions]):
     launchd or systemd check or heal), so a migration that loses a variable opens an incident before the
     service is restarted into it. ``findings`` narrows which kinds count (environment, executables, privacy,
     writable: all by default); ``fail_on: warning`` makes warnings count too (by default only problems do).
-    A plist or unit that cannot be read is a problem. The reason lists the findings, each saying what to
-    change.
+    A plist or unit that cannot be read is a problem (one that does not exist, a warning). The reason lists
+    the findings, each saying what to change. Each look reads the job and walks the source tree (bounded: at
+    most 2000 files, 16 MiB), so an ``interval_seconds`` of a few minutes is plenty for drift.
     """
 
     options_model = DoctorOptions

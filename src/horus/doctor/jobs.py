@@ -54,6 +54,10 @@ class Job:
     user: str | None = None  # UserName / User=; None: the user who installs the job
     # ExecSearchPath= (systemd 250+): where a bare ExecStart= program is looked for instead of systemd's default.
     exec_search_path: str | None = None
+    # Whether the manager starts the service again when it exits: the plist's KeepAlive (True, False, a dict
+    # of conditions, or None when absent), the unit's Restart= (None when absent, which means "no").
+    keep_alive: object = None
+    restart: str | None = None
     system: bool = False  # a LaunchDaemon or a system unit, rather than a user's agent or --user unit
 
     @property
@@ -103,6 +107,7 @@ def load_plist(path: Path) -> Job:
     for key in ("StandardOutPath", "StandardErrorPath"):
         if isinstance(data.get(key), str) and data[key]:
             job.log_paths.append((key, Path(data[key])))
+    job.keep_alive = data.get("KeepAlive")
     if isinstance(data.get("UserName"), str) and data["UserName"]:
         job.user = data["UserName"]
     return job
@@ -159,6 +164,8 @@ def load_unit(path: Path) -> Job:
                     job.environment_from_files.setdefault(name, env_path)
             except Unreadable as exc:
                 job.unreadable_environment_files.append((env_path, str(exc), optional))
+        elif key == "Restart":
+            job.restart = value or None
         elif key == "ExecSearchPath":
             job.exec_search_path = ":".join(value.split()) or None
         elif key == "WorkingDirectory" and value and value != "~":

@@ -19,6 +19,8 @@ SETUP_FILE_MAX_BYTES = 1024 * 1024
 SOURCE_FILE_MAX_BYTES = 512 * 1024
 # A service's own tree holds tens to hundreds of source files; beyond this the walk stops.
 SOURCE_FILES_MAX = 2000
+# And at most this much of them is read in all, so that one audit stays cheap whatever the tree holds.
+SOURCE_TOTAL_MAX_BYTES = 16 * 1024 * 1024
 # Trees that hold other people's code, or build output.
 SKIPPED_DIRS = frozenset(
     {".git", ".hg", "node_modules", ".venv", "venv", "env", "__pycache__", "site-packages", ".tox", "dist", "build"}
@@ -61,6 +63,7 @@ def source_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[Path, 
     except OSError:
         return
     seen = 0
+    total = 0
     for directory, dirnames, filenames in os.walk(real_root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
         for name in sorted(filenames):
@@ -79,4 +82,7 @@ def source_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[Path, 
                 text = read_bounded(path, SOURCE_FILE_MAX_BYTES)
             except Unreadable:
                 continue
+            total += len(text)
+            if total > SOURCE_TOTAL_MAX_BYTES:
+                return
             yield path.relative_to(real_root), text

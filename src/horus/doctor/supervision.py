@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from horus.doctor.findings import PROBLEM, Finding
+from horus.doctor.jobs import Job
 from horus.doctor.subject import Host, Subject
 from horus.processes import ProcessIdentity, display_cmdline, match_processes, uid_of, wrappings
 
@@ -25,6 +26,8 @@ _SUPERVISOR_NAMES = re.compile(r"^(?:supervisord|containerd-shim.*|pm2|PM2.*|run
 _SUPERVISOR_COMMANDS = re.compile(r"horus-runner|horus_sdk\.runner|supervisord|containerd-shim|\bpm2\b|PM2 v")
 # A shell running its command again and again: `while true; do ...; done`, `until ...; do ...; done`.
 _RESTART_LOOP = re.compile(r"\b(?:while|until)\b.*\bdo\b")
+# systemd's clean exit signals: a service stopped by one of them has not failed, for Restart=on-failure.
+_CLEAN_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"})
 SUPERVISORS = (
     "launchd or systemd running it as a service, a restart loop, horus-runner, supervisord, containerd-shim, pm2"
 )
@@ -35,6 +38,11 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
     for index, heal in enumerate(subject.heals):
         if getattr(heal, "action", None) != "kill_process":
             continue
+        step = "heal" if len(subject.heals) == 1 else f"escalation step {index + 1} (kill_process)"
+        for job in subject.jobs:
+            finding = _job_does_not_restart(subject, job, step, heal.signal)
+            if finding is not None:
+                findings.append(finding)
         try:
             matches = match_processes(heal.process_pattern, regex=heal.regex, uid=uid_of(heal.user)).ours
         except (LookupError, psutil.Error):
@@ -49,7 +57,6 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
             parent = _unsupervised_parent(process, launchd_job=any(j.manager == "launchd" for j in subject.jobs))
             if parent is None:
                 continue
-            step = "heal" if len(subject.heals) == 1 else f"escalation step {index + 1} (kill_process)"
             findings.append(
                 Finding(
                     PROBLEM,
@@ -64,6 +71,37 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
             )
             break
     return findings
+
+
+def _job_does_not_restart(subject: Subject, job: Job, step: str, signal_name: str) -> Finding | None:
+    """The service's own job, read from its plist or unit: does it start the service again after a kill?"""
+    if job.manager == "launchd":
+        if job.keep_alive is True or (isinstance(job.keep_alive, dict) and job.keep_alive):
+            return None
+        setting = "sets KeepAlive to false" if job.keep_alive is False else "sets no KeepAlive"
+        return Finding(
+            PROBLEM,
+            subject.monitor,
+            KIND,
+            f"its {step} stops the service, but its plist {job.path} {setting}, so launchd does not start it again",
+            "set KeepAlive to true in the plist (launchd then restarts it within its ThrottleInterval)",
+        )
+    restart = job.restart or "no"
+    if restart == "always":
+        return None
+    if restart in ("on-failure", "on-abnormal", "on-abort") and signal_name not in _CLEAN_SIGNALS:
+        return None
+    if restart == "no":
+        why = "sets no Restart= (systemd's default is Restart=no)"
+    else:
+        why = f"says Restart={restart}, and systemd counts an exit on {signal_name} as clean"
+    return Finding(
+        PROBLEM,
+        subject.monitor,
+        KIND,
+        f"its {step} stops the service, but its unit {job.path} {why}, so systemd does not start it again",
+        "set Restart=always under [Service] in the unit",
+    )
 
 
 def _unsupervised_parent(process: ProcessIdentity, *, launchd_job: bool) -> str | None:
