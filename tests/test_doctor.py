@@ -649,3 +649,28 @@ def test_a_kill_process_heal_needs_a_job_that_starts_the_service_again(tmp_path:
         "unit"
     ) in result.stdout
     assert [line for line in lines_of(result) if line.endswith(":")] == ["launchd:", "systemd:"]
+
+
+def test_the_monitors_own_log_and_heartbeat_paths_are_audited_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "Desktop").mkdir(parents=True)
+    unit = tmp_path / "bot.service"
+    unit.write_text("[Service]\nExecStart=/bin/sh\n")
+    monitor = {
+        "name": "bot",
+        "check": {"type": "log_staleness", "log_file": str(home / "Desktop" / "bot.log"), "max_age_seconds": 60},
+        "verify": {"type": "heartbeat", "path": str(tmp_path / "run" / "hb.json"), "max_age_seconds": 60},
+        "service": {"unit": str(unit)},
+    }
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)), env={**os.environ, "HOME": str(home)})
+
+    assert (
+        f"warning: its log_staleness check's log_file {home / 'Desktop' / 'bot.log'} is under ~/Desktop, a "
+        "privacy-protected folder: if this moves to a Mac"
+    ) in result.stdout
+    assert (
+        f"problem: its heartbeat check's path {tmp_path / 'run' / 'hb.json'} is in {tmp_path / 'run'}, which does "
+        f"not exist (and neither launchd nor systemd creates it): create it: mkdir -p {tmp_path / 'run'}"
+    ) in result.stdout

@@ -11,6 +11,9 @@ from horus.doctor.subject import Subject
 
 __all__ = ["UsedPath", "home_of", "used_paths"]
 
+# The file a check type watches that the service itself writes: its log, its heartbeat.
+WRITTEN_BY_THE_SERVICE = {"log_staleness": "log_file", "heartbeat": "path"}
+
 
 @dataclass(frozen=True)
 class UsedPath:
@@ -32,10 +35,10 @@ def used_paths(subject: Subject) -> list[UsedPath]:
         for key, path in job.log_paths:
             found.append(UsedPath(path, f"its {job.noun}'s {key}", True, job))
     for options in subject.checks:
-        for attribute in ("log_file", "path"):
-            value = getattr(options, attribute, None)
-            if isinstance(value, Path):
-                found.append(UsedPath(value, f"its {options.type} check's {attribute}", True))
+        attribute = WRITTEN_BY_THE_SERVICE.get(options.type)
+        value = getattr(options, attribute, None) if attribute else None
+        if isinstance(value, Path):
+            found.append(UsedPath(value, f"its {options.type} check's {attribute}", True))
     evidence = subject.evidence
     for log in getattr(evidence, "logs", None) or ():
         found.append(UsedPath(log, "its evidence logs", True))
