@@ -155,7 +155,7 @@ class SelfWatchSettings(BaseModel):
     def _warning_comes_before_the_kill(self) -> SelfWatchSettings:
         if self.warn_after_seconds > self.kill_after_seconds:
             raise ValueError(
-                f"self_watch.warn_after_seconds ({self.warn_after_seconds:g} s) must not be longer than "
+                f"warn_after_seconds ({self.warn_after_seconds:g} s) must not be longer than "
                 f"kill_after_seconds ({self.kill_after_seconds:g} s): a hung Horus would be ended before "
                 "its stack was ever logged"
             )
