@@ -674,3 +674,27 @@ def test_the_monitors_own_log_and_heartbeat_paths_are_audited_too(
         f"problem: its heartbeat check's path {tmp_path / 'run' / 'hb.json'} is in {tmp_path / 'run'}, which does "
         f"not exist (and neither launchd nor systemd creates it): create it: mkdir -p {tmp_path / 'run'}"
     ) in result.stdout
+
+
+def test_compose_env_files_and_unit_drop_ins_count(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    units = home / ".config" / "systemd" / "user"
+    (units / "bot.service.d").mkdir(parents=True)
+    (units / "bot.service").write_text("[Service]\nExecStart=/bin/sh\nEnvironment=FROM_UNIT=1\n")
+    (units / "bot.service.d" / "secrets.conf").write_text("[Service]\nEnvironment=FROM_DROP_IN=1\n")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "shared.env").write_text("FROM_UNIT=x\nFROM_DROP_IN=y\nFROM_COMPOSE_ENV_FILE=z\n")
+    (source / "compose.yaml").write_text("services:\n  bot:\n    env_file:\n      - shared.env\n")
+    monitor = {
+        "name": "bot",
+        "check": {"type": "systemd_service", "unit": "bot", "user": True},
+        "work_tree": str(source),
+    }
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)), env={**os.environ, "HOME": str(home)})
+
+    assert lines_of(result)[1:-1] == [
+        "problem: FROM_COMPOSE_ENV_FILE is set for the service in compose service bot's env_file shared.env but its "
+        f"unit does not set it: add Environment=FROM_COMPOSE_ENV_FILE=... under [Service] in {units / 'bot.service'}, "
+        "or put it in an EnvironmentFile="
+    ], result.stdout
