@@ -135,7 +135,7 @@ def test_systemd_install_writes_a_notify_unit_with_a_watchdog_and_a_failure_hook
     for directive in (
         "Type=notify",
         "NotifyAccess=main",
-        "WatchdogSec=30",
+        "WatchdogSec=95",  # the LoopWatchdog (60 s + 5 s grace) ends a hung Horus first, with its record
         "Restart=always",
         "RestartSec=5",
         "StartLimitIntervalSec=300",

@@ -188,6 +188,7 @@ def _spec(config_path: Path, config: HorusConfig, state_dir: Path | None, scope:
         working_directory=config_path.parent,
         environment=environment,
         home=Path.home(),
+        watchdog_seconds=config.self_watch.systemd_watchdog_seconds,
     )
 
 

@@ -98,6 +98,8 @@ class ServiceSpec:
     working_directory: Path
     environment: CapturedEnvironment
     home: Path
+    # systemd's WatchdogSec, from the config's self_watch (SelfWatchSettings.systemd_watchdog_seconds).
+    watchdog_seconds: int
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from horus.host_service import ManagerState, Scope, ServiceFile, ServiceSpec, St
 __all__ = ["DEFAULT_NAME", "Systemd", "quote_argument", "quote_assignment"]
 
 DEFAULT_NAME = "horus"
-WATCHDOG_SECONDS = 30
 RESTART_SECONDS = 5
 # Five failed starts within five minutes, and systemd stops trying: the failure hook then tells the operator.
 START_LIMIT_INTERVAL_SECONDS = 300
@@ -114,7 +113,7 @@ class Systemd:
                 "ExecStart=" + " ".join(quote_argument(a) for a in spec.argv),
                 _specifiers_escaped(f"WorkingDirectory={spec.working_directory}"),
                 *environment,
-                f"WatchdogSec={WATCHDOG_SECONDS}",
+                f"WatchdogSec={spec.watchdog_seconds}",
                 "Restart=always",
                 f"RestartSec={RESTART_SECONDS}",
                 f"TimeoutStopSec={TIMEOUT_STOP_SECONDS}",

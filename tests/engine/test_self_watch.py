@@ -153,9 +153,12 @@ class Clock:
 
 
 def fake_daemon(clock: object) -> SimpleNamespace:
-    """What SelfWatch reads of a daemon: its scheduler's heap, clock, monitors, notifier and `watching`."""
+    """What SelfWatch reads of a daemon: how late its scheduler is, its clock, monitors, notifier, `watching`.
+    ``due`` holds the monotonic times the scheduler's checks are due."""
+    due: list[float] = []
     return SimpleNamespace(
-        _scheduler=SimpleNamespace(_heap=[]),
+        due=due,
+        overdue_seconds=lambda now: max(0.0, now - min(due)) if due else 0.0,
         clock=clock,
         monitors={"a": object(), "b": object()},
         notifier=None,
@@ -168,12 +171,12 @@ async def test_the_scheduler_is_behind_by_its_earliest_overdue_check_and_only_on
     daemon = fake_daemon(clock)
     progress = SchedulerProgress(daemon)  # type: ignore[arg-type]
     assert progress.behind_seconds() == 0.0
-    daemon._scheduler._heap.append((clock.now - 12.5, 1, None))
+    daemon.due.append(clock.now - 12.5)
     assert progress.behind_seconds() == 12.5
     assert progress.channel_ages(clock.now) == {}, "not a stall before monitoring has started"
     daemon.watching.set()
     assert progress.channel_ages(clock.now + 1) == {"scheduler": 13.5}
-    daemon._scheduler = None
+    daemon.due.clear()
     assert progress.behind_seconds() == 0.0
 
 
@@ -213,14 +216,14 @@ async def test_systemds_watchdog_is_fed_only_while_the_scheduler_keeps_up(tmp_pa
             assert "STATUS=watching 2 monitors" in systemd.lines
             await systemd.until("WATCHDOG=1", count=3)
 
-            daemon._scheduler._heap.append((time.monotonic() - 5.0, 1, None))  # a check 5 s overdue
+            daemon.due.append(time.monotonic() - 5.0)  # a check 5 s overdue
             await systemd.until("STATUS=watching 2 monitors; the scheduler is 5.", prefix=True)
             systemd.lines.clear()
             await asyncio.sleep(0.3)  # six periods
             systemd.drain()
             assert "WATCHDOG=1" not in systemd.lines
 
-            daemon._scheduler._heap.clear()
+            daemon.due.clear()
             await systemd.until("WATCHDOG=1")
             assert "STATUS=watching 2 monitors" in systemd.lines
             stop.set()

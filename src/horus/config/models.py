@@ -6,6 +6,7 @@ touches its own module and the registry, never this file.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ class SentinelSettings(BaseModel):
     change_window_seconds: NonNegativeSeconds = 3600.0
 
 
+SYSTEMD_WATCHDOG_MARGIN_SECONDS = 30
+
+
 class SelfWatchSettings(BaseModel):
     """How Horus watches itself (``horus.engine.self_watch``): horus-sdk's LoopWatchdog ends a Horus whose event
     loop hangs, with a crash record, so that whatever restarts it (launchd's KeepAlive, systemd, a shell loop)
@@ -150,6 +154,13 @@ class SelfWatchSettings(BaseModel):
     # A scheduler this far behind its earliest due check is not making progress: systemd's watchdog is no
     # longer fed, and the LoopWatchdog ends Horus once it is kill_after_seconds behind.
     max_behind_seconds: PositiveSeconds = 30.0
+
+    @property
+    def systemd_watchdog_seconds(self) -> int:
+        """systemd's WatchdogSec for Horus: longer than the LoopWatchdog's kill and its grace, so that a hung
+        Horus is ended by its own watchdog first, with a crash record that says where it was stuck; systemd is
+        the backstop should that watchdog fail too."""
+        return math.ceil(self.kill_after_seconds + self.kill_grace_seconds) + SYSTEMD_WATCHDOG_MARGIN_SECONDS
 
     @model_validator(mode="after")
     def _warning_comes_before_the_kill(self) -> SelfWatchSettings:

@@ -367,6 +367,10 @@ class Daemon:
         # A monitor that is no longer configured cannot get better or worse: its incident closes as it is.
         return life is None or Lifecycle.may_close_incident(life)
 
+    def overdue_seconds(self, now_monotonic: float) -> float:
+        """How late the scheduler's earliest due check is (0.0 before it runs): Horus's own progress."""
+        return self._scheduler.overdue_seconds(now_monotonic) if self._scheduler is not None else 0.0
+
     def upstream_recovered(self, name: str) -> None:
         """Look again at once at every monitor that depends on ``name``: its failure may have been a symptom."""
         if self._scheduler is None:

@@ -298,6 +298,11 @@ class Scheduler:
         if entry is not None and entry[0] > now:
             self._schedule(monitor, now)
 
+    def overdue_seconds(self, now: float) -> float:
+        """How late the earliest due check is at monotonic ``now`` (0.0 when none is): a scheduler that keeps
+        up stays near 0, one that is stuck or starved grows without bound."""
+        return max(0.0, now - self._heap[0][0]) if self._heap else 0.0
+
     def _schedule(self, monitor: Scheduled, when: float) -> None:
         if monitor.retired:
             return

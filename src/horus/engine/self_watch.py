@@ -159,17 +159,8 @@ class SchedulerProgress:
 
     def behind_seconds(self, now_monotonic: float | None = None) -> float:
         """Seconds the earliest due check is late (0.0 when none is, or before the scheduler exists)."""
-        scheduler = self._daemon._scheduler
-        if scheduler is None:
-            return 0.0
-        # The scheduler's heap of (due, order, monitor); a public accessor on Scheduler would be cleaner.
-        heap = scheduler._heap
-        try:
-            due = heap[0][0]
-        except IndexError:
-            return 0.0
         now = self._daemon.clock.monotonic() if now_monotonic is None else now_monotonic
-        return max(0.0, now - due)
+        return self._daemon.overdue_seconds(now)
 
     def channel_ages(self, now_monotonic: float) -> Mapping[str, float]:
         if not self._daemon.watching.is_set():
