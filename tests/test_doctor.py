@@ -20,6 +20,7 @@ import pytest
 
 from horus.config.loader import load_config
 from horus.doctor import Host, Subject, run_audits
+from tests.support import EventLog, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = Path(sys.executable).with_name("horus")
 PYTHON = sys.executable
@@ -698,3 +699,42 @@ def test_compose_env_files_and_unit_drop_ins_count(tmp_path: Path) -> None:
         f"unit does not set it: add Environment=FROM_COMPOSE_ENV_FILE=... under [Service] in {units / 'bot.service'}, "
         "or put it in an EnvironmentFile="
     ], result.stdout
+
+
+def test_drift_after_a_migration_opens_an_incident_in_the_running_daemon_and_the_fix_closes_it(
+    tmp_path: Path, bot: Path
+) -> None:
+    """The service moved to launchd and its plist lost a variable: a running Horus opens an incident that names
+    it, and once the plist sets it the incident recovers, with no heal (nothing to restart would fix it)."""
+    plist = write_plist(
+        tmp_path / "bot.plist",
+        ProgramArguments=[PYTHON],
+        EnvironmentVariables={"EXCHANGE_KEY": "k", "API_SECRET": "s", "DB_URL": "pg"},
+    )
+    monitor = {
+        "name": "bot-setup",
+        "interval_seconds": 0.5,
+        "min_failures_to_heal": 1,
+        "confirm_recovery_seconds": 0,
+        "check": {"type": "doctor"},
+        "service": {"source_dir": str(bot), "plist": str(plist)},
+    }
+    config = tmp_path / "horus.json"
+    config.write_text(json.dumps({"defaults": {"start_jitter_seconds": 0}, "monitors": [monitor]}))
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: log.named("incident.opened"), timeout=30)
+        failed = log.named("check.failed")[0]
+        assert "REDIS_URL" in failed["reason"] and "EnvironmentVariables" in failed["reason"], failed
+        shown = horus("incident", "-c", str(config), "--state-dir", str(tmp_path / "state"), "1")
+        assert "REDIS_URL" in shown.stdout, shown.stdout + shown.stderr
+        write_plist(
+            plist,
+            ProgramArguments=[PYTHON],
+            EnvironmentVariables={"EXCHANGE_KEY": "k", "API_SECRET": "s", "DB_URL": "pg", "REDIS_URL": "redis://"},
+        )
+        wait_until_sync(lambda: log.named("check.ok") or log.named("monitor.recovered"), timeout=30)
+        assert not log.named("heal.started")
+    finally:
+        assert stop_daemon(daemon) == 0
