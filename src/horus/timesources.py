@@ -25,6 +25,7 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
+from horus.checks.http_health import lookup_json_path
 from horus.clock import Clock
 from horus.log import redact_url
 
@@ -328,13 +329,9 @@ def _json_time(body: bytes, path: str, unit: Literal["ms", "s"]) -> float | str:
         value: Any = json.loads(body)
     except ValueError:
         return "its answer is not JSON"
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return f"its answer has no {path}"
+    found, value = lookup_json_path(value, path)
+    if not found:
+        return f"its answer has no {path}"
     if isinstance(value, str):
         try:
             value = float(value)

@@ -205,7 +205,7 @@ class HttpHealthCheck(Check[HttpHealthOptions]):
             except ValueError:
                 return "body is not JSON" + (" (only its first MiB was read)" if body.truncated else "")
             for path, expected in options.json_equals.items():
-                found, value = _lookup(document, path)
+                found, value = lookup_json_path(document, path)
                 if not found:
                     return f"{path} is missing"
                 if not _json_equal(value, expected):
@@ -311,7 +311,9 @@ def _strerror(causes: list[BaseException]) -> str:
     return str(causes[-1]) or type(causes[-1]).__name__
 
 
-def _lookup(document: JsonValue, path: str) -> tuple[bool, JsonValue]:
+def lookup_json_path(document: JsonValue, path: str) -> tuple[bool, JsonValue]:
+    """(found, value) at a dotted path ("data.status", "items.0.id") of a JSON document; shared with the
+    clock check's venue time."""
     value = document
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
