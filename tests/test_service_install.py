@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from horus.cli import main
-from horus.host_service import capture_environment, referenced_variables, service_path
+from horus.config.loader import referenced_variables
+from horus.host_service import capture_environment, service_path
 from horus.host_service_systemd import quote_argument, quote_assignment
 from horus.testing import StubCommands
 

@@ -12,6 +12,8 @@
     │   └── HealRefused             a safety rule stopped the heal before it touched anything
     ├── NotifyError                 a notification channel could not deliver; `permanent` says whether
     │                               retrying can help
+    ├── ServiceToolError            launchctl or systemctl could not be run, or refused a step of
+    │                               `horus service` (the message says which and why)
     └── StoreError                  the state database cannot be opened or written
         ├── StateLockedError        another Horus daemon already owns this state dir
         └── IncidentStateError      no such incident, or a change its state forbids (an event on a closed one)
@@ -38,6 +40,7 @@ __all__ = [
     "IncidentStateError",
     "NotifyError",
     "ProbeError",
+    "ServiceToolError",
     "StateLockedError",
     "StoreError",
 ]
@@ -139,3 +142,7 @@ class StateLockedError(StoreError):
 
 class IncidentStateError(StoreError):
     """The incident does not exist, or is not in a state that allows this (an event on a closed one)."""
+
+
+class ServiceToolError(HorusError):
+    """A service manager's tool could not be run, or refused a step; the message says which and why."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from horus.errors import HorusError
+from horus.config.loader import referenced_variables
+from horus.errors import ServiceToolError
 
 __all__ = [
     "DEFAULT_PATH",
@@ -42,7 +42,6 @@ __all__ = [
     "WriteOutcome",
     "capture_environment",
     "horus_command",
-    "referenced_variables",
     "remove_service_file",
     "run_tool",
     "service_path",
@@ -58,12 +57,6 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 TCC_FOLDERS = ("Desktop", "Documents", "Downloads")
 # A management tool answers in well under a second; this only bounds one that hangs.
 TOOL_TIMEOUT_SECONDS = 60.0
-# The same grammar as the config loader's ${VAR} and ${VAR:-default}.
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
-
-
-class ServiceToolError(HorusError):
-    """A service manager's tool could not be run, or refused a step; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -206,16 +199,6 @@ class ServiceManager(Protocol):
     def notes(self, spec: ServiceSpec) -> list[str]:
         """Warnings about the host that would keep this service from working (lingering, TCC)."""
         ...
-
-
-def referenced_variables(text: str) -> dict[str, bool]:
-    """The ``${VAR}`` names in a config's text, each with whether it has a default (``${VAR:-x}``)."""
-    found: dict[str, bool] = {}
-    for match in _REFERENCE.finditer(text):
-        name, has_default = match.group(1), match.group(2) is not None
-        # A variable used once without a default must be set: that use decides.
-        found[name] = found.get(name, True) and has_default
-    return found
 
 
 def capture_environment(config_text: str, environ: Mapping[str, str]) -> CapturedEnvironment:

@@ -48,6 +48,18 @@ __all__ = [
 SUPPORTED_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+
+def referenced_variables(text: str) -> dict[str, bool]:
+    """The ``${VAR}`` names in a config's text, each with whether it has a default (``${VAR:-x}``): what
+    `horus service install` captures for a service, which inherits no environment."""
+    found: dict[str, bool] = {}
+    for match in _ENV_REFERENCE.finditer(text):
+        name, has_default = match.group(1), match.group(2) is not None
+        # A variable used once without a default must be set: that use decides.
+        found[name] = found.get(name, True) and has_default
+    return found
+
+
 # A 100,000-monitor JSON config is about 8 MB; twice that leaves room for comments and long commands.
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # Nested collections, the top-level mapping being level 1. A config needs about 6; Python's parsers
