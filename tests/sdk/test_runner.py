@@ -330,3 +330,25 @@ def test_the_service_log_is_rotated_by_size(tmp_path: Path) -> None:
     assert names == ["service.log", "service.log.1", "service.log.2"], names
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
     assert "line 29" in (tmp_path / "service.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_watcher_never_deploys_again_a_version_that_failed_its_probation(service: Service) -> None:
+    """A revert to contents that just crashed on probation (or a change made before the crash) is not deployed
+    by the file watcher again, or a crash on probation could loop; an explicit request still may."""
+    service.start()
+    first = wait_until(service.trading, what="the first start")
+    service.write_version(mode="crash_after", after=0.5)
+    failing = wait_until(lambda: service.trading(version_not=first["version"]), what="the new version trading")
+    wait_until(
+        lambda: (service.trading() or {}).get("version") == first["version"] and service.trading(), what="the rollback"
+    )
+    # The same failing contents written again (a new mtime: the watcher sees a change).
+    before = {entry.get("id") for entry in service.state()["reloads"]}
+    service.write_version(mode="crash_after", after=0.5)
+    refused = wait_until(
+        lambda: next((e for e in service.state()["reloads"] if e.get("id") not in before), None), what="the refusal"
+    )
+    assert refused["outcome"] == "failed" and "does not deploy it again" in refused["reason"], refused
+    assert refused["to_version"] == failing["version"]
+    assert service.trading()["version"] == first["version"]

@@ -394,7 +394,18 @@ class Runner:
         entry["to_version"] = version
         if version == self.current_version and self.active is not None:
             return self.finish_reload(entry, "unchanged", None, f"version {version} is already running")
-        if self.failed_versions.get(version) == signature:
+        failed_with = self.failed_versions.get(version)
+        if failed_with is not None and trigger == "watch":
+            # The same contents that just failed (a change seen before the failure, or a revert to it): the
+            # watcher never deploys them again by itself, or a crash on probation could become a loop.
+            return self.finish_reload(
+                entry,
+                "failed",
+                "preflight",
+                f"version {version} failed before and the file watcher does not deploy it again: change the "
+                "source, or ask for it with `horus reload`",
+            )
+        if failed_with is not None and failed_with == signature:
             return self.finish_reload(
                 entry,
                 "failed",
