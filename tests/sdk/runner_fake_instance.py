@@ -1,7 +1,7 @@
 """A tiny service for the runner's tests: it speaks the instance side of the runner protocol itself.
 
 The test copies it into a source dir as bot.py next to behaviour.json, which chooses how it behaves:
-{"mode": "normal" | "crash_at_start" | "never_ready" | "slow_ready" | "hang_after_promote" | "crash_after"
+{"mode": "normal" | "crash_at_start" | "never_ready" | "silent" | "slow_ready" | "hang_after_promote" | "crash_after"
  | "trip_after" | "ignore_handover", "after": seconds, "lines": path}. Once trading it runs a cycle every
 0.05 s that appends "epoch pid time" to the lines file, so the test can check that no two epochs ever traded at once.
 """
@@ -40,6 +40,10 @@ def main() -> None:
     def send(event: str, **fields: object) -> None:
         channel.sendall(json.dumps({"event": event, **fields}).encode() + b"\n")
 
+    if mode == "silent":  # a service without horus_sdk's Control: it never speaks the protocol
+        while ops.get() != "eof":
+            pass
+        sys.exit(0)
     send("hello", pid=os.getpid())
     print(f"fake instance {os.getpid()} started in mode {mode}", flush=True)
     if mode == "crash_at_start":

@@ -152,6 +152,7 @@ def test_each_failed_reload_leaves_the_old_version_trading_and_says_where_and_wh
         ("syntax", "preflight", "broken.py line 1"),
         ("crash_at_start", "start", "exited with code 3"),
         ("never_ready", "ready", "never reported ready within 2 s"),
+        ("silent", "ready", "it never spoke to the runner at all"),
         ("hang_after_promote", "handover", "did not start trading"),
     ]
     for mode, stage, words in cases:

@@ -81,6 +81,7 @@ class Instance:
     trading_monotonic: float | None = None
     exit_seen_monotonic: float | None = None
     tripped: dict[str, Any] | None = None
+    said_hello: bool = False  # its Control started: it speaks the runner's protocol
     _send_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

@@ -60,6 +60,10 @@ STANDBY_TERM_GRACE = 5.0
 KEEP_RELOADS = 20
 KEEP_RESULTS = 50
 TICK = 0.05
+_NO_CONTROL_HINT = (
+    " (it never spoke to the runner at all: an instance speaks through horus_sdk's Control, which says ready"
+    " at `await control.ready()` or its first `control.cycle()`)"
+)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class Runner:
         """What an event tells about its instance, whoever waits for it."""
         name = event.get("event")
         epoch = event.get("epoch")
+        if name == "hello":
+            instance.said_hello = True
         if name in ("promoted", "trading", "resumed", "released") and isinstance(epoch, int):
             instance.epoch = epoch
         if name in ("trading", "resumed"):
@@ -280,10 +286,12 @@ class Runner:
             raise _ReloadFailed("start", f"the new version {instance.describe_exit()} before it was ready")
         if kind == "timeout":
             self.discard(instance)
+            # An instance that never even said hello has no horus_sdk Control: say so, it is the usual cause.
+            hint = "" if instance.said_hello else _NO_CONTROL_HINT
             raise _ReloadFailed(
                 "ready",
                 f"the new version never reported ready within {self.o.ready_timeout:g} s; a timeout is never taken "
-                f"as ready{instance.describe_tail()}",
+                f"as ready{hint}{instance.describe_tail()}",
             )
         return instance
 
