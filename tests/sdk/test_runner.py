@@ -353,3 +353,14 @@ def test_the_watcher_never_deploys_again_a_version_that_failed_its_probation(ser
     assert refused["outcome"] == "failed" and "does not deploy it again" in refused["reason"], refused
     assert refused["to_version"] == failing["version"]
     assert service.trading()["version"] == first["version"]
+
+
+def test_a_second_runner_on_the_same_state_dir_refuses_and_touches_nothing(service: Service) -> None:
+    """Started twice (systemd and a shell loop, say), the second runner would take the first one's instances
+    for orphans and end them: it refuses to start instead."""
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    second = subprocess.run(service.argv("--no-watch"), env=service.env(), capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1, second.stderr
+    assert "another runner" in second.stderr and f"pid {service.state()['pid']}" in second.stderr, second.stderr
+    assert alive(first["pid"]) and service.trading()["pid"] == first["pid"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import fcntl
 import os
 import queue
 import signal
@@ -837,12 +838,45 @@ def prepare_state_dir(path: Path) -> str | None:
     return None
 
 
+def _hold_runner_lock(paths: RunnerPaths) -> int | None:
+    """The state dir's runner lock, held until this process exits (its descriptor is never inherited by the
+    instances); None when another runner holds it."""
+    fd = os.open(paths.runner_lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _runner_pid(state_dir: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        pid = read_runner_state(state_dir).get("pid")
+        return pid if isinstance(pid, int) else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if argv is None else argv)
     refusal = prepare_state_dir(options.state_dir)
     if refusal:
         sys.stderr.write(f"horus-runner {options.name}: {refusal}\n")
         return 2
+    try:
+        lock_fd = _hold_runner_lock(RunnerPaths.of(options.state_dir))
+    except OSError as exc:
+        sys.stderr.write(f"horus-runner {options.name}: cannot lock {options.state_dir}: {exc.strerror or exc}\n")
+        return 2
+    if lock_fd is None:
+        # A second runner would take the first one's instances for orphans and end them, and its own would
+        # wait for a lease that is held: one runner per state dir, whoever started the other.
+        holder = _runner_pid(options.state_dir)
+        sys.stderr.write(
+            f"horus-runner {options.name}: another runner{f' (pid {holder})' if holder else ''} already runs "
+            f"this service from {options.state_dir}; not starting a second one\n"
+        )
+        return 1
     runner = Runner(options)
 
     def on_stop(signum: int, _frame: Any) -> None:

@@ -6,6 +6,7 @@ lease), the daemon and ``horus reload`` import this module, so the format is def
 
     STATE_DIR/                 created 0o700
       runner.json              horus-runner/1: the runner's account, rewritten atomically at every change
+      runner.lock              held (flock) by the one runner of this state dir for its whole life
       lease                    the lease's lock file: the one instance holding an flock on it may trade
       lease.json               horus-lease/1: the last epoch handed out (it only grows) and who took it
       requests/ID.json         horus-runner-request/1: "reload" or "restart", asked by `horus reload` or a heal
@@ -96,6 +97,10 @@ class RunnerPaths:
     @property
     def state(self) -> Path:
         return self.root / "runner.json"
+
+    @property
+    def runner_lock(self) -> Path:
+        return self.root / "runner.lock"
 
     @property
     def lease(self) -> Path:
