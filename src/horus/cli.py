@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,9 @@ from horus.errors import CannotStart, ConfigError, EngineCrashed, StoreError
 from horus.heals.kill_process import KillProcessOptions, refusal_now
 from horus.heals.registry import HEAL_ACTIONS
 from horus.log import configure, get_logger
-from horus.notify.channels import build_channel
 from horus.notify.events import Event, EventKind, Severity
 from horus.notify.notifier import Notifier
-from horus.notify.worker import deliver_now
+from horus.notify.worker import deliver_to_every_channel_now
 from horus.reports import daemon_state
 from horus.store import StateDirLock, StateStore, resolve_state_dir
 
@@ -303,13 +301,10 @@ def notify_test(config_path: Path) -> None:
         f"A test notification from Horus on {host}. If you read this, this channel works.",
         details={"host": host},
     )
-    channels = [build_channel(channel) for channel in config.notify]
-    timeout = config.notify_settings.send_timeout_seconds
-    with ThreadPoolExecutor(max_workers=len(channels)) as pool:
-        errors = list(pool.map(lambda channel: deliver_now(channel, [event], timeout), channels))
-    for channel, error in zip(channels, errors, strict=True):
-        click.echo(f"ok  {channel.name}" if error is None else f"FAILED {channel.name}: {error}")
-    if any(error is not None for error in errors):
+    outcomes = deliver_to_every_channel_now(config.notify, event, config.notify_settings.send_timeout_seconds)
+    for name, error in outcomes:
+        click.echo(f"ok  {name}" if error is None else f"FAILED {name}: {error}")
+    if any(error is not None for _, error in outcomes):
         sys.exit(EXIT_UNHEALTHY)
 
 

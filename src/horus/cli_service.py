@@ -16,7 +16,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,9 +38,8 @@ from horus.host_service import (
 )
 from horus.host_service_launchd import Launchd
 from horus.host_service_systemd import Systemd
-from horus.notify.channels import build_channel
 from horus.notify.events import Event, EventKind, Severity
-from horus.notify.worker import deliver_now
+from horus.notify.worker import deliver_to_every_channel_now
 from horus.store import resolve_state_dir
 
 __all__ = ["register_service"]
@@ -356,7 +354,7 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
         host = socket.gethostname()
         journal = f"journalctl {'--user ' if scope == 'user' else ''}-u {unit}"
         event = Event(
-            EventKind.STOPPED,
+            EventKind.HORUS_FAILED,
             Severity.CRITICAL,
             f"Horus itself failed on {host}",
             f"systemd reports that {unit} failed on {host}, so Horus is not watching or healing your services "
@@ -366,13 +364,10 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
         if not config.notify:
             click.echo(f"{config_path}: no notification channels to tell anyone that {unit} failed", err=True)
             sys.exit(EXIT_PROBLEM)
-        channels = [build_channel(channel) for channel in config.notify]
-        timeout = config.notify_settings.send_timeout_seconds
-        with ThreadPoolExecutor(max_workers=len(channels)) as pool:
-            errors = list(pool.map(lambda channel: deliver_now(channel, [event], timeout), channels))
-        for channel, error in zip(channels, errors, strict=True):
-            click.echo(f"told {channel.name}" if error is None else f"could not tell {channel.name}: {error}")
-        if all(error is not None for error in errors):
+        outcomes = deliver_to_every_channel_now(config.notify, event, config.notify_settings.send_timeout_seconds)
+        for name, error in outcomes:
+            click.echo(f"told {name}" if error is None else f"could not tell {name}: {error}")
+        if all(error is not None for _, error in outcomes):
             sys.exit(EXIT_PROBLEM)
 
 

@@ -13,12 +13,10 @@ what a real install would write and run, and a real install cannot do something 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Literal, Protocol
 
 from horus.config.loader import referenced_variables
 from horus.errors import ServiceToolError
+from horus.files import fsync_directory, write_file_atomically
 
 __all__ = [
     "DEFAULT_PATH",
@@ -283,8 +282,8 @@ def write_service_file(path: Path, content: bytes, *, mode: int = 0o600) -> Writ
     backup = None
     if old is not None:
         backup = path.with_name(path.name + ".bak")
-        _write_atomically(backup, old, mode=0o600)
-    _write_atomically(path, content, mode=mode)
+        write_file_atomically(backup, old, mode=0o600)
+    write_file_atomically(path, content, mode=mode)
     return WriteOutcome(path, "created" if old is None else "replaced", backup)
 
 
@@ -299,37 +298,11 @@ def _existing_content(path: Path) -> bytes | None:
     return path.read_bytes()
 
 
-def _write_atomically(path: Path, content: bytes, *, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory itself is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def remove_service_file(path: Path) -> bool:
     """Remove ``path`` if it is there (durably); whether it was."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         return False
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return True

@@ -18,7 +18,8 @@ from __future__ import annotations
 import queue
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from horus import humanize
 from horus.clock import Clock, SystemClock
 from horus.errors import NotifyError, StoreError
 from horus.log import get_logger
-from horus.notify.channels import Channel
-from horus.notify.config import NotifySettings
+from horus.notify.channels import Channel, build_channel
+from horus.notify.config import ChannelConfig, NotifySettings
 from horus.notify.events import Event
 from horus.notify.outbox import Outbox, on_late_write
 from horus.redaction import redact
@@ -343,3 +344,17 @@ def deliver_now(channel: Channel, events: list[Event], timeout: float) -> str | 
     if not done.wait(timeout + DELIVER_NOW_GRACE_SECONDS):
         return f"no answer within {humanize.seconds(timeout)}"
     return outcome[0]
+
+
+def deliver_to_every_channel_now(
+    channels: Sequence[ChannelConfig], event: Event, timeout: float
+) -> list[tuple[str, str | None]]:
+    """Send ``event`` to every configured channel at once, side by side, not through the outbox: (channel name,
+    None when delivered, else why not), in the config's order. For `horus notify-test` and for telling the
+    operator that Horus itself failed (`horus service failed`), when no daemon runs to use the outbox."""
+    built = [build_channel(channel) for channel in channels]
+    if not built:
+        return []
+    with ThreadPoolExecutor(max_workers=len(built)) as pool:
+        errors = list(pool.map(lambda channel: deliver_now(channel, [event], timeout), built))
+    return [(channel.name, error) for channel, error in zip(built, errors, strict=True)]

@@ -27,9 +27,7 @@ line per fact, then the timeline and the timings. :func:`write_postmortem` write
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 from horus import humanize
 from horus.control_plane import describe_mode
 from horus.errors import StoreError
+from horus.files import write_file_atomically
 from horus.sentinel.fingerprint import FAILURE_KINDS
 from horus.sentinel.hypothesis import Hypothesis
 from horus.sentinel.snapshot import describe_process_state
@@ -210,27 +209,10 @@ def write_postmortem(state_dir: Path, incident: Incident, markdown: str) -> Path
     A reader sees the old file or the new one, never half of one; an existing post-mortem is replaced.
     """
     path = postmortem_path(state_dir, incident)
-    temp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(markdown)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)  # owner-only, like everything in the state dir
-        os.replace(temp, path)
-        temp = None
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself must survive a power cut
-        finally:
-            os.close(directory)
+        write_file_atomically(path, markdown.encode("utf-8"), mode=0o600)  # owner-only, like the state dir
     except OSError as exc:
         raise StoreError(f"cannot write post-mortem {path}: {exc}") from exc
-    finally:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
     return path
 
 
