@@ -83,6 +83,9 @@ def test_a_failed_reload_is_notified_once_across_a_horus_restart_and_a_dead_acti
         write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[old, failed])
         wait_until_sync(lambda: "SyntaxError in bot.py line 3" in notifications_sent(tmp_path), timeout=20)
         assert "reload to version bbbbbbbbbbbb failed at preflight" in notifications_sent(tmp_path)
+        # What the runner did, not a fact of the bot's trading: a channel can take or leave each on its own.
+        sent = notifications_sent(tmp_path)
+        assert '"runner_alert"' in sent and '"trading_alert"' not in sent, sent
 
         # Horus restarts: what runner.json held when it started is not news, the next reload is.
         assert stop_daemon(daemon) == 0

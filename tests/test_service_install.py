@@ -293,6 +293,7 @@ def test_service_failed_tells_the_operator_through_the_configured_channels(home:
     sent = json.loads((config.parent / "sent.jsonl").read_text().strip())
     text = json.dumps(sent)
     assert "Horus itself failed" in text and "horus.service" in text and "journalctl --user -u horus.service" in text
+    assert '"horus_failed"' in text, text
 
 
 def test_only_the_config_variables_that_are_set_are_captured_and_defaults_are_reported_missing() -> None:

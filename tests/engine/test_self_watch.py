@@ -256,6 +256,7 @@ async def test_a_restart_after_the_watchdog_ended_horus_is_told_to_the_operator_
         await wait_until(lambda: bool(phone.events), timeout=10)
     [event] = phone.events
     assert event.title == "Horus on mini was hung and was restarted"
+    assert event.kind == "horus_failed", "a channel that filters for Horus's own failures must get it"
     assert "pid 4121" in event.message
     assert "event loop blocked for 60.0 s; stuck in stuck_here at x.py:7" in event.message
     assert str(record) in event.message

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from horus.checks.runner import describe_exit
+from horus.checks.runner import describe_exit, runner_instance
 from horus.log import get_logger
-from horus.notify.events import Severity
+from horus.notify.events import EventKind, Severity
 from horus_sdk.runner_files import describe_reload, read_runner_state
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class RunnerWatch:
         self._state: str | None = None
         self._error: str | None = None
         self._primed = False
+        self.instance: str | None = None
+        """The runner's identity for restart counting (checks.runner.runner_instance), as last read."""
         # A config reload may start the monitor's new look while the old one's follow-up still reads.
         self._lock = threading.Lock()
 
@@ -85,6 +87,7 @@ class RunnerWatch:
     def compare(self, state: Mapping[str, Any]) -> list[RunnerNews]:
         """What ``state`` (a ``runner.json``) says that was not seen before."""
         news: list[RunnerNews] = []
+        self.instance = runner_instance(state)
         first = not self._primed
         self._primed = True
         reloads = state.get("reloads")
@@ -155,5 +158,7 @@ async def follow_runner(monitor: Monitor) -> None:
     for item in news:
         monitor.log.warning("monitor.alert", alert=item.kind, message=item.message, severity=item.severity.name.lower())
         if monitor.notifier is not None:
-            monitor.notifier.alert(monitor.name, item.kind, item.message, severity=item.severity)
+            monitor.notifier.alert(
+                monitor.name, item.kind, item.message, severity=item.severity, event_kind=EventKind.RUNNER_ALERT
+            )
         await monitor.note(item.kind, item.message)

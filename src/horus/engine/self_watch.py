@@ -310,7 +310,7 @@ class SelfWatch:
         ended = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(previous.ended_at))
         notifier.emit(
             Event(
-                EventKind.STARTED,
+                EventKind.HORUS_FAILED,
                 Severity.WARNING,
                 f"Horus on {notifier.host} was hung and was restarted",
                 f"Its watchdog ended the previous run (pid {previous.pid}) at {ended}: {previous.summary}. "

@@ -50,6 +50,10 @@ class EventKind(enum.StrEnum):
     # A fact a trading bot's status showed, once (a disconnect, rejected orders, a trip, the daily loss limit):
     # the alerts seed 002 asks for. Not a problem by itself: the trading check's verdict is.
     TRADING_ALERT = "trading_alert"
+    # What a service's runner (horus_sdk.runner) did, once: a reload's outcome, a crash restart, giving up.
+    RUNNER_ALERT = "runner_alert"
+    # Horus itself failed: its watchdog ended a hung run (told at the next start), or systemd gave up on it.
+    HORUS_FAILED = "horus_failed"
     STARTED = "started"
     STOPPED = "stopped"
     CONFIG_RELOADED = "config_reloaded"

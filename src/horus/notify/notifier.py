@@ -135,12 +135,20 @@ class Notifier:
             return []
         return self._enqueue(Event(kind, _SEVERITY[kind], title, message, monitor, _jsonable(details), created_at=now))
 
-    def alert(self, monitor: str, kind: str, message: str, *, severity: Severity = Severity.WARNING) -> list[str]:
-        """A fact about ``monitor`` worth a message on its own (``trading_alert``); never held back, because
-        each is new (the check reports every fact once)."""
+    def alert(
+        self,
+        monitor: str,
+        kind: str,
+        message: str,
+        *,
+        severity: Severity = Severity.WARNING,
+        event_kind: EventKind = EventKind.TRADING_ALERT,
+    ) -> list[str]:
+        """A fact about ``monitor`` worth a message on its own (a ``trading_alert`` from a check, a
+        ``runner_alert`` from its runner); never held back, because each is new (every fact is told once)."""
         now = self.clock.wall()
         title = f"{monitor}: {kind.replace('_', ' ')}"
-        event = Event(EventKind.TRADING_ALERT, severity, title, message, monitor, {"alert": kind}, created_at=now)
+        event = Event(event_kind, severity, title, message, monitor, {"alert": kind}, created_at=now)
         return self._enqueue(event)
 
     def still_failing(self, monitor: str, reason: str) -> None:
