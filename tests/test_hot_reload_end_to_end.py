@@ -10,17 +10,17 @@ runner in the middle of a handover must leave exactly one instance trading and n
 from __future__ import annotations
 
 import contextlib
-import itertools
+import importlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
@@ -40,6 +40,7 @@ from tests.support import (
 )
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
+BENCH = Path(__file__).parents[1] / "bench"
 CYCLE = 0.2
 TIMEOUT = 60.0
 # Anchors in the example bot's source where a test version breaks it on purpose.
@@ -127,6 +128,9 @@ class Deployment:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM the runner (and its restart loop), and return once the bot's instances are gone too: a shell
+        loop exits at once while its runner still stops its instance, which would otherwise trade on against
+        an exchange the test is about to close."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -134,6 +138,7 @@ class Deployment:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        self.wait(lambda: not bot_instances(self.control), "the bot's instances stopped with their runner", 30)
 
 
 def runner_command(d: Deployment, url: str, **options: float) -> list[str]:
@@ -183,25 +188,12 @@ def deployed(tmp_path: Path, url: str, *, restart_loop: bool = False, **options:
         d.stop()
 
 
-def trading_by_epoch(orders: list[dict[str, Any]]) -> dict[int, list[float]]:
-    """Epoch -> the times the exchange received that epoch's orders."""
-    times: dict[int, list[float]] = {}
-    for order in orders:
-        epoch = epoch_of_client_order_id(str(order.get("client_order_id")))
-        assert epoch is not None, f"an order without an epoch in its id: {order}"
-        times.setdefault(epoch, []).append(float(order["at"]))
-    return times
-
-
-def handover_gaps(times: dict[int, list[float]]) -> list[float]:
-    """Seconds without trading at each handover, beyond one ordinary cycle's spacing; asserts that no two
-    epochs ever traded at the same moment."""
-    spans = sorted((min(t), max(t), epoch) for epoch, t in times.items())
-    gaps = []
-    for (_, last, before), (first, _, after) in itertools.pairwise(spans):
-        assert first > last, f"epochs {before} and {after} traded at the same time ({first} <= {last})"
-        gaps.append(first - last)
-    return gaps
+@pytest.fixture
+def judge(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The hot-reload bench's judge of the exchange's order log: the test and the README's figures read the
+    log the same way (its own refusals are tested in tests/test_bench_hot_reload.py)."""
+    monkeypatch.syspath_prepend(str(BENCH))  # the bench's modules import each other by their bare names
+    return importlib.import_module("hot_reload")
 
 
 def assert_nothing_lost(journal_path: Path, orders: list[dict[str, Any]]) -> None:
@@ -226,7 +218,9 @@ def bot_instances(control: Path) -> list[psutil.Process]:
     return found
 
 
-def test_fifty_reloads_trade_without_overlap_and_without_a_gap_longer_than_a_cycle(tmp_path: Path) -> None:
+def test_fifty_reloads_trade_without_overlap_and_without_a_gap_longer_than_a_cycle(
+    tmp_path: Path, judge: ModuleType
+) -> None:
     with running_exchange() as exchange, deployed(tmp_path, exchange.url, probation=0) as d:
         first = d.wait_trading()
         versions = {first["version"]}
@@ -246,16 +240,12 @@ def test_fifty_reloads_trade_without_overlap_and_without_a_gap_longer_than_a_cyc
         d.stop()
         orders = exchange.orders_received()
 
-    times = trading_by_epoch(orders)
-    assert len(times) >= 51, f"only {len(times)} epochs traded"
-    gaps = handover_gaps(times)
-    spacing = statistics.median(b - a for t in times.values() for a, b in zip(sorted(t), sorted(t)[1:], strict=False))
-    beyond = [gap - spacing for gap in gaps]
-    assert max(beyond) <= CYCLE, f"a handover left no trading for {max(beyond):.3f} s beyond a cycle ({spacing:.3f} s)"
+    # Raises when two epochs ever traded at the same moment, or one of the 51 never traded.
+    figures = judge.judge(orders, 50, "50 reloads")
+    assert figures["gap_max_ms"] <= CYCLE * 1000, f"a handover left no trading for longer than a cycle: {figures}"
     assert_nothing_lost(d.journal, orders)
     print(
-        f"handover gaps beyond one cycle: median {statistics.median(beyond) * 1000:.0f} ms, "
-        f"max {max(beyond) * 1000:.0f} ms over {len(beyond)} handovers"
+        f"handover gaps beyond the ordinary spacing: median {figures['gap_p50_ms']} ms, max {figures['gap_max_ms']} ms"
     )
 
 
@@ -331,7 +321,7 @@ def test_a_broken_version_never_replaces_the_working_one_and_horus_says_why(tmp_
 
 
 def test_kill_9_of_the_runner_during_a_handover_leaves_exactly_one_instance_and_loses_no_order(
-    tmp_path: Path,
+    tmp_path: Path, judge: ModuleType
 ) -> None:
     with running_exchange() as exchange, deployed(tmp_path, exchange.url, restart_loop=True) as d:
         d.wait_trading()
@@ -360,7 +350,7 @@ def test_kill_9_of_the_runner_during_a_handover_leaves_exactly_one_instance_and_
         time.sleep(3 * CYCLE)
         d.stop()
         orders = exchange.orders_received()
-    handover_gaps(trading_by_epoch(orders))  # never two epochs at once, across the kill too
+    judge.idle_between_epochs(judge.trading_by_epoch(orders), "a kill -9 of the runner")  # never two epochs at once
     assert_nothing_lost(d.journal, orders)
 
 
@@ -384,3 +374,39 @@ def test_a_version_that_crashes_on_probation_is_rolled_back(tmp_path: Path) -> N
         back = d.wait_trading()
         assert back["version"] == working["version"] and back["epoch"] > entry["to_epoch"]
         d.wait(lambda: bool(orders_of_epoch_after(exchange, back["epoch"], rolled["finished_at"] - 1)), "trading again")
+
+
+def test_a_hot_reload_is_no_restart_to_horus_and_a_crash_the_runner_restarts_is_one(tmp_path: Path) -> None:
+    """A trading check on a bot under its runner: every reload gives the bot a new pid on purpose. Horus must not
+    count those as restarts (five in five minutes would be a restart storm), but a crash the runner restarted is one."""
+    with running_exchange() as exchange, deployed(tmp_path, exchange.url) as d:
+        d.wait_trading()
+        monitor = {
+            "name": "bot",
+            "interval_seconds": 0.3,
+            "runner": str(d.state_dir),
+            "restart_limit": {"count": 2, "within_seconds": 300},
+            "check": {"type": "trading", "control_dir": str(d.control), "max_cycle_age_seconds": 5},
+        }
+        config = config_with_a_phone(tmp_path, [monitor], group_seconds=0.2)
+        log = EventLog(tmp_path / "events.jsonl")
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        try:
+            wait_until_sync(lambda: log.named("horus.started"), timeout=30)
+            for number in range(2, 5):
+                before = d.reload_ids()
+                d.deploy(str(number))
+                assert d.wait_reload(before)["outcome"] == "done"
+                time.sleep(1.0)  # a few looks at the new instance
+            wait_until_sync(lambda: notifications_sent(tmp_path).count('"runner_alert"') >= 3, timeout=30)
+            assert not log.named("monitor.restarted"), log.named("monitor.restarted")
+            assert not log.named("monitor.restart_storm")
+
+            crashed = d.active()
+            os.kill(crashed["pid"], signal.SIGKILL)
+            d.wait(lambda: (d.active().get("pid") not in (None, crashed["pid"])) and d.state().get("restarts") == 1,
+                   "the runner restarted the crashed instance")  # fmt: skip
+            wait_until_sync(lambda: log.named("monitor.restarted"), timeout=30)
+            assert "restarted the crashed instance" in notifications_sent(tmp_path)
+        finally:
+            assert stop_daemon(daemon) == 0

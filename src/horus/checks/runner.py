@@ -12,7 +12,7 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus_sdk.runner_files import RunnerPaths, process_start_token, read_runner_state
 
-__all__ = ["RunnerCheck", "RunnerOptions", "describe_instance", "last_reload", "same_process"]
+__all__ = ["RunnerCheck", "RunnerOptions", "describe_instance", "last_reload", "runner_instance", "same_process"]
 
 # States in which the runner has, on purpose, no instance trading.
 _STATES_WITHOUT_ACTIVE = ("backoff", "gave_up", "stopping", "stopped")
@@ -177,7 +177,11 @@ def runner_details(state: Mapping[str, Any]) -> dict[str, Any]:
         "restarts": state.get("restarts"),
         "last_exit": state.get("last_exit"),
         "last_reload": last_reload(state),
-        # What the engine counts restarts by: a new runner, or the runner restarting a crashed instance. A
-        # reload (a new active pid on purpose) is neither.
-        "instance": f"runner {state.get('pid')}@{state.get('process_start')} restarts {state.get('restarts')}",
+        "instance": runner_instance(state),
     }
+
+
+def runner_instance(state: Mapping[str, Any]) -> str:
+    """What the engine counts a service's restarts by under a runner: a new runner, or the runner restarting a
+    crashed instance. A hot reload (a new active pid on purpose) is neither."""
+    return f"runner {state.get('pid')}@{state.get('process_start')} restarts {state.get('restarts')}"

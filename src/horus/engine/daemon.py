@@ -28,7 +28,7 @@ from horus.engine.incidents import Detection, IncidentTracker
 from horus.engine.lifecycle import Lifecycle, LifeState, Phase, Step, Transition, TransitionKind
 from horus.engine.policy import HealPolicy, MonitorState
 from horus.engine.runner import CheckRun, collect_evidence, run_check, run_heal
-from horus.engine.runner_watch import RunnerWatch, follow_runner
+from horus.engine.runner_watch import RunnerWatch, follow_runner, watch_of
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
 from horus.engine.status import MAX_OVERDUE, StatusWriter
@@ -785,7 +785,12 @@ class Monitor:
         crashes = details.get("new_crashes")
         crashes = crashes if isinstance(crashes, int) else 0
         instance = details.get("instance")
-        if instance is None and isinstance(details.get("pids"), list) and details["pids"]:
+        if self.settings.runner is not None:
+            # Under a runner its own account says what a restart is (a new runner, or a crashed instance it
+            # restarted): a hot reload gives the bot a new pid on purpose, and is none. Read after each look,
+            # so a restart is counted one look later.
+            instance = watch_of(self).instance
+        elif instance is None and isinstance(details.get("pids"), list) and details["pids"]:
             instance = ",".join(str(pid) for pid in sorted(details["pids"]))
         changed = 0
         if isinstance(instance, str):
