@@ -191,7 +191,7 @@ class _Deployment:
 
     def wait_orders_of(self, epoch: int) -> None:
         def placed() -> bool:
-            return len(_trading_by_epoch(self.exchange.orders_received()).get(epoch, [])) >= MIN_ORDERS_PER_EPOCH
+            return len(trading_by_epoch(self.exchange.orders_received()).get(epoch, [])) >= MIN_ORDERS_PER_EPOCH
 
         self.wait(placed, f"{MIN_ORDERS_PER_EPOCH} orders of epoch {epoch} at the exchange")
 
@@ -221,7 +221,7 @@ def _deployed(prefix: str) -> Iterator[_Deployment]:
 # -- the judge: the exchange's order log ---------------------------------------------------------------------
 
 
-def _trading_by_epoch(orders: list[dict[str, Any]]) -> dict[int, list[float]]:
+def trading_by_epoch(orders: list[dict[str, Any]]) -> dict[int, list[float]]:
     """Epoch -> when the exchange received each of that epoch's orders."""
     from horus_sdk.journal import epoch_of_client_order_id
 
@@ -234,19 +234,12 @@ def _trading_by_epoch(orders: list[dict[str, Any]]) -> dict[int, list[float]]:
     return times
 
 
-def judge(orders: list[dict[str, Any]], handovers: int, what: str) -> dict[str, Any]:
-    """The trading gap at each handover, from the order log, beyond the ordinary spacing between two orders.
+def idle_between_epochs(times: dict[int, list[float]], what: str) -> list[float]:
+    """Seconds without an order at each handover (the next epoch's first order minus the last one's last).
 
-    Raises RuntimeError when two epochs ever traded at the same moment, or when the log does not hold one
-    epoch more than there were handovers (each one traded)."""
-    times = {epoch: sorted(t) for epoch, t in _trading_by_epoch(orders).items()}
-    if len(times) != handovers + 1:
-        raise RuntimeError(f"{what}: {len(times)} epochs traded, not {handovers + 1} ({handovers} handovers)")
-    spacings = [b - a for t in times.values() for a, b in itertools.pairwise(t)]
-    if not spacings:
-        raise RuntimeError(f"{what}: no epoch placed two orders, so there is no ordinary spacing to judge by")
-    spacing = statistics.median(spacings)
-    spans = sorted((t[0], t[-1], epoch) for epoch, t in times.items())
+    Raises RuntimeError when two epochs ever traded at the same moment: an order of one epoch after the
+    first of the next."""
+    spans = sorted((min(t), max(t), epoch) for epoch, t in times.items())
     idle = []
     for (_, last, before), (first, _, after) in itertools.pairwise(spans):
         if first <= last:
@@ -255,6 +248,22 @@ def judge(orders: list[dict[str, Any]], handovers: int, what: str) -> dict[str, 
                 f"{(last - first) * 1000:.1f} ms before epoch {before}'s last"
             )
         idle.append(first - last)
+    return idle
+
+
+def judge(orders: list[dict[str, Any]], handovers: int, what: str) -> dict[str, Any]:
+    """The trading gap at each handover, from the order log, beyond the ordinary spacing between two orders.
+
+    Raises RuntimeError when two epochs ever traded at the same moment, or when the log does not hold one
+    epoch more than there were handovers (each one traded)."""
+    times = {epoch: sorted(t) for epoch, t in trading_by_epoch(orders).items()}
+    if len(times) != handovers + 1:
+        raise RuntimeError(f"{what}: {len(times)} epochs traded, not {handovers + 1} ({handovers} handovers)")
+    spacings = [b - a for t in times.values() for a, b in itertools.pairwise(t)]
+    if not spacings:
+        raise RuntimeError(f"{what}: no epoch placed two orders, so there is no ordinary spacing to judge by")
+    spacing = statistics.median(spacings)
+    idle = idle_between_epochs(times, what)
     beyond = [gap - spacing for gap in idle]
     return {
         "handovers": handovers,

@@ -26,6 +26,9 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from horus_sdk.control_files import read_status
+from horus_sdk.decisions import tail
+
 EXCHANGE_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "exchange" / "paper_exchange.py"
 _MODULE_NAME = "paper_exchange"
 
@@ -182,3 +185,17 @@ def exchange_process(directory: Path, *arguments: str, timeout: float = 20.0) ->
         if process.poll() is None:
             process.kill()
             process.wait(timeout=timeout)
+
+
+def mode(control: Path) -> str | None:
+    """The example bot's mode as its status.json says now (None while it cannot be read)."""
+    try:
+        return read_status(control).get("mode")
+    except (OSError, ValueError):
+        return None
+
+
+def became(control: Path, wanted: str) -> float:
+    """When the bot's decision log says it last entered ``wanted``."""
+    changes = [r for r in tail(control / "decisions.jsonl", lines=500) if r.get("kind") == "control.mode"]
+    return max(float(r["at"]) for r in changes if r.get("mode") == wanted)

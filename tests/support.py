@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -196,3 +198,11 @@ def config_with_a_phone(tmp_path: Path, monitors: list[dict[str, Any]], *, group
 def notifications_sent(tmp_path: Path) -> str:
     path = tmp_path / "notifications.jsonl"
     return path.read_text() if path.exists() else ""
+
+
+def stop_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything in its session (a restart
+    loop and the bot it runs), and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

@@ -7,9 +7,6 @@ What reached the exchange is read from the exchange's own order log, which neith
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +15,17 @@ from typing import Any
 import pytest
 
 from horus_sdk.control_files import read_status
-from horus_sdk.decisions import tail
 from tests.checks.test_clock import LoopbackSntpServer, LoopbackTimeServer
-from tests.exchange_support import ExchangeClient, exchange_process
-from tests.support import EventLog, config_with_a_phone, notifications_sent, spawn_daemon, stop_daemon, wait_until_sync
+from tests.exchange_support import ExchangeClient, became, exchange_process, mode
+from tests.support import (
+    EventLog,
+    config_with_a_phone,
+    notifications_sent,
+    spawn_daemon,
+    stop_daemon,
+    stop_session,
+    wait_until_sync,
+)
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
 
@@ -39,25 +43,6 @@ def start_bot(tmp_path: Path, url: str, control: Path) -> subprocess.Popen[bytes
         )
     finally:
         log.close()
-
-
-def stop_bot(bot: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(bot.pid, signal.SIGKILL)
-    bot.wait(timeout=10)
-
-
-def mode(control: Path) -> str | None:
-    try:
-        return read_status(control).get("mode")
-    except (OSError, ValueError):
-        return None
-
-
-def became(control: Path, wanted: str) -> float:
-    """When the bot's decision log says it last entered ``wanted``."""
-    changes = [r for r in tail(control / "decisions.jsonl", lines=500) if r.get("kind") == "control.mode"]
-    return max(float(r["at"]) for r in changes if r.get("mode") == wanted)
 
 
 def orders(exchange: ExchangeClient) -> list[dict[str, Any]]:
@@ -139,4 +124,4 @@ def test_a_clock_ahead_of_the_venue_puts_the_bot_in_reducing_and_horus_says_why(
         finally:
             if daemon is not None:
                 stop_daemon(daemon)
-            stop_bot(bot)
+            stop_session(bot)

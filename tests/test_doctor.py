@@ -734,7 +734,9 @@ def test_drift_after_a_migration_opens_an_incident_in_the_running_daemon_and_the
             ProgramArguments=[PYTHON],
             EnvironmentVariables={"EXCHANGE_KEY": "k", "API_SECRET": "s", "DB_URL": "pg", "REDIS_URL": "redis://"},
         )
-        wait_until_sync(lambda: log.named("check.ok") or log.named("monitor.recovered"), timeout=30)
+        wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
+        [recovered] = log.named("monitor.recovered")
+        assert recovered["outcome"] == "recovered without a heal", recovered
         assert not log.named("heal.started")
     finally:
         assert stop_daemon(daemon) == 0

@@ -27,7 +27,7 @@ import pytest
 from horus_sdk import OrderJournal, OrderState
 from horus_sdk.control_files import read_status
 from tests.exchange_support import ExchangeClient, exchange_process
-from tests.support import wait_until_sync
+from tests.support import stop_session, wait_until_sync
 from tests.test_trading_bot import trading_bot
 
 BOT = Path(__file__).parents[1] / "examples" / "sdk" / "trading_bot.py"
@@ -56,12 +56,6 @@ def restart_loop(tmp_path: Path, url: str, control: Path, log: Path) -> subproce
         )
     finally:
         out.close()
-
-
-def stop_loop(loop: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(loop.pid, signal.SIGKILL)
-    loop.wait(timeout=10)
 
 
 def bot_pid(loop: subprocess.Popen[bytes]) -> int | None:
@@ -170,7 +164,7 @@ def test_kill_9_at_random_moments_in_200_orders_sends_each_order_once_and_the_po
             wait_for(finished, f"the journal holds {MAX_ORDERS} finished orders", 60, seed)
             status = read_status(control)
         finally:
-            stop_loop(loop)
+            stop_session(loop)
 
         entries = [json.loads(line) for line in exchange_log.read_text().splitlines()]
         positions = exchange.get("/positions").body["positions"]

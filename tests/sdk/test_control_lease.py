@@ -93,6 +93,15 @@ async def promoted(control: Control, runner: PlayedRunner) -> int:
     return int((await runner.expect("promoted"))["epoch"])
 
 
+async def trading(control: Control, runner: PlayedRunner) -> int:
+    """A started Control driven to its first trading cycle under the played runner; returns its epoch."""
+    await runner.expect("hello")
+    await promoted(control, runner)
+    control.reconciled({})
+    await control.cycle()
+    return int((await runner.expect("trading"))["epoch"])
+
+
 async def test_a_standby_refuses_every_order_and_writes_nothing_until_promoted(
     runner: PlayedRunner, tmp_path: Path
 ) -> None:
@@ -118,11 +127,7 @@ async def test_a_standby_refuses_every_order_and_writes_nothing_until_promoted(
 async def test_a_handover_releases_at_the_cycle_boundary_then_exits(runner: PlayedRunner, tmp_path: Path) -> None:
     control = Control(tmp_path / "control", poll_interval=0.05)
     async with control:
-        await runner.expect("hello")
-        await promoted(control, runner)
-        control.reconciled({})
-        await control.cycle()
-        await runner.expect("trading")
+        await trading(control, runner)
 
         runner.order("handover")
         await asyncio.sleep(0.1)  # the order arrives mid-cycle: nothing changes until the boundary
@@ -192,20 +197,23 @@ async def test_a_standby_whose_runner_goes_away_ends_without_trading(runner: Pla
     assert not status_path(tmp_path / "control").exists()
 
 
-async def test_a_stop_order_releases_and_exits_without_waiting(runner: PlayedRunner, tmp_path: Path) -> None:
+async def a_cycle_stopped_in_its_middle(control: Control, runner: PlayedRunner) -> None:
+    async with control.cycle():
+        runner.order("stop")
+        await asyncio.sleep(0.1)  # the order arrives mid-cycle: this cycle still trades to its end
+        assert control.permit(BUY)
+
+
+async def test_a_stop_order_releases_at_the_end_of_the_cycle_block_and_exits_without_waiting(
+    runner: PlayedRunner, tmp_path: Path
+) -> None:
     control = Control(tmp_path / "control", poll_interval=0.05)
     async with control:
-        await runner.expect("hello")
-        await promoted(control, runner)
-        control.reconciled({})
-        await control.cycle()
-        runner.order("stop")
-        await asyncio.sleep(0.1)
+        await trading(control, runner)
         with pytest.raises(HandedOver, match="asked it to stop"):
-            async with control.cycle():
-                pass  # the end of the block is the boundary
-        await runner.expect("trading")
-        await runner.expect("released")
+            await a_cycle_stopped_in_its_middle(control, runner)
+        assert (await runner.expect("released"))["epoch"] == 1
+        assert not control.permit(BUY)
 
 
 def test_only_one_holder_at_a_time_and_the_epoch_only_grows(tmp_path: Path) -> None:
