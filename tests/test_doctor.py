@@ -419,6 +419,86 @@ def test_a_kill_process_heal_on_a_service_nothing_restarts_is_a_problem(
     assert "looped:" not in result.stdout
 
 
+def _kill_process_monitor(name: str, marker: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "check": {"type": "process_alive", "process_pattern": marker},
+        "heal": {"action": "kill_process", "process_pattern": marker, "ignore_wrappers": True},
+    }
+
+
+@pytest.fixture
+def process_tree() -> Iterator[Any]:
+    """Starts a shell command in its own session, waits until a process with the marker runs, and kills the
+    whole session at the end."""
+    sessions: list[subprocess.Popen[bytes]] = []
+
+    def start(command: str, marker: str, cwd: Path | None = None) -> psutil.Process:
+        session = subprocess.Popen(["/bin/sh", "-c", command], start_new_session=True, cwd=cwd)
+        sessions.append(session)
+        deadline = time.monotonic() + 30
+        while True:
+            for process in psutil.Process(session.pid).children(recursive=True):
+                try:
+                    if process.cmdline()[-1:] == [marker]:
+                        return process
+                except psutil.Error:  # exited meanwhile
+                    continue
+            assert time.monotonic() < deadline, f"{marker} did not start"
+            time.sleep(0.05)  # polling the process table: there is no event to wait on
+
+    yield start
+    for session in sessions:
+        os.killpg(session.pid, 9)
+        session.wait()
+
+
+def test_a_restart_loop_far_up_the_ancestry_does_not_restart_a_service_a_program_in_between_started(
+    tmp_path: Path, process_tree: Any
+) -> None:
+    """A restart loop runs a program (a test runner, a tmux session, a CI job) that starts the bot and goes on
+    running when the bot dies: the loop never sees the bot's death, so killing the bot stops it for good."""
+    session = tmp_path / "session.py"
+    session.write_text(
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', 'doctor-session-bot'])\n"
+        "time.sleep(120)\n"
+    )
+    bot = process_tree(f"while true; do {PYTHON} {session}; sleep 1; done", "doctor-session-bot")
+
+    result = horus("doctor", "-c", str(write_config(tmp_path, _kill_process_monitor("bot", "doctor-session-bot"))))
+
+    assert result.returncode == 1, result.stdout
+    assert f"problem: its heal stops pid {bot.pid} (" in result.stdout, result.stdout
+    assert f"which nothing restarts: its parent is pid {bot.ppid()} (python" in result.stdout, result.stdout
+
+
+def test_a_restart_loop_counts_through_the_shells_and_wrappers_that_end_with_the_service(
+    tmp_path: Path, process_tree: Any
+) -> None:
+    """The loop's child is a start script, or a shell running the service and then something else: when the
+    service dies they end too, and the loop starts everything again."""
+    (tmp_path / "start.sh").write_text(
+        f"#!/bin/sh\ncd {tmp_path}\nenv LOG_LEVEL=info {PYTHON} -c 'import time; time.sleep(120)' doctor-script-bot\n"
+        "echo 'the bot exited'\n"
+    )
+    (tmp_path / "forever.sh").write_text(
+        f"#!/bin/sh\nuntil false; do\n  {PYTHON} -c 'import time; time.sleep(120)' doctor-file-loop-bot\n"
+        "  sleep 1\ndone\n"
+    )
+    process_tree(f"while true; do sh {tmp_path / 'start.sh'}; sleep 1; done", "doctor-script-bot")
+    process_tree(f"sh {tmp_path / 'forever.sh'}", "doctor-file-loop-bot")
+
+    monitors = [
+        _kill_process_monitor("script", "doctor-script-bot"),
+        _kill_process_monitor("file-loop", "doctor-file-loop-bot"),
+    ]
+    result = horus("doctor", "-c", str(write_config(tmp_path, *monitors)))
+
+    assert result.returncode == 0, result.stdout
+    assert "no findings" in result.stdout, result.stdout
+
+
 def test_a_staleness_limit_shorter_than_the_heartbeat_interval_is_a_problem(tmp_path: Path) -> None:
     heartbeat = tmp_path / "heartbeat.json"
     heartbeat.write_text(json.dumps({"format": "horus-heartbeat/1", "interval": 60.0, "pid": 1}))

@@ -1,13 +1,19 @@
 """A kill_process heal on a service that nothing restarts: the heal then stops the service for good.
 
-Judged from the processes the heal would signal right now: a supervisor (launchd or systemd running it
-as a service, a shell restart loop, horus-runner, supervisord, containerd-shim, pm2) must be among the
-ancestors of each. A service that is not running now cannot be judged, and is not reported.
+Judged from the processes the heal would signal right now. The service's death has to reach a supervisor
+(launchd or systemd running it as a service, a shell restart loop, horus-runner, supervisord,
+containerd-shim, pm2): it reaches the parent, and goes on up only through processes that end when their
+child ends (a start script, `sh -c`, env, sudo, timeout, uv run, tini ...). Any other process on the way
+(a test runner, an interactive shell, tmux) goes on running, and nothing above it ever learns of the
+death. A service that is not running now cannot be judged, and is not reported.
 """
 
 from __future__ import annotations
 
+import enum
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -25,7 +31,18 @@ MAX_ANCESTORS = 64
 _SUPERVISOR_NAMES = re.compile(r"^(?:supervisord|containerd-shim.*|pm2|PM2.*|runsv|s6-supervise|horus-runner)$")
 _SUPERVISOR_COMMANDS = re.compile(r"horus-runner|horus_sdk\.runner|supervisord|containerd-shim|\bpm2\b|PM2 v")
 # A shell running its command again and again: `while true; do ...; done`, `until ...; do ...; done`.
-_RESTART_LOOP = re.compile(r"\b(?:while|until)\b.*\bdo\b")
+_RESTART_LOOP = re.compile(r"\b(?:while|until)\b.*\bdo\b", re.DOTALL)
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+# Programs that run one command and end when it ends, so its death goes on up to their parent.
+_ENDS_WITH_ITS_COMMAND = frozenset(
+    {
+        "env", "timeout", "sudo", "su", "runuser", "doas", "nice", "ionice", "stdbuf", "setsid", "flock",
+        "caffeinate", "tini", "dumb-init", "catatonit", "chpst", "s6-setuidgid",
+        "uv", "poetry", "pipenv", "pdm", "hatch", "rye", "npm", "npx", "yarn", "pnpm",
+    }
+)  # fmt: skip
+# A start script is read to see whether it loops; a larger one is not a start script.
+MAX_SCRIPT_BYTES = 256 * 1024
 # systemd's clean exit signals: a service stopped by one of them has not failed, for Restart=on-failure.
 _CLEAN_SIGNALS = frozenset({"SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"})
 SUPERVISORS = (
@@ -47,13 +64,10 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
             matches = match_processes(heal.process_pattern, regex=heal.regex, uid=uid_of(heal.user)).ours
         except (LookupError, psutil.Error):
             continue
-        looped = {w.inner.pid for w in wrappings(matches) if _RESTART_LOOP.search(w.outer.cmdline)}
         outers = {w.outer.pid for w in wrappings(matches)}
         for process in matches:
             if process.pid in outers and heal.ignore_wrappers:
                 continue  # the heal leaves wrappers alone
-            if process.pid in looped:
-                continue
             parent = _unsupervised_parent(process, launchd_job=any(j.manager == "launchd" for j in subject.jobs))
             if parent is None:
                 continue
@@ -104,8 +118,16 @@ def _job_does_not_restart(subject: Subject, job: Job, step: str, signal_name: st
     )
 
 
+class _Role(enum.Enum):
+    """What an ancestor does when the process below it on the way to the service ends."""
+
+    SUPERVISOR = "starts it again"
+    ENDS_TOO = "ends too, passing the death on to its own parent"
+    CARRIES_ON = "goes on running: nothing above it learns of the death"
+
+
 def _unsupervised_parent(process: ProcessIdentity, *, launchd_job: bool) -> str | None:
-    """None when a supervisor is among the process's ancestors; else a description of its parent."""
+    """None when the service's death reaches a supervisor; else a description of its parent."""
     try:
         proc = psutil.Process(process.pid)
         if proc.create_time() != process.create_time:
@@ -114,32 +136,74 @@ def _unsupervised_parent(process: ProcessIdentity, *, launchd_job: bool) -> str 
         if parent is None:
             return None
         shown_parent = f"pid {parent.pid} ({parent.name()})"
-        if parent.pid == 1 and _managed_by_init(process.pid, parent.name(), launchd_job=launchd_job):
-            return None
         current: psutil.Process | None = parent
         for _ in range(MAX_ANCESTORS):
-            if current is None or current.pid <= 1:
+            if current is None:
                 break
-            if _is_supervisor(current, process.pid):
+            if current.pid == 1:
+                if _managed_by_init(process.pid, current.name(), launchd_job=launchd_job):
+                    return None
+                break
+            role = _role(current, process.pid)
+            if role is _Role.SUPERVISOR:
                 return None
+            if role is _Role.CARRIES_ON:
+                break
             current = current.parent()
     except psutil.Error:
         return None  # cannot look: say nothing rather than something wrong
     return shown_parent
 
 
-def _is_supervisor(proc: psutil.Process, service_pid: int) -> bool:
+def _role(proc: psutil.Process, service_pid: int) -> _Role:
     try:
         name = proc.name()
-        cmdline = " ".join(proc.cmdline())
+        argv = proc.cmdline()
     except psutil.Error:
-        return False
-    if _SUPERVISOR_NAMES.match(name) or _SUPERVISOR_COMMANDS.search(cmdline):
-        return True
-    if _RESTART_LOOP.search(cmdline):
-        return True
+        return _Role.CARRIES_ON
+    if _SUPERVISOR_NAMES.match(name) or _SUPERVISOR_COMMANDS.search(" ".join(argv)):
+        return _Role.SUPERVISOR
     # A user's systemd (systemd --user) runs its services as direct children.
-    return name == "systemd" and _systemd_service_cgroup(service_pid)
+    if name == "systemd" and _systemd_service_cgroup(service_pid):
+        return _Role.SUPERVISOR
+    if name in _SHELLS:
+        return _shell_role(proc, argv)
+    if name in _ENDS_WITH_ITS_COMMAND:
+        return _Role.ENDS_TOO
+    return _Role.CARRIES_ON
+
+
+def _shell_role(proc: psutil.Process, argv: list[str]) -> _Role:
+    """A shell running a script loops, or ends when the script's last command does; an interactive one
+    (no script: a login shell, a tmux pane) prompts again."""
+    args = argv[1:]
+    if "-c" in args[:-1]:
+        script: str | None = args[args.index("-c") + 1]
+    else:
+        operands = [a for a in args if not a.startswith(("-", "+"))]
+        if not operands:
+            return _Role.CARRIES_ON
+        script = _read_script(proc, operands[0])
+    return _Role.SUPERVISOR if script is not None and _RESTART_LOOP.search(script) else _Role.ENDS_TOO
+
+
+def _read_script(proc: psutil.Process, path: str) -> str | None:
+    """The start script a shell runs, bounded; None when it cannot be read as a regular file (a FIFO or a
+    device is never opened for reading, so it cannot block the doctor)."""
+    try:
+        if not os.path.isabs(path):
+            path = os.path.join(proc.cwd(), path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except (OSError, psutil.Error):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_SCRIPT_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _managed_by_init(pid: int, init_name: str, *, launchd_job: bool) -> bool:
