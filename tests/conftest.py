@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,22 @@ from horus.checks.base import ProbeContext, new_probe_http_client
 from horus.clock import SystemClock
 from horus.testing import StubCommands
 from tests.support import LoopbackHTTPServer, SilentServer
+
+# What the suite's own supervisor may hand it: a CI runner under systemd (its notify socket and watchdog), or
+# a horus-runner (its channel, lease and state dir). Every daemon, bot and runner a test starts inherits the
+# environment, and must neither feed nor stop that supervisor, nor join its lease; a test that wants one
+# sets its own.
+for _inherited in (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "HORUS_RUNNER_FD",
+    "HORUS_RUNNER_LEASE",
+    "HORUS_RUNNER_VERSION",
+    "HORUS_RUNNER_HANDOVER_TIMEOUT",
+    "HORUS_STATE_DIR",
+):
+    os.environ.pop(_inherited, None)
 
 
 @pytest.fixture
