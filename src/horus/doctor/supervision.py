@@ -11,9 +11,7 @@ death. A service that is not running now cannot be judged, and is not reported.
 from __future__ import annotations
 
 import enum
-import os
 import re
-import stat
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import psutil
 
 from horus.doctor.findings import PROBLEM, Finding
 from horus.doctor.jobs import Job
+from horus.doctor.reading import Unreadable, read_bounded
 from horus.doctor.subject import Host, Subject
 from horus.processes import ProcessIdentity, display_cmdline, match_processes, uid_of, wrappings
 
@@ -188,22 +187,11 @@ def _shell_role(proc: psutil.Process, argv: list[str]) -> _Role:
 
 
 def _read_script(proc: psutil.Process, path: str) -> str | None:
-    """The start script a shell runs, bounded; None when it cannot be read as a regular file (a FIFO or a
-    device is never opened for reading, so it cannot block the doctor)."""
+    """The start script a shell runs, read as the doctor reads every setup file; None when it cannot be."""
     try:
-        if not os.path.isabs(path):
-            path = os.path.join(proc.cwd(), path)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except (OSError, psutil.Error):
+        return read_bounded(Path(proc.cwd(), path), MAX_SCRIPT_BYTES)
+    except (Unreadable, psutil.Error):
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, MAX_SCRIPT_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _managed_by_init(pid: int, init_name: str, *, launchd_job: bool) -> bool:
