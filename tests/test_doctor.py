@@ -471,6 +471,22 @@ def test_a_restart_loop_far_up_the_ancestry_does_not_restart_a_service_a_program
     assert result.returncode == 1, result.stdout
     assert f"problem: its heal stops pid {bot.pid} (" in result.stdout, result.stdout
     assert f"which nothing restarts: its parent is pid {bot.ppid()} (python" in result.stdout, result.stdout
+    assert "its death reaches no supervisor" in result.stdout, result.stdout
+
+
+def test_a_loop_typed_into_an_interactive_shell_cannot_be_seen_and_the_finding_says_so(
+    tmp_path: Path, process_tree: Any
+) -> None:
+    typed = f"while true; do {PYTHON} -c 'import time; time.sleep(120)' doctor-typed-bot; sleep 1; done"
+    bot = process_tree(f'echo "{typed}" | sh -i 2>/dev/null', "doctor-typed-bot")
+
+    result = horus("doctor", "-c", str(write_config(tmp_path, _kill_process_monitor("bot", "doctor-typed-bot"))))
+
+    assert result.returncode == 1, result.stdout
+    assert (
+        f"its parent is pid {bot.ppid()} (sh), an interactive shell (a loop typed at its prompt cannot be seen "
+        "from outside it: put the loop in a script or sh -c)" in result.stdout
+    ), result.stdout
 
 
 def test_a_restart_loop_counts_through_the_shells_and_wrappers_that_end_with_the_service(
@@ -488,10 +504,13 @@ def test_a_restart_loop_counts_through_the_shells_and_wrappers_that_end_with_the
     )
     process_tree(f"while true; do sh {tmp_path / 'start.sh'}; sleep 1; done", "doctor-script-bot")
     process_tree(f"sh {tmp_path / 'forever.sh'}", "doctor-file-loop-bot")
+    loop = f"while :; do {PYTHON} -c 'import time; time.sleep(120)' doctor-flags-bot; sleep 1; done"
+    process_tree(f'exec sh -ec "{loop}"', "doctor-flags-bot")
 
     monitors = [
         _kill_process_monitor("script", "doctor-script-bot"),
         _kill_process_monitor("file-loop", "doctor-file-loop-bot"),
+        _kill_process_monitor("flags", "doctor-flags-bot"),
     ]
     result = horus("doctor", "-c", str(write_config(tmp_path, *monitors)))
 

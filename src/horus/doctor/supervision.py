@@ -31,6 +31,8 @@ _SUPERVISOR_NAMES = re.compile(r"^(?:supervisord|containerd-shim.*|pm2|PM2.*|run
 _SUPERVISOR_COMMANDS = re.compile(r"horus-runner|horus_sdk\.runner|supervisord|containerd-shim|\bpm2\b|PM2 v")
 # A shell running its command again and again: `while true; do ...; done`, `until ...; do ...; done`.
 _RESTART_LOOP = re.compile(r"\b(?:while|until)\b.*\bdo\b", re.DOTALL)
+# `sh -c`, and the same flag among others: `bash -lc`, `sh -ec`.
+_COMMAND_FLAG = re.compile(r"^-[A-Za-z]*c[A-Za-z]*$")
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
 # Programs that run one command and end when it ends, so its death goes on up to their parent.
 _ENDS_WITH_ITS_COMMAND = frozenset(
@@ -76,7 +78,7 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
                     subject.monitor,
                     KIND,
                     f"its {step} stops pid {process.pid} ({display_cmdline(process.cmdline, 60)}), which nothing "
-                    f"restarts: its parent is {parent}, and no supervisor ({SUPERVISORS}) is among its ancestors",
+                    f"restarts: its parent is {parent}, and its death reaches no supervisor ({SUPERVISORS})",
                     "run the service under one (a launchd job with KeepAlive, a systemd unit with Restart=always, "
                     "horus-runner), or heal with an action that starts it again (launchctl_restart, "
                     "systemctl_restart, run_script)",
@@ -134,7 +136,6 @@ def _unsupervised_parent(process: ProcessIdentity, *, launchd_job: bool) -> str 
         parent = proc.parent()
         if parent is None:
             return None
-        shown_parent = f"pid {parent.pid} ({parent.name()})"
         current: psutil.Process | None = parent
         for _ in range(MAX_ANCESTORS):
             if current is None:
@@ -149,9 +150,17 @@ def _unsupervised_parent(process: ProcessIdentity, *, launchd_job: bool) -> str 
             if role is _Role.CARRIES_ON:
                 break
             current = current.parent()
+        shown = f"pid {parent.pid} ({parent.name()})"
+        if current is not None and current.pid != parent.pid:
+            shown += f", which ends with it, but the death goes no further than pid {current.pid} ({current.name()})"
+        if current is not None and current.pid > 1 and current.name() in _SHELLS:
+            shown += (
+                ", an interactive shell (a loop typed at its prompt cannot be seen from outside it: "
+                "put the loop in a script or sh -c)"
+            )
     except psutil.Error:
         return None  # cannot look: say nothing rather than something wrong
-    return shown_parent
+    return shown
 
 
 def _role(proc: psutil.Process, service_pid: int) -> _Role:
@@ -176,8 +185,9 @@ def _shell_role(proc: psutil.Process, argv: list[str]) -> _Role:
     """A shell running a script loops, or ends when the script's last command does; an interactive one
     (no script: a login shell, a tmux pane) prompts again."""
     args = argv[1:]
-    if "-c" in args[:-1]:
-        script: str | None = args[args.index("-c") + 1]
+    command_flag = next((i for i, a in enumerate(args[:-1]) if _COMMAND_FLAG.match(a)), None)
+    if command_flag is not None:
+        script: str | None = args[command_flag + 1]
     else:
         operands = [a for a in args if not a.startswith(("-", "+"))]
         if not operands:
