@@ -8,7 +8,10 @@ import os
 import plistlib
 import shutil
 import socket
+import stat
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -436,3 +439,79 @@ def test_a_named_install_names_its_unit_and_failure_hook_after_it(
     unit = (home / ".config/systemd/user/horus-lab.service").read_text()
     assert "OnFailure=horus-lab-notify-failure@%n.service" in unit
     assert (home / ".config/systemd/user/horus-lab-notify-failure@.service").exists()
+
+
+def horus_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real horus command, bounded: a step that blocks fails the test instead of hanging it."""
+    horus_script = Path(os.path.abspath(sys.executable)).with_name("horus")
+    return subprocess.run([str(horus_script), *args], capture_output=True, text=True, timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("manager", "taken"),
+    [("launchd", "Library/LaunchAgents/dev.horus.daemon.plist"), ("systemd", ".config/systemd/user/horus.service")],
+)
+def test_a_fifo_where_the_service_file_goes_stops_the_install_at_once_with_nothing_run(
+    home: Path, config: Path, launchctl: StubCommands, systemctl: StubCommands, manager: str, taken: str
+) -> None:
+    fifo = home / taken
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+
+    result = horus_process("service", "install", "-c", str(config), "--user", "--manager", manager, "--settle", "0")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{fifo} exists and is not a regular file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    changes = [c for c in launchctl.calls("launchctl") + systemctl.calls("systemctl") if "print" not in c]
+    assert [c for c in changes if c[1:2] not in (["is-active"], ["show"])] == []
+
+
+def test_a_failure_hook_that_cannot_be_written_leaves_the_unit_as_it_was(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    units = home / ".config/systemd/user"
+    units.mkdir(parents=True)
+    (units / "horus.service").write_text("# the operator's own unit\n")
+    (units / "horus-notify-failure@.service").mkdir()
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 1
+    assert f"{units / 'horus-notify-failure@.service'} exists and is not a regular file" in result.stderr
+    assert (units / "horus.service").read_text() == "# the operator's own unit\n"
+    assert not (units / "horus.service.bak").exists()
+    assert [c for c in systemctl.calls("systemctl") if c[1] not in ("is-active", "show")] == []
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs with room for the two unit directories and one file: the failure hook's write finds it full."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=4", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        (mount_point / "systemd/user").mkdir(parents=True)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_disk_full_after_the_unit_is_written_removes_it_again_and_names_the_file(
+    home: Path, config: Path, systemctl: StubCommands, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tiny_filesystem))
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 1
+    hook = tiny_filesystem / "systemd/user/horus-notify-failure@.service"
+    assert f"cannot write {hook}: No space left on device" in result.stderr
+    assert "None" not in result.stderr
+    assert list((tiny_filesystem / "systemd/user").iterdir()) == [], "half an install is not left behind"
+    assert [c for c in systemctl.calls("systemctl") if c[1] not in ("is-active", "show")] == []

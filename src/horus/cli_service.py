@@ -34,7 +34,7 @@ from horus.host_service import (
     horus_command,
     remove_service_file,
     run_tool,
-    write_service_file,
+    write_service_files,
 )
 from horus.host_service_launchd import Launchd
 from horus.host_service_systemd import Systemd
@@ -374,25 +374,17 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
 def _install(manager: ServiceManager, spec: ServiceSpec, files: Sequence[ServiceFile]) -> None:
     for directory in manager.directories(spec):
         directory.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        previous = _previous(file.path)
-        outcome = write_service_file(file.path, file.content)
+    outcomes = write_service_files(files)
+    for file, outcome in zip(files, outcomes, strict=True):
         if outcome.change == "created":
             click.echo(f"wrote {file.path}")
         elif outcome.change == "unchanged":
             click.echo(f"unchanged {file.path}")
         else:
             click.echo(f"replaced {file.path}; the previous version is {outcome.backup}. What changed:")
-            click.echo(_diff(manager.masked(previous), file.shown, file.path))
+            click.echo(_diff(manager.masked(outcome.previous or b""), file.shown, file.path))
     before = manager.state()
     _run_steps(manager.install_commands(before))
-
-
-def _previous(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b""
 
 
 def _print_plan(manager: ServiceManager, spec: ServiceSpec, files: Sequence[ServiceFile]) -> None:

@@ -13,6 +13,7 @@ what a real install would write and run, and a real install cannot do something 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -46,6 +47,7 @@ __all__ = [
     "service_path",
     "tcc_protected",
     "write_service_file",
+    "write_service_files",
 ]
 
 Scope = Literal["user", "system"]
@@ -56,6 +58,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 TCC_FOLDERS = ("Desktop", "Documents", "Downloads")
 # A management tool answers in well under a second; this only bounds one that hangs.
 TOOL_TIMEOUT_SECONDS = 60.0
+# A plist or a unit is a few KiB; a bigger file where one belongs is something else, not to be backed up.
+SERVICE_FILE_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class WriteOutcome:
     path: Path
     change: Literal["created", "unchanged", "replaced"]
     backup: Path | None = None
+    previous: bytes | None = None  # the file's content before, None when there was none
 
 
 class ServiceManager(Protocol):
@@ -270,32 +275,93 @@ def run_tool(argv: Sequence[str], *, timeout: float = TOOL_TIMEOUT_SECONDS) -> T
     return ToolResult(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
 
 
+def write_service_files(files: Sequence[ServiceFile], *, mode: int = 0o600) -> list[WriteOutcome]:
+    """Write every file of an install, or leave them all as they were.
+
+    Each path is looked at before any is written: one that is not a regular file (a FIFO, a directory, a
+    symlink) or is far too big to be a service file stops the install with a ServiceToolError, nothing
+    written. A write that fails (a full disk) undoes the files written before it, then raises a
+    ServiceToolError naming the file. See :func:`write_service_file` for how one file is written.
+    """
+    previous = [_existing_content(file.path) for file in files]
+    outcomes: list[WriteOutcome] = []
+    for file, old in zip(files, previous, strict=True):
+        try:
+            outcomes.append(_write(file.path, file.content, old, mode))
+        except OSError as exc:
+            if not outcomes:
+                after = "nothing was changed"
+            elif _undo(outcomes):
+                after = "the files written before it were put back as they were"
+            else:
+                after = f"{', '.join(str(o.path) for o in outcomes)} could not all be put back as they were"
+            raise ServiceToolError(f"cannot write {file.path}: {exc.strerror or exc}; {after}") from exc
+    return outcomes
+
+
 def write_service_file(path: Path, content: bytes, *, mode: int = 0o600) -> WriteOutcome:
     """Write ``content`` at ``path`` atomically (temp file, fsync, rename, fsync of the directory).
 
     An existing file with other content is first kept as ``<path>.bak`` (written the same way). The mode is
     0600 by default because service files carry the captured variables, which are often tokens.
     """
-    old = _existing_content(path)
+    return write_service_files([ServiceFile(path, content, "")], mode=mode)[0]
+
+
+def _write(path: Path, content: bytes, old: bytes | None, mode: int) -> WriteOutcome:
     if old == content:
-        return WriteOutcome(path, "unchanged")
+        return WriteOutcome(path, "unchanged", previous=old)
     backup = None
     if old is not None:
         backup = path.with_name(path.name + ".bak")
         write_file_atomically(backup, old, mode=0o600)
     write_file_atomically(path, content, mode=mode)
-    return WriteOutcome(path, "created" if old is None else "replaced", backup)
+    return WriteOutcome(path, "created" if old is None else "replaced", backup, previous=old)
+
+
+def _undo(outcomes: Sequence[WriteOutcome]) -> bool:
+    """Put back what ``outcomes`` changed; whether all of it was. A rename and an unlink need no free space."""
+    undone = True
+    for outcome in outcomes:
+        try:
+            if outcome.change == "created":
+                os.unlink(outcome.path)
+            elif outcome.change == "replaced" and outcome.backup is not None:
+                os.replace(outcome.backup, outcome.path)
+            fsync_directory(outcome.path.parent)
+        except OSError:
+            undone = False
+    return undone
 
 
 def _existing_content(path: Path) -> bytes | None:
+    """The file at ``path`` now (None: there is none), read without following a link or blocking on a FIFO."""
     try:
-        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
-    if not stat.S_ISREG(info.st_mode):
-        # A symlink or a directory where the service file belongs is not ours to replace without a word.
-        raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again")
-    return path.read_bytes()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again") from None
+        raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO or a directory where the service file belongs is not ours to replace without a word.
+            raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again")
+        if info.st_size > SERVICE_FILE_MAX_BYTES:
+            raise ServiceToolError(
+                f"{path} exists and is {info.st_size} bytes, too big to be a service file; move it away and "
+                "install again"
+            )
+        data = b""
+        while len(data) <= SERVICE_FILE_MAX_BYTES and (chunk := os.read(fd, 64 * 1024)):
+            data += chunk
+        return data
+    except OSError as exc:
+        raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def remove_service_file(path: Path) -> bool:
