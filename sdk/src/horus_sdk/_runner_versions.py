@@ -64,7 +64,7 @@ def version_of(source: Path) -> str:
             content = (source / relative).read_bytes()
         except OSError as exc:
             raise SourceError(f"cannot read {source / relative}: {exc.strerror}") from exc
-        encoded = relative.encode()
+        encoded = os.fsencode(relative)  # a name may be any bytes, not only UTF-8
         digest.update(len(encoded).to_bytes(8, "big") + encoded + len(content).to_bytes(8, "big"))
         digest.update(content)
     return digest.hexdigest()[:12]
