@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from horus import humanize
+from horus.checks.runner import wall_time
 from horus.config.models import HorusConfig
 from horus_sdk.runner_files import (
     RunnerPaths,
@@ -167,10 +168,10 @@ def describe_result(result: dict[str, Any], now: float) -> str:
         reason = str(result.get("reason") or "").strip() or "no reason given"
         sentence = f"the runner answered the reload request with {result.get('outcome') or 'no outcome'}: {reason}"
     if result.get("outcome") == "done":
-        until = result.get("probation_until")
-        if not isinstance(until, int | float) and isinstance(entry, dict):
-            until = entry.get("probation_until")
-        if isinstance(until, int | float) and not isinstance(until, bool):
+        until = wall_time(result.get("probation_until"))
+        if until is None and isinstance(entry, dict):
+            until = wall_time(entry.get("probation_until"))
+        if until is not None:
             sentence += (
                 f"; on probation until {_utc_time(until)} ({humanize.duration(max(0.0, until - now))} from now): "
                 "if it crashes or trips by then, the runner brings the previous version back"
@@ -284,8 +285,9 @@ def _runner_line(facts: dict[str, Any], now: float) -> str:
     active = facts["active"]
     if active is not None:
         line += f"; active pid {active['pid']}{_instance_words(active)}"
-        if isinstance(active["trading_since"], int | float):
-            line += f", trading for {humanize.duration(max(0.0, now - active['trading_since']))}"
+        trading_since = wall_time(active["trading_since"])
+        if trading_since is not None:
+            line += f", trading for {humanize.duration(max(0.0, now - trading_since))}"
     elif facts["problem"] is None:
         line += "; no active instance"
     standby = facts["standby"]
@@ -293,7 +295,8 @@ def _runner_line(facts: dict[str, Any], now: float) -> str:
         line += f"; standby pid {standby['pid']}{_instance_words(standby)}"
     last = facts["last_reload"]
     if last is not None:
-        line += f"; last reload {_ago(last.get('finished_at') or last.get('started_at'), now)}: {last['summary']}"
+        when = wall_time(last.get("finished_at"))
+        line += f"; last reload {_ago(when if when is not None else last.get('started_at'), now)}: {last['summary']}"
     else:
         line += "; no reload yet"
     return line
@@ -306,8 +309,9 @@ def _instance_words(instance: dict[str, Any]) -> str:
     return words if instance["alive"] else f"{words} (exited)"
 
 
-def _ago(when: Any, now: float) -> str:
-    if not isinstance(when, int | float) or isinstance(when, bool):
+def _ago(value: Any, now: float) -> str:
+    when = wall_time(value)
+    if when is None:
         return "at an unknown time"
     return f"{humanize.duration(max(0.0, now - when))} ago"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -12,7 +13,15 @@ from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus_sdk.runner_files import RunnerPaths, process_start_token, read_runner_state
 
-__all__ = ["RunnerCheck", "RunnerOptions", "describe_instance", "last_reload", "runner_instance", "same_process"]
+__all__ = [
+    "RunnerCheck",
+    "RunnerOptions",
+    "describe_instance",
+    "last_reload",
+    "runner_instance",
+    "same_process",
+    "wall_time",
+]
 
 # States in which the runner has, on purpose, no instance trading.
 _STATES_WITHOUT_ACTIVE = ("backoff", "gave_up", "stopping", "stopped")
@@ -90,8 +99,8 @@ def judge(state: Mapping[str, Any], *, now_wall: float, trading_within: float) -
             **details,
         )
     if not active.get("trading_since"):
-        started = active.get("started_at")
-        age = now_wall - float(started) if isinstance(started, int | float) else None
+        started = wall_time(active.get("started_at"))
+        age = now_wall - started if started is not None else None
         if age is not None and age > trading_within:
             return CheckResult.unhealthy(
                 f"the active instance ({describe_instance(active)}) started {humanize.duration(age)} ago and has "
@@ -115,6 +124,14 @@ def same_process(pid: Any, process_start: Any) -> bool:
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not process_start:
         return False
     return process_start_token(pid) == str(process_start)
+
+
+def wall_time(value: Any) -> float | None:
+    """A time (seconds since the epoch) read from ``runner.json``, or None when the value is not one: json reads
+    NaN and Infinity, and a time made of them can be neither shown nor compared."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def describe_instance(instance: Mapping[str, Any]) -> str:
@@ -142,9 +159,9 @@ def describe_exit(last_exit: Any) -> str:
         text = f"exited with code {last_exit['returncode']}"
     else:
         text = "exited"
-    at = last_exit.get("at")
-    if isinstance(at, int | float):
-        text += f" {humanize.duration(max(0.0, time.time() - float(at)))} ago"
+    at = wall_time(last_exit.get("at"))
+    if at is not None:
+        text += f" {humanize.duration(max(0.0, time.time() - at))} ago"
     return f"({', '.join(parts)}) {text}" if parts else text
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from horus.checks.runner import describe_exit, runner_instance
+from horus.checks.runner import describe_exit, runner_instance, wall_time
 from horus.log import get_logger
 from horus.notify.events import EventKind, Severity
 from horus_sdk.runner_files import describe_reload, read_runner_state
@@ -130,9 +130,9 @@ class RunnerWatch:
 
 def _finished_before(entry: Mapping[str, Any], wall: float) -> bool:
     for key in ("finished_at", "started_at"):
-        at = entry.get(key)
-        if isinstance(at, int | float) and not isinstance(at, bool):
-            return float(at) < wall
+        at = wall_time(entry.get(key))
+        if at is not None:
+            return at < wall
     return True  # undated: taken as old, since it cannot be shown to be new
 
 
