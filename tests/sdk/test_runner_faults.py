@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from horus_sdk.runner_files import process_start_token
+from horus_sdk.runner_files import new_request, process_start_token, read_result
 from tests.sdk.test_runner import Service, wait_until
 
 
@@ -34,3 +34,18 @@ def test_a_file_name_that_is_not_utf8_is_copied_into_the_version_like_any_other(
     assert active, service.stderr()
     copied = service.state_dir / "versions" / active["version"] / os.fsdecode(b"data-\xff.txt")
     assert copied.read_bytes() == b"kept"
+
+
+def test_a_source_dir_that_went_away_is_said_and_never_reloaded_as_an_empty_version(service: Service) -> None:
+    service.start()
+    first = wait_until(service.trading, what="the first start")
+    service.source.rename(service.source.with_name("src.moved"))
+    wait_until(lambda: "cannot watch the source" in service.stderr(), 10, "the runner saying the source is gone")
+    assert "is not a directory" in service.stderr(), service.stderr()
+    request_id = new_request(service.state_dir, "restart", requested_by="test")  # a few more polls of the source
+    wait_until(lambda: read_result(service.state_dir, request_id), what="the restart")
+    assert service.stderr().count("cannot watch the source") == 1, service.stderr()
+    assert service.state()["reloads"] == [] and service.state()["active"]["version"] == first["version"]
+    service.source.with_name("src.moved").rename(service.source)
+    service.write_version(mode="normal", v=2)
+    wait_until(lambda: service.trading(version_not=first["version"]), what="the reload once the source is back")

@@ -22,9 +22,12 @@ class SourceError(Exception):
 
 def source_files(source: Path) -> list[str]:
     """The relative paths of the files a version holds, sorted; skips caches, VCS and dot-entries."""
+    if not source.is_dir():
+        # Moved away or deleted mid-deploy: an empty tree would otherwise become a version of its own.
+        raise SourceError(f"the source {source} is not a directory (moved or deleted?)")
     found: list[str] = []
     total = 0
-    for root, dirs, files in os.walk(source):
+    for root, dirs, files in os.walk(source, onerror=_unlisted):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith("."))
         for name in files:
             if name.startswith(".") or name.endswith(".pyc"):
@@ -43,6 +46,11 @@ def source_files(source: Path) -> list[str]:
             if total > MAX_TOTAL_BYTES:
                 raise SourceError(f"{source} holds more than {MAX_TOTAL_BYTES // (1024 * 1024)} MiB of files")
     return sorted(found)
+
+
+def _unlisted(exc: OSError) -> None:
+    """A directory that cannot be listed: a version without its files would run as if complete."""
+    raise SourceError(f"cannot list {exc.filename}: {exc.strerror}") from exc
 
 
 def source_signature(source: Path) -> tuple[tuple[str, int, int], ...]:

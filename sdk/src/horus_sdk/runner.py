@@ -132,6 +132,7 @@ class Runner:
         self.seen_since = 0.0
         self.handled_signature: Any = None
         self.next_watch = 0.0
+        self.watch_error: str | None = None
         self.next_requests = 0.0
         self.last_state: dict[str, Any] | None = None
 
@@ -616,8 +617,13 @@ class Runner:
         try:
             signature = source_signature(self.o.source)
         except SourceError as exc:
-            self.say(f"cannot watch the source: {exc}")
+            if str(exc) != self.watch_error:  # said once, not at every poll, until it changes
+                self.watch_error = str(exc)
+                self.say(f"cannot watch the source: {exc}")
             return
+        if self.watch_error is not None:
+            self.watch_error = None
+            self.say("the source can be watched again")
         now = time.monotonic()
         if signature != self.seen_signature:
             self.seen_signature, self.seen_since = signature, now
