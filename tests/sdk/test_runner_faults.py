@@ -49,3 +49,16 @@ def test_a_source_dir_that_went_away_is_said_and_never_reloaded_as_an_empty_vers
     service.source.with_name("src.moved").rename(service.source)
     service.write_version(mode="normal", v=2)
     wait_until(lambda: service.trading(version_not=first["version"]), what="the reload once the source is back")
+
+
+def test_a_request_entry_that_cannot_be_removed_is_refused_once_not_at_every_look(service: Service) -> None:
+    service.start("--no-watch")
+    wait_until(service.trading, what="the first start")
+    (service.state_dir / "requests" / "stuck.json").mkdir()
+    wait_until(lambda: "stuck.json" in service.stderr(), what="the refusal")
+    request_id = new_request(service.state_dir, "reload", requested_by="test")
+    wait_until(lambda: read_result(service.state_dir, request_id), what="the next request's answer")
+    for _ in range(3):  # a few more looks at requests/ (one every 0.2 s)
+        request_id = new_request(service.state_dir, "reload", requested_by="test")
+        wait_until(lambda request_id=request_id: read_result(service.state_dir, request_id), what="an answer")
+    assert service.stderr().count("refused the request stuck.json") == 1, service.stderr()

@@ -133,6 +133,7 @@ class Runner:
         self.handled_signature: Any = None
         self.next_watch = 0.0
         self.watch_error: str | None = None
+        self.unremovable_requests: set[str] = set()
         self.next_requests = 0.0
         self.last_state: dict[str, Any] | None = None
 
@@ -570,18 +571,23 @@ class Runner:
     def take_requests(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             pending = sorted(self.paths.requests.glob("*.json"))
+            self.unremovable_requests.intersection_update(path.name for path in pending)
             for path in pending:
                 if self.stop_requested:
                     return
-                self.take_request(path)
+                if path.name not in self.unremovable_requests:
+                    self.take_request(path)
 
     def take_request(self, path: Path) -> None:
         try:
             request = read_request(path)
         except (OSError, ValueError) as exc:
             self.say(f"refused the request {path.name}: {exc}")
-            with contextlib.suppress(OSError):
+            try:
                 path.unlink()
+            except OSError:
+                # A directory, say: refused once, not again at every look at requests/ while it stays.
+                self.unremovable_requests.add(path.name)
             with contextlib.suppress(ValueError):
                 self.write_result(path.stem, "unknown", "refused", f"the request was refused: {exc}")
             return
