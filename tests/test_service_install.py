@@ -515,3 +515,44 @@ def test_a_disk_full_after_the_unit_is_written_removes_it_again_and_names_the_fi
     assert "None" not in result.stderr
     assert list((tiny_filesystem / "systemd/user").iterdir()) == [], "half an install is not left behind"
     assert [c for c in systemctl.calls("systemctl") if c[1] not in ("is-active", "show")] == []
+
+
+@pytest.mark.parametrize(
+    ("manager", "path", "content"),
+    [
+        ("systemd", ".config/systemd/user/horus.service", b"[Service]\nExecStart=/usr/bin/my-own-horus\n"),
+        (
+            "launchd",
+            "Library/LaunchAgents/dev.horus.daemon.plist",
+            plistlib.dumps({"Label": "dev.horus.daemon", "ProgramArguments": ["/usr/local/bin/something-else"]}),
+        ),
+    ],
+)
+def test_uninstall_leaves_a_service_file_it_did_not_write_and_stops_nothing(
+    home: Path, launchctl: StubCommands, systemctl: StubCommands, manager: str, path: str, content: bytes
+) -> None:
+    theirs = home / path
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(content)
+
+    result = horus("service", "uninstall", "--user", "--manager", manager)
+
+    assert result.exit_code == 1
+    assert f"{theirs} was not written by `horus service install`" in result.stderr
+    assert "nothing was stopped or removed" in result.stderr
+    assert theirs.read_bytes() == content
+    changes = [c for c in launchctl.calls("launchctl") + systemctl.calls("systemctl") if "print" not in c]
+    assert [c for c in changes if c[1:2] not in (["is-active"], ["show"])] == []
+
+
+def test_uninstall_with_a_directory_where_the_unit_goes_says_so_without_a_traceback(
+    home: Path, systemctl: StubCommands
+) -> None:
+    unit = home / ".config/systemd/user/horus.service"
+    unit.mkdir(parents=True)
+
+    result = horus("service", "uninstall", "--user", "--manager", "systemd")
+
+    assert result.exit_code == 1
+    assert f"{unit} exists and is not a regular file" in result.stderr
+    assert unit.is_dir()

@@ -32,6 +32,7 @@ from horus.host_service import (
     Step,
     capture_environment,
     horus_command,
+    read_service_file,
     remove_service_file,
     run_tool,
     write_service_files,
@@ -281,6 +282,14 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
         Backups (.bak) and logs are left where they are.
         """
         chosen = _manager(manager, scope, name)
+        foreign = _not_written_by_horus(chosen)
+        if foreign:
+            click.echo(
+                f"nothing was stopped or removed: {'; '.join(foreign)}. If it is Horus's all the same, stop the "
+                "service and remove it yourself; else name Horus's own with --name",
+                err=True,
+            )
+            sys.exit(EXIT_PROBLEM)
         if dry_run:
             for step in chosen.uninstall_commands(None):
                 click.echo(f"would run: {_shown(step)}")
@@ -303,7 +312,14 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
             before = None
             failed = True
             click.echo(f"cannot stop the service: {exc}", err=True)
-        removed = [path for path in chosen.installed_paths() if remove_service_file(path)]
+        removed = []
+        for path in chosen.installed_paths():
+            try:
+                if remove_service_file(path):
+                    removed.append(path)
+            except OSError as exc:
+                failed = True
+                click.echo(f"cannot remove {path}: {exc.strerror or exc}", err=True)
         for path in removed:
             click.echo(f"removed {path}")
         if removed:
@@ -312,7 +328,7 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
             except ServiceToolError as exc:
                 failed = True
                 click.echo(str(exc), err=True)
-        if not removed and (before is None or not before.loaded):
+        if not removed and before is not None and not before.loaded:
             click.echo(f"nothing to uninstall: {chosen.unit_label()} is not loaded and none of its files exist")
         if failed:
             sys.exit(EXIT_PROBLEM)
@@ -385,6 +401,20 @@ def _install(manager: ServiceManager, spec: ServiceSpec, files: Sequence[Service
             click.echo(_diff(manager.masked(outcome.previous or b""), file.shown, file.path))
     before = manager.state()
     _run_steps(manager.install_commands(before))
+
+
+def _not_written_by_horus(manager: ServiceManager) -> list[str]:
+    """Why each file at the service's paths that `horus service install` did not write is not to be removed."""
+    reasons = []
+    for path in manager.installed_paths():
+        try:
+            content = read_service_file(path)
+        except ServiceToolError as exc:
+            reasons.append(str(exc))
+            continue
+        if content is not None and not manager.wrote(content):
+            reasons.append(f"{path} was not written by `horus service install`")
+    return reasons
 
 
 def _print_plan(manager: ServiceManager, spec: ServiceSpec, files: Sequence[ServiceFile]) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "WriteOutcome",
     "capture_environment",
     "horus_command",
+    "read_service_file",
     "remove_service_file",
     "run_tool",
     "service_path",
@@ -175,6 +176,10 @@ class ServiceManager(Protocol):
         """Directories the service needs before it starts (its log directory)."""
         ...
 
+    def wrote(self, content: bytes) -> bool:
+        """Whether ``content`` is a file `horus service install` wrote (uninstall removes nothing else)."""
+        ...
+
     def masked(self, content: bytes) -> str:
         """A file's text fit to be shown: the values of its environment but PATH masked (old tokens too)."""
         ...
@@ -283,7 +288,7 @@ def write_service_files(files: Sequence[ServiceFile], *, mode: int = 0o600) -> l
     written. A write that fails (a full disk) undoes the files written before it, then raises a
     ServiceToolError naming the file. See :func:`write_service_file` for how one file is written.
     """
-    previous = [_existing_content(file.path) for file in files]
+    previous = [read_service_file(file.path) for file in files]
     outcomes: list[WriteOutcome] = []
     for file, old in zip(files, previous, strict=True):
         try:
@@ -334,25 +339,25 @@ def _undo(outcomes: Sequence[WriteOutcome]) -> bool:
     return undone
 
 
-def _existing_content(path: Path) -> bytes | None:
-    """The file at ``path`` now (None: there is none), read without following a link or blocking on a FIFO."""
+def read_service_file(path: Path) -> bytes | None:
+    """The service file at ``path`` (None: there is none), read without following a link or blocking on a
+    FIFO; one that is not a regular file, or too big to be one, is a ServiceToolError."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again") from None
+            raise ServiceToolError(_not_a_service_file(path)) from None
         raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             # A FIFO or a directory where the service file belongs is not ours to replace without a word.
-            raise ServiceToolError(f"{path} exists and is not a regular file; move it away and install again")
+            raise ServiceToolError(_not_a_service_file(path))
         if info.st_size > SERVICE_FILE_MAX_BYTES:
             raise ServiceToolError(
-                f"{path} exists and is {info.st_size} bytes, too big to be a service file; move it away and "
-                "install again"
+                f"{path} exists and is {info.st_size} bytes, too big to be a service file Horus wrote; move it away"
             )
         data = b""
         while len(data) <= SERVICE_FILE_MAX_BYTES and (chunk := os.read(fd, 64 * 1024)):
@@ -362,6 +367,11 @@ def _existing_content(path: Path) -> bytes | None:
         raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
+
+
+def _not_a_service_file(path: Path) -> str:
+    # A FIFO, a directory or a link where the service file belongs is not ours to replace or remove.
+    return f"{path} exists and is not a regular file, so not a service file Horus wrote; move it away"
 
 
 def remove_service_file(path: Path) -> bool:

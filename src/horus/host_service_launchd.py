@@ -104,6 +104,18 @@ class Launchd:
         shown = plistlib.dumps(self.job(spec, spec.environment.masked()), fmt=plistlib.FMT_XML, sort_keys=True)
         return [ServiceFile(self.plist_path, content, shown.decode())]
 
+    def wrote(self, content: bytes) -> bool:
+        # A plist has no room for a "written by" line: Horus's is one whose job is `horus run` (the venv's
+        # horus script, or python -m horus).
+        try:
+            document = plistlib.loads(content)
+        except (plistlib.InvalidFileException, ExpatError, ValueError):
+            return False
+        argv = document.get("ProgramArguments") if isinstance(document, dict) else None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or "run" not in argv:
+            return False
+        return Path(argv[0]).name == "horus" or argv[1:3] == ["-m", "horus"]
+
     def masked(self, content: bytes) -> str:
         try:
             document = plistlib.loads(content)

@@ -29,6 +29,8 @@ TIMEOUT_STOP_SECONDS = 30
 # Sending one event through every channel, each bounded by the config's send timeout.
 NOTIFY_TIMEOUT_SECONDS = 120
 _ASSIGNMENT = re.compile(r"^(\s*Environment\s*=\s*)(.*)$")
+# The first line of every file an install writes: how uninstall tells them from a unit of the same name.
+WRITTEN_BY = "# Written by `horus service install`"
 _PLAIN_ARGUMENT = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 
 
@@ -98,7 +100,7 @@ class Systemd:
         wanted_by = "multi-user.target" if self.scope == "system" else "default.target"
         unit = "\n".join(
             [
-                "# Written by `horus service install`; `horus service uninstall` removes it.",
+                f"{WRITTEN_BY}; `horus service uninstall` removes it.",
                 "[Unit]",
                 _specifiers_escaped(f"Description=Horus, the self-healing watchdog ({config})"),
                 *after,
@@ -126,7 +128,7 @@ class Systemd:
         hook_argv = [*spec.horus, "service", "failed", "-c", config, f"--{self.scope}"]
         hook = "\n".join(
             [
-                "# Written by `horus service install`: started by OnFailure= when Horus itself fails.",
+                f"{WRITTEN_BY}: started by OnFailure= when Horus itself fails.",
                 "[Unit]",
                 "Description=Tell the operator that %i (Horus) failed",
                 "",
@@ -149,6 +151,9 @@ class Systemd:
             ServiceFile(unit_path, unit.encode(), shown_unit),
             ServiceFile(hook_path, hook.encode(), shown_hook),
         ]
+
+    def wrote(self, content: bytes) -> bool:
+        return content.startswith(WRITTEN_BY.encode())
 
     def masked(self, content: bytes) -> str:
         lines = []
