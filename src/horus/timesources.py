@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import secrets
 import shutil
@@ -339,7 +340,14 @@ def _json_time(body: bytes, path: str, unit: Literal["ms", "s"]) -> float | str:
             return f"its {path} is {value[:40]!r}, not a number"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"its {path} is not a number"
-    return float(value) / 1000 if unit == "ms" else float(value)
+    try:
+        seconds = float(value) / 1000 if unit == "ms" else float(value)
+    except OverflowError:  # an integer too big for a float
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        # JSON's NaN and Infinity (and "nan" as text) would compare as no offset at all, or as an endless one.
+        return f"its {path} is not a finite number"
+    return seconds
 
 
 # -- the system's own view -----------------------------------------------------------------------------

@@ -115,14 +115,15 @@ class LoopbackTimeServer:
     """A venue's time endpoint on 127.0.0.1: ``/time`` answers ``{"serverTime": ms}``, every answer's Date
     header included, on a clock ``skew`` seconds from ours."""
 
-    def __init__(self, skew: float = 0.0) -> None:
+    def __init__(self, skew: float = 0.0, body: bytes | None = None) -> None:
         self.skew = skew
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 now = time.time() + server.skew
-                body = json.dumps({"serverTime": int(now * 1000), "nested": {"seconds": now}}).encode()
+                answer = json.dumps({"serverTime": int(now * 1000), "nested": {"seconds": now}}).encode()
+                body = answer if server.body is None else server.body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -135,6 +136,7 @@ class LoopbackTimeServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+        self.body = body
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/time"
@@ -521,3 +523,13 @@ async def test_a_venue_url_that_refuses_connections_is_a_reason_without_its_cred
     assert result.status is Status.HEALTHY
     assert "venue 127.0.0.1 did not answer" in result.reason
     assert "s3cret" not in result.reason and "s3cret" not in json.dumps(result.details)
+
+
+@pytest.mark.parametrize("value", ["NaN", '"nan"', "1e999", '"-Infinity"', "1" + "0" * 400])
+async def test_a_venue_time_that_is_not_a_finite_number_is_a_reason_never_a_healthy_clock(
+    probe_ctx: ProbeContext, no_sync_tools: None, value: str
+):
+    with LoopbackTimeServer(body=b'{"serverTime": ' + value.encode() + b"}") as venue:
+        result = await clock_check(venue={"url": venue.url, "json_field": "serverTime"}).probe(probe_ctx)
+    assert result.status is Status.ERROR, result.reason
+    assert "venue 127.0.0.1: its serverTime is not a finite number" in result.reason
