@@ -18,6 +18,7 @@ from horus.checks.runner import RunnerCheck, RunnerOptions
 from horus.clock import SystemClock
 from horus.engine.runner_watch import RunnerWatch
 from tests.checks.test_runner_check import instance, sleeper, write_runner
+from tests.support import EventLog, config_with_a_phone, notifications_sent, spawn_daemon, stop_daemon, wait_until_sync
 
 HORUS = Path(sys.executable).with_name("horus")
 
@@ -83,3 +84,68 @@ def test_a_time_that_is_not_a_number_never_crashes_the_check_or_the_runner_news(
     assert "inf" not in news[0].message and "nan" not in news[0].message
     result = probe(runner_dir)
     assert result.status is Status.UNHEALTHY and "was killed by signal 9" in result.reason, result
+
+
+def reload(reload_id: str, outcome: str | None, reason: str = "") -> dict[str, Any]:
+    now = time.time()
+    return {
+        "id": reload_id,
+        "trigger": "watch",
+        "from_version": "aaaaaaaaaaaaaaaa",
+        "to_version": "bbbbbbbbbbbbbbbb",
+        "from_epoch": 11,
+        "to_epoch": 12 if outcome in ("done", "rolled_back") else None,
+        "started_at": now - 1,
+        "finished_at": now if outcome else None,
+        "outcome": outcome,
+        "stage": "ready" if outcome == "failed" else "probation",
+        "reason": reason,
+    }
+
+
+@pytest.mark.slow
+def test_what_the_runner_finished_while_horus_was_stopped_is_told_once_at_the_next_start(tmp_path, procs):
+    runner, active = sleeper(), sleeper()
+    procs += [runner, active]
+    runner_dir = tmp_path / "runner"
+    bot = {"name": "bot", "interval_seconds": 0.3, "runner": str(runner_dir), "check": {"type": "runner"}}
+    config = config_with_a_phone(tmp_path, [bot], group_seconds=0.2)
+    log = EventLog(tmp_path / "events.jsonl")
+
+    def start(count: int) -> subprocess.Popen[bytes]:
+        daemon = spawn_daemon(config, tmp_path / "state", log.path)
+        wait_until_sync(lambda: len(log.named("horus.started")) == count, timeout=20)
+        return daemon
+
+    def told(text: str) -> int:
+        return notifications_sent(tmp_path).count(text)
+
+    write_runner(runner_dir, runner_pid=runner.pid, active=instance(active))
+    daemon = start(1)
+    try:
+        # A reload under way, and one done that Horus tells: then Horus stops.
+        pending, done = reload("r1", None), reload("r2", "done")
+        write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[pending, done])
+        wait_until_sync(lambda: told("reloaded version aaaaaaaaaaaa") == 1, timeout=20)
+        assert stop_daemon(daemon) == 0
+
+        # While Horus is stopped, the first fails and the second is rolled back on its probation.
+        failed = reload("r1", "failed", "version bbbbbbbbbbbb never said ready within 60 s")
+        rolled_back = reload("r2", "rolled_back", "it tripped the loss limit within its probation")
+        write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[failed, rolled_back])
+        daemon = start(2)
+        wait_until_sync(lambda: told("never said ready within 60 s") and told("tripped the loss limit"), timeout=20)
+
+        # Told once: another restart, and a later reload, do not tell them again.
+        assert stop_daemon(daemon) == 0
+        daemon = start(3)
+        later = reload("r3", "failed", "the config check found no api key")
+        write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[failed, rolled_back, later])
+        wait_until_sync(lambda: told("no api key") == 1, timeout=20)
+        assert told("never said ready within 60 s") == 1
+        assert told("tripped the loss limit") == 1
+        assert told("reloaded version aaaaaaaaaaaa") == 1
+        alerts = [e["alert"] for e in log.named("monitor.alert")]
+        assert alerts == ["reload_done", "reload_failed", "reload_rolled_back", "reload_failed"], alerts
+    finally:
+        stop_daemon(daemon)

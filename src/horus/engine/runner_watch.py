@@ -8,10 +8,14 @@ A monitor with ``runner:`` set is followed whatever its check. After each look t
 - the runner restarting a crashed instance (its ``restarts`` grew: warning), and the runner giving up on it
   (its state became ``gave_up``: critical).
 
-Each is an alert for notifications and, while the monitor has an incident, a line of its timeline. What
-``runner.json`` already held when the daemon started (reloads that finished before) is never announced: a
-Horus restart must not send old news again. A config reload keeps what was seen (the watches belong to the
-daemon, not to a monitor). A file that cannot be read is logged once, never raised into the look.
+Each is an alert for notifications and, while the monitor has an incident, a line of its timeline, told once.
+What was seen is remembered in the Horus state dir's ``runner-news.json`` (each monitor's runner dir, the reload
+ids with the outcome last seen, the restart count and the state), so that a Horus restart neither tells old news
+again nor loses what the runner finished while Horus was stopped (a reload under way when it stopped, a rollback
+on probation meanwhile, a crash restart). Only without that memory (a first start, or a lost state dir) is what
+``runner.json`` held when the daemon started (reloads that finished before) taken as old. A config reload keeps
+what was seen (the watches belong to the daemon, not to a monitor). A file that cannot be read is logged once,
+never raised into the look.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from horus.checks.runner import describe_exit, runner_instance, wall_time
 from horus.log import get_logger
 from horus.notify.events import EventKind, Severity
+from horus_sdk.formats import read_json, write_json_atomic
 from horus_sdk.runner_files import describe_reload, read_runner_state
 
 if TYPE_CHECKING:
@@ -34,6 +39,13 @@ if TYPE_CHECKING:
 __all__ = ["RunnerNews", "RunnerWatch", "follow_runner"]
 
 log = get_logger("horus.engine")
+
+MEMORY_FILE = "runner-news.json"
+MEMORY_FORMAT = "horus-runner-news/1"
+# A monitor's memory is at most the 20 reload ids its runner.json lists: 16 MiB is thousands of runners.
+MEMORY_MAX_BYTES = 16 * 1024 * 1024
+# The daemon's watches share one memory file, each rewriting its own part from a thread of its own.
+_memory_lock = threading.Lock()
 
 _RELOAD_NEWS = {
     "done": ("reload_done", Severity.INFO),
@@ -54,9 +66,13 @@ class RunnerNews:
 class RunnerWatch:
     """What has been seen of one runner's ``runner.json``; :meth:`read` returns what is new since."""
 
-    def __init__(self, state_dir: Path, *, since_wall: float) -> None:
+    def __init__(self, state_dir: Path, *, since_wall: float, memory: Path | None = None) -> None:
         self.state_dir = state_dir
-        self.since_wall = since_wall  # reloads finished before this were there before the daemon: not news
+        # Without a memory of what was told, reloads finished before this were there before the daemon: not news.
+        self.since_wall = since_wall
+        self.memory = memory  # the daemon's runner-news.json; None remembers nothing across restarts
+        self._recalled = False
+        self._remembered: dict[str, Any] | None = None
         self._seen: dict[str, Any] = {}  # reload id -> the outcome last seen
         self._restarts: int | None = None
         self._state: str | None = None
@@ -71,6 +87,9 @@ class RunnerWatch:
         """Read ``runner.json`` and return what changed; blocking (call it in a thread), never raises for the
         file's sake."""
         with self._lock:
+            if not self._recalled:
+                self._recalled = True
+                self._recall(monitor)
             try:
                 state = read_runner_state(self.state_dir)
             except (OSError, ValueError) as exc:
@@ -82,7 +101,57 @@ class RunnerWatch:
             if self._error is not None:
                 log.info("runner.readable", monitor=monitor)
                 self._error = None
-            return self.compare(state)
+            news = self.compare(state)
+            self._remember(monitor)
+            return news
+
+    def _recall(self, monitor: str) -> None:
+        """Take up what the last daemon saw of this monitor's runner, if it watched the same dir."""
+        if self.memory is None:
+            return
+        try:
+            mine = _read_memory(self.memory).get(monitor)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("runner.memory_unreadable", monitor=monitor, error=str(exc), note="old news may be told again")
+            return
+        if (
+            not isinstance(mine, dict)
+            or mine.get("dir") != str(self.state_dir)
+            or not isinstance(mine.get("seen"), dict)
+        ):
+            return
+        self._seen = dict(mine["seen"])
+        restarts, runner_state = mine.get("restarts"), mine.get("state")
+        self._restarts = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) else None
+        self._state = runner_state if isinstance(runner_state, str) else None
+        self._primed = True
+        self._remembered = self._memory_entry()
+
+    def _remember(self, monitor: str) -> None:
+        """Write down what was seen, when it changed, before the news goes out: a restart then never tells it
+        again (and a crash between the two loses no more than that one look's news)."""
+        entry = self._memory_entry()
+        if self.memory is None or entry == self._remembered:
+            return
+        try:
+            with _memory_lock:
+                try:
+                    memory = _read_memory(self.memory)
+                except FileNotFoundError:
+                    memory = {}
+                except ValueError:
+                    memory = {}  # damaged: started anew, since a rewrite is the only way back
+                memory[monitor] = entry
+                write_json_atomic(self.memory, {"format": MEMORY_FORMAT, "monitors": memory})
+        except OSError as exc:
+            log.warning("runner.memory_unwritable", monitor=monitor, error=str(exc), note="a restart may tell it again")
+            return
+        self._remembered = entry
+
+    def _memory_entry(self) -> dict[str, Any]:
+        return {"dir": str(self.state_dir), "seen": dict(self._seen), "restarts": self._restarts, "state": self._state}
 
     def compare(self, state: Mapping[str, Any]) -> list[RunnerNews]:
         """What ``state`` (a ``runner.json``) says that was not seen before."""
@@ -136,13 +205,21 @@ def _finished_before(entry: Mapping[str, Any], wall: float) -> bool:
     return True  # undated: taken as old, since it cannot be shown to be new
 
 
+def _read_memory(path: Path) -> dict[str, Any]:
+    monitors = read_json(path, MEMORY_FORMAT, max_bytes=MEMORY_MAX_BYTES).get("monitors")
+    if not isinstance(monitors, dict):
+        raise ValueError(f"{path}: no monitors")
+    return monitors
+
+
 def watch_of(monitor: Monitor) -> RunnerWatch:
     """The monitor's watch, kept by the daemon so that a config reload keeps what was seen."""
     assert monitor.settings.runner is not None
     watches: dict[str, RunnerWatch] = monitor.daemon.runner_watches
     watch = watches.get(monitor.name)
     if watch is None or watch.state_dir != monitor.settings.runner:
-        watch = RunnerWatch(monitor.settings.runner, since_wall=monitor.daemon.started_at)
+        memory = monitor.daemon.store.path.parent / MEMORY_FILE
+        watch = RunnerWatch(monitor.settings.runner, since_wall=monitor.daemon.started_at, memory=memory)
         watches[monitor.name] = watch
     return watch
 
