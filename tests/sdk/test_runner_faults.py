@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +63,16 @@ def test_a_request_entry_that_cannot_be_removed_is_refused_once_not_at_every_loo
         request_id = new_request(service.state_dir, "reload", requested_by="test")
         wait_until(lambda request_id=request_id: read_result(service.state_dir, request_id), what="an answer")
     assert service.stderr().count("refused the request stuck.json") == 1, service.stderr()
+
+
+NOT_FINITE = [("--ready-timeout", "nan"), ("--stop-timeout", "inf"), ("--probation", "nan")]
+
+
+@pytest.mark.parametrize(("option", "value"), NOT_FINITE)
+def test_a_time_that_is_not_finite_is_refused_in_one_sentence(service: Service, option: str, value: str) -> None:
+    """A nan timeout never expires: the runner would wait on a bot that never says ready for ever."""
+    argv = service.argv(option, value)
+    done = subprocess.run(argv, env=service.env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert option in done.stderr and "must be a finite number" in done.stderr, done.stderr
+    assert not service.state_dir.exists()

@@ -22,6 +22,7 @@ import argparse
 import collections
 import contextlib
 import fcntl
+import math
 import os
 import queue
 import signal
@@ -773,17 +774,30 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive(kind: type) -> Any:
+def _number(kind: type, *, zero_allowed: bool = False) -> Any:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
+        # nan compares false with every bound, so a nan timeout would never expire: the runner would hang.
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < 0 and zero_allowed:
+            raise argparse.ArgumentTypeError(f"cannot be negative, got {text}")
+        if value <= 0 and not zero_allowed:
             raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
         return value
 
     return parse
+
+
+def _positive(kind: type) -> Any:
+    return _number(kind)
+
+
+def _not_negative(kind: type) -> Any:
+    return _number(kind, zero_allowed=True)
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -798,22 +812,20 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--source", required=True, type=Path)
     p.add_argument("--no-watch", action="store_true")
     p.add_argument("--watch-interval", type=_positive(float), default=1.0)
-    p.add_argument("--debounce", type=float, default=2.0)
+    p.add_argument("--debounce", type=_not_negative(float), default=2.0)
     p.add_argument("--check-command")
     p.add_argument("--ready-timeout", type=_positive(float), default=60.0)
     p.add_argument("--handover-timeout", type=_positive(float), default=10.0)
-    p.add_argument("--probation", type=float, default=60.0)
+    p.add_argument("--probation", type=_not_negative(float), default=60.0)
     p.add_argument("--stop-timeout", type=_positive(float), default=10.0)
-    p.add_argument("--max-restarts", type=int, default=5)
+    p.add_argument("--max-restarts", type=_not_negative(int), default=5)
     p.add_argument("--restart-window", type=_positive(float), default=300.0)
     p.add_argument("--keep-versions", type=_positive(int), default=5)
     p.add_argument("--log-max-bytes", type=_positive(int), default=10 * 1024 * 1024)
-    p.add_argument("--log-keep", type=int, default=3)
+    p.add_argument("--log-keep", type=_not_negative(int), default=3)
     a = p.parse_args(own)
     if not a.source.is_dir():
         p.error(f"the source {a.source} is not a directory")
-    if a.debounce < 0 or a.probation < 0 or a.max_restarts < 0 or a.log_keep < 0:
-        p.error("--debounce, --probation, --max-restarts and --log-keep cannot be negative")
     return Options(
         name=a.name,
         state_dir=a.state_dir.expanduser().absolute(),
