@@ -839,3 +839,25 @@ def test_drift_after_a_migration_opens_an_incident_in_the_running_daemon_and_the
         assert not log.named("heal.started")
     finally:
         assert stop_daemon(daemon) == 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_source_dir_that_is_not_a_directory_is_said_not_passed_over(tmp_path: Path, kind: str) -> None:
+    source = tmp_path / "bot-moved-away"
+    if kind == "a file":
+        source.write_text("not a directory\n")
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={})
+    monitor = {
+        "name": "bot",
+        "check": {"type": "port_open", "port": 9},
+        "service": {"source_dir": str(source), "plist": str(plist)},
+    }
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    why = "it does not exist" if kind == "missing" else "it is not a directory"
+    assert (
+        f"warning: its source_dir {source} cannot be searched ({why}), so the variables its code reads were not "
+        "compared with the job's: set service.source_dir (or the monitor's work_tree) to the directory of the "
+        "service's code"
+    ) in lines_of(result), result.stdout
+    assert "no findings" not in result.stdout

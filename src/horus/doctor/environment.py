@@ -6,7 +6,9 @@ The pitfall of a move from Docker Compose to launchd or systemd: Compose passed 
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +172,19 @@ def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], set[str]
         return reads.setdefault(name, Read())
 
     source_dir = subject.source_dir
-    if source_dir is not None:
+    unsearchable = _why_not_searchable(source_dir) if source_dir is not None else None
+    if unsearchable is not None:
+        findings.append(
+            Finding(
+                WARNING,
+                subject.monitor,
+                KIND,
+                f"its source_dir {source_dir} cannot be searched ({unsearchable}), so the variables its code reads "
+                "were not compared with the job's",
+                "set service.source_dir (or the monitor's work_tree) to the directory of the service's code",
+            )
+        )
+    elif source_dir is not None:
         for relative, text in source_files(source_dir, SOURCE_SUFFIXES):
             for name, line, defaulted in _reads_in(relative, text):
                 read(name).add(f"{relative} line {line}", in_code=True, defaulted=defaulted)
@@ -190,6 +204,21 @@ def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], set[str]
         for name, where in names:
             read(name).add(where, in_code=False)
     return reads, env_keys, loads, findings
+
+
+def _why_not_searchable(directory: Path) -> str | None:
+    """Why the service's source tree cannot be walked, in words; None when it can."""
+    try:
+        info = directory.stat()
+    except FileNotFoundError:
+        return "it does not exist"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return "permission denied"
+    return None
 
 
 def _reads_in(relative: Path, text: str) -> list[tuple[str, int, bool]]:
