@@ -556,3 +556,27 @@ def test_uninstall_with_a_directory_where_the_unit_goes_says_so_without_a_traceb
     assert result.exit_code == 1
     assert f"{unit} exists and is not a regular file" in result.stderr
     assert unit.is_dir()
+
+
+def test_a_dry_run_says_the_install_would_stop_where_the_real_one_would(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    unit = home / ".config/systemd/user/horus.service"
+    unit.mkdir(parents=True)
+
+    result = install(config, "systemd", "--dry-run")
+
+    assert result.exit_code == 1
+    assert f"nothing was written: {unit} exists and is not a regular file" in result.stderr
+    assert "would replace" not in result.stdout
+
+
+def test_status_does_not_call_a_file_horus_did_not_write_installed(home: Path, systemctl: StubCommands) -> None:
+    unit = home / ".config/systemd/user/horus.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nExecStart=/usr/bin/someone-elses\n")
+
+    result = horus("service", "status", "--user", "--manager", "systemd")
+
+    assert not any(line.startswith("installed:") for line in result.stdout.splitlines())
+    assert f"not installed: {unit} was not written by `horus service install`" in result.stdout

@@ -240,6 +240,8 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
         spec = _spec(config_path, config, state_dir, chosen.scope)
         try:
             files = chosen.files(spec)
+            for file in files:  # what a real install would find there: a dry run stops where it would
+                read_service_file(file.path)
             validated = None if dry_run else chosen.validate(files)
         except (ValueError, ServiceToolError) as exc:
             click.echo(f"nothing was written: {exc}", err=True)
@@ -339,8 +341,11 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
         """Say whether Horus's service is installed, loaded and running (with its pid); exit 1 if it is not
         running."""
         chosen = _manager(manager, scope, name)
+        foreign = _not_written_by_horus(chosen)
         present = [path for path in chosen.installed_paths() if path.exists()]
-        if present:
+        if foreign:
+            click.echo(f"not installed: {'; '.join(foreign)}")
+        elif present:
             click.echo(f"installed: {', '.join(map(str, present))}")
         else:
             click.echo(f"not installed: no {chosen.installed_paths()[0]}")
