@@ -149,3 +149,26 @@ def test_what_the_runner_finished_while_horus_was_stopped_is_told_once_at_the_ne
         assert alerts == ["reload_done", "reload_failed", "reload_rolled_back", "reload_failed"], alerts
     finally:
         stop_daemon(daemon)
+
+
+def test_an_active_instance_that_died_unreaped_is_gone_not_trading(tmp_path, procs):
+    """A runner that is stopped (SIGSTOP) or hung reaps nothing: its instance's death leaves a zombie, which has the
+    same pid and start time but will never trade again."""
+    runner, active = sleeper(), sleeper()
+    procs += [runner]
+    runner_dir = tmp_path / "runner"
+    write_runner(runner_dir, runner_pid=runner.pid, active=instance(active))
+    active.kill()
+    wait_until_sync(lambda: Path(f"/proc/{active.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    try:
+        result = probe(runner_dir)
+        assert result.status is Status.UNHEALTHY, result
+        assert f"the active instance (pid {active.pid}, version 3f2a1b0c9d8e, epoch 12) is gone" in result.reason
+
+        config = tmp_path / "horus.json"
+        bot = {"name": "bot", "check": {"type": "runner"}, "runner": str(runner_dir)}
+        config.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "monitors": [bot]}))
+        done = subprocess.run([str(HORUS), "status", "-c", str(config)], capture_output=True, text=True, timeout=60)
+        assert f"active pid {active.pid} version 3f2a1b0c9d8e epoch 12 (exited)" in done.stdout, done.stdout
+    finally:
+        active.wait(timeout=10)

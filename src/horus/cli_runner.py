@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from horus import humanize
-from horus.checks.runner import wall_time
+from horus.checks.runner import same_process, wall_time
 from horus.config.models import HorusConfig
 from horus_sdk.runner_files import (
     RunnerPaths,
@@ -208,10 +208,13 @@ def _runner_not_running(state: dict[str, Any]) -> str | None:
     pid = _pid(state.get("pid"))
     if pid is None:
         return "runner.json names no runner pid, so there is no runner to ask"
-    if not _same_process(pid, state.get("process_start")):
-        if process_start_token(pid) is None:
+    if not same_process(pid, state.get("process_start")):
+        token = process_start_token(pid)
+        if token is None:
             return f"the runner is not running (its pid {pid} has exited)"
-        return f"the runner is not running (pid {pid} is now another process: it started at another time)"
+        if token != str(state.get("process_start")):
+            return f"the runner is not running (pid {pid} is now another process: it started at another time)"
+        return f"the runner is not running (its pid {pid} has exited and waits to be reaped by its parent)"
     if state.get("state") in ("stopping", "stopped"):
         return f"the runner is {state['state']} and takes no more requests"
     return None
@@ -219,11 +222,6 @@ def _runner_not_running(state: dict[str, Any]) -> str | None:
 
 def _pid(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _same_process(pid: int, recorded_start: Any) -> bool:
-    """Whether ``pid`` is still the process that was recorded: a pid alone may have been reused since."""
-    return isinstance(recorded_start, str) and process_start_token(pid) == recorded_start
 
 
 def runner_status(state_dir: Path, now: float) -> tuple[str, dict[str, Any]]:
@@ -262,10 +260,9 @@ def runner_status(state_dir: Path, now: float) -> tuple[str, dict[str, Any]]:
 def _instance(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
-    pid = _pid(value.get("pid"))
     return {
         "pid": value.get("pid"),
-        "alive": pid is not None and _same_process(pid, value.get("process_start")),
+        "alive": same_process(value.get("pid"), value.get("process_start")),
         "version": value.get("version"),
         "epoch": value.get("epoch"),
         "started_at": value.get("started_at"),

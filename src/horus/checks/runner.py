@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import psutil
+
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
@@ -120,10 +122,20 @@ def judge(state: Mapping[str, Any], *, now_wall: float, trading_within: float) -
 
 
 def same_process(pid: Any, process_start: Any) -> bool:
-    """True when ``pid`` is, now, the very process that started at ``process_start``."""
+    """True when ``pid`` is, now, the very process that started at ``process_start``, and it has not exited.
+
+    A process that died and was not reaped yet (a zombie) keeps its pid and start time: a runner that is stopped
+    or hung reaps nothing, so its dead instance would otherwise pass for one that trades."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not process_start:
         return False
-    return process_start_token(pid) == str(process_start)
+    if process_start_token(pid) != str(process_start):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess is one
+        return False
+    except psutil.Error:
+        return True  # not ours to look at further: its pid and start time are what there is to go by
 
 
 def wall_time(value: Any) -> float | None:
