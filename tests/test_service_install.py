@@ -580,3 +580,22 @@ def test_status_does_not_call_a_file_horus_did_not_write_installed(home: Path, s
 
     assert not any(line.startswith("installed:") for line in result.stdout.splitlines())
     assert f"not installed: {unit} was not written by `horus service install`" in result.stdout
+
+
+def test_a_config_path_with_a_newline_is_refused_for_a_unit_rather_than_adding_lines_to_it(
+    home: Path, config: Path, tmp_path: Path, systemctl: StubCommands
+) -> None:
+    odd = tmp_path / "configs\n[Service]\nExecStartPre=/bin/touch pwned\n#"
+    odd.mkdir(parents=True)
+    moved = odd / "horus.json"
+    moved.write_text(config.read_text())
+
+    for extra in ((), ("--dry-run",)):
+        result = install(moved, "systemd", *extra)
+
+        assert result.exit_code == 1, result.output
+        assert "nothing was written: the config's path holds a line break, which a systemd unit cannot carry" in (
+            result.stderr
+        )
+        assert "ExecStartPre" not in result.stdout
+    assert files_under(home) == []

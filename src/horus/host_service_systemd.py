@@ -48,6 +48,18 @@ def quote_assignment(name: str, value: str) -> str:
     return f'Environment="{name}={escaped}"'
 
 
+def _on_one_line(spec: ServiceSpec) -> None:
+    """Raise ValueError if a path the unit names holds a line break: written into the unit, it would end its
+    line and start another (an ExecStartPre= of whoever named the directory)."""
+    named = [("the config's path", str(spec.config_path)), ("the working directory", str(spec.working_directory))]
+    named += [(f"the argument {argument!r} of horus run", argument) for argument in spec.argv]
+    for what, value in named:
+        if "\n" in value or "\r" in value:
+            raise ValueError(
+                f"{what} holds a line break, which a systemd unit cannot carry; move it to a path without one"
+            )
+
+
 def _specifiers_escaped(text: str) -> str:
     return text.replace("%", "%%")
 
@@ -144,6 +156,7 @@ class Systemd:
         return unit, hook
 
     def files(self, spec: ServiceSpec) -> list[ServiceFile]:
+        _on_one_line(spec)
         unit, hook = self.render(spec, spec.environment.variables)
         shown_unit, shown_hook = self.render(spec, spec.environment.masked())
         unit_path, hook_path = self.installed_paths()
