@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,22 @@ def test_a_time_that_is_not_finite_is_refused_in_one_sentence(service: Service, 
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert option in done.stderr and "must be a finite number" in done.stderr, done.stderr
     assert not service.state_dir.exists()
+
+
+def test_a_probation_failure_whose_rollback_fails_is_not_left_reported_as_done(service: Service) -> None:
+    """The reload's result said "done" (and runner.json kept "done") although the new version tripped on probation
+    and the version before it could not come back."""
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    service.write_version(mode="trip_after", after=1.0)
+    result = service.request("reload")
+    assert result["outcome"] == "done", result
+    shutil.rmtree(service.state_dir / "versions" / first["version"])  # the rollback's target is gone
+    entry = wait_until(
+        lambda: next((e for e in service.state().get("reloads", []) if "is gone" in e.get("reason", "")), None),
+        what="the failed rollback",
+    )
+    assert entry["outcome"] == "failed" and entry["stage"] == "probation", entry
+    rewritten = read_result(service.state_dir, result["id"])
+    assert rewritten is not None and rewritten["outcome"] == "failed", rewritten
+    assert "could not be rolled back" in rewritten["reason"] and "is gone" in rewritten["reason"], rewritten

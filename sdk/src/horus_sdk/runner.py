@@ -546,7 +546,10 @@ class Runner:
                 self.active = None
                 new = self.start_fresh(target)
         except _ReloadFailed as failure:
-            entry["reason"] = f"{why}; the rollback to version {target} failed: {failure.reason}"[:MAX_REASON_CHARS]
+            # Not "done" any more: the new version failed its probation, and the version before it is not back.
+            entry.update(outcome="failed", stage="probation", finished_at=time.time())
+            entry["reason"] = f"{why}; {failure.reason}"[:MAX_REASON_CHARS]
+            self.say(describe_reload(entry))
             self.write_state()
             self.rewrite_result(entry)
             if self.active is None or not self.active.alive():
@@ -677,7 +680,7 @@ class Runner:
             self.write_state()
             if not active.alive() or active.tripped:
                 if self.probation is not None:
-                    why = active.describe_exit() if not active.alive() else f"it tripped ({active.tripped})"
+                    why = active.describe_exit() if not active.alive() else f"tripped ({active.tripped})"
                     self.rollback(f"the new version {why}")
                     return
                 if not active.alive():
