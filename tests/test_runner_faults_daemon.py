@@ -172,3 +172,15 @@ def test_an_active_instance_that_died_unreaped_is_gone_not_trading(tmp_path, pro
         assert f"active pid {active.pid} version 3f2a1b0c9d8e epoch 12 (exited)" in done.stdout, done.stdout
     finally:
         active.wait(timeout=10)
+
+
+def test_a_reload_id_listed_twice_is_told_once_not_at_every_look_and_junk_entries_are_skipped():
+    watch = RunnerWatch(Path("/nowhere"), since_wall=time.time() - 60)
+    assert watch.compare({"state": "running", "restarts": 0, "reloads": []}) == []
+    twice = [reload("r1", "done"), reload("r1", "failed", "the config check found no api key")]
+    [news] = watch.compare({"state": "running", "restarts": 0, "reloads": twice})
+    assert news.kind == "reload_failed", news
+    for _ in range(3):
+        assert watch.compare({"state": "running", "restarts": 0, "reloads": twice}) == []
+    junk = [1, None, {"id": 5}, {"id": "r2", "outcome": ["done"]}, {"id": "r3", "outcome": {"x": 1}}, *twice]
+    assert watch.compare({"state": "running", "restarts": 0, "reloads": junk}) == []

@@ -160,18 +160,21 @@ class RunnerWatch:
         first = not self._primed
         self._primed = True
         reloads = state.get("reloads")
-        entries = [e for e in reloads if isinstance(e, dict)] if isinstance(reloads, list) else []
+        # By id, the last entry listed: an id listed twice would otherwise differ from what was seen at every look.
+        latest: dict[str, dict[str, Any]] = {}
+        for entry in reloads if isinstance(reloads, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                latest.pop(entry["id"], None)
+                latest[entry["id"]] = entry
         seen: dict[str, Any] = {}
-        for entry in entries:
-            reload_id, outcome = entry.get("id"), entry.get("outcome")
-            if not isinstance(reload_id, str):
-                continue
+        for reload_id, entry in latest.items():
+            outcome = entry.get("outcome")
             seen[reload_id] = outcome
             if reload_id in self._seen and self._seen[reload_id] == outcome:
                 continue
             if first and _finished_before(entry, self.since_wall):
                 continue
-            if outcome in _RELOAD_NEWS:
+            if isinstance(outcome, str) and outcome in _RELOAD_NEWS:
                 kind, severity = _RELOAD_NEWS[outcome]
                 news.append(RunnerNews(kind, severity, describe_reload(entry)))
         # Only ids runner.json still lists are remembered: it keeps the last few, so this stays small.
