@@ -599,3 +599,29 @@ def test_a_config_path_with_a_newline_is_refused_for_a_unit_rather_than_adding_l
         )
         assert "ExecStartPre" not in result.stdout
     assert files_under(home) == []
+
+
+def test_a_variable_holding_a_control_character_is_left_out_by_name_and_the_rest_installed(
+    home: Path, config: Path, launchctl: StubCommands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", "tok\x01en")
+
+    result = install(config, "launchd")
+
+    assert result.exit_code == 0, result.output
+    assert "warning: BOT_TOKEN holds a line break or a control character" in result.stderr
+    job = plistlib.loads((home / "Library/LaunchAgents/dev.horus.daemon.plist").read_bytes())
+    assert "BOT_TOKEN" not in job["EnvironmentVariables"]
+
+
+def test_a_config_path_with_a_control_character_is_refused_for_a_plist_in_words(
+    home: Path, config: Path, tmp_path: Path, launchctl: StubCommands
+) -> None:
+    odd = tmp_path / "horus\x01.json"
+    odd.write_text(config.read_text())
+
+    result = install(odd, "launchd")
+
+    assert result.exit_code == 1
+    assert "nothing was written: a plist cannot hold a control character, and one is in " in result.stderr
+    assert files_under(home / "Library") == []

@@ -162,12 +162,16 @@ def _say_environment(spec: ServiceSpec) -> None:
         )
     if environment.dropped_path_entries:
         click.echo(
-            f"warning: left out of the service's PATH, because a service cannot use a relative entry: "
-            f"{', '.join(environment.dropped_path_entries)}",
+            "warning: left out of the service's PATH, because a service cannot use a relative entry (or one with a "
+            f"control character): {', '.join(map(repr, environment.dropped_path_entries))}",
             err=True,
         )
     for name in environment.unusable:
-        click.echo(f"warning: {name} holds a newline or NUL, which a service file cannot carry: not captured", err=True)
+        click.echo(
+            f"warning: {name} holds a line break or a control character, which a service file cannot carry: "
+            "not captured",
+            err=True,
+        )
 
 
 def _spec(config_path: Path, config: HorusConfig, state_dir: Path | None, scope: Scope) -> ServiceSpec:

@@ -45,6 +45,7 @@ __all__ = [
     "read_service_file",
     "remove_service_file",
     "run_tool",
+    "service_file_can_carry",
     "service_path",
     "tcc_protected",
     "write_service_file",
@@ -69,7 +70,7 @@ class CapturedEnvironment:
 
     ``missing``: variables the config refers to with a default (``${VAR:-x}``) that are not set now, so the
     service will use the default. (One without a default that is not set stops the config from loading.)
-    ``unusable``: variables set now whose value no unit or plist can carry (a newline, a NUL).
+    ``unusable``: variables set now whose value no unit or plist can carry (a line break, a control character).
     ``dropped_path_entries``: the relative entries of this shell's PATH, which a service cannot use.
     """
 
@@ -223,7 +224,7 @@ def capture_environment(config_text: str, environ: Mapping[str, str]) -> Capture
             continue
         if name == "PATH":
             continue
-        if "\n" in value or "\r" in value or "\0" in value:
+        if not service_file_can_carry(value):
             unusable.append(name)
             continue
         variables[name] = value
@@ -231,16 +232,23 @@ def capture_environment(config_text: str, environ: Mapping[str, str]) -> Capture
     return CapturedEnvironment(variables, tuple(captured), tuple(missing), tuple(unusable), dropped)
 
 
+def service_file_can_carry(value: str) -> bool:
+    """Whether a unit line and a plist string can both hold ``value``: no line break (it would end the unit's
+    line) and no other control character but a tab (XML 1.0 has no way to write one)."""
+    return not any(ord(character) < 0x20 and character != "\t" for character in value)
+
+
 def service_path(path: str) -> tuple[str, tuple[str, ...]]:
     """The shell's PATH fit for a service, and the entries left out: each absolute directory once, in order.
 
     A relative entry (``.``, ``bin``, ``~/bin``, an empty one) would be looked up from the service's working
-    directory, not where the shell was, so it is left out rather than carried along to mean something else.
+    directory, not where the shell was, so it is left out rather than carried along to mean something else;
+    so is one that a service file cannot carry (:func:`service_file_can_carry`).
     """
     kept: list[str] = []
     dropped: list[str] = []
     for entry in path.split(os.pathsep):
-        if not os.path.isabs(entry):
+        if not os.path.isabs(entry) or not service_file_can_carry(entry):
             dropped.append(entry or "(empty)")
         elif entry not in kept:
             kept.append(entry)
