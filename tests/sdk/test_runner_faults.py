@@ -96,3 +96,33 @@ def test_a_probation_failure_whose_rollback_fails_is_not_left_reported_as_done(s
     rewritten = read_result(service.state_dir, result["id"])
     assert rewritten is not None and rewritten["outcome"] == "failed", rewritten
     assert "could not be rolled back" in rewritten["reason"] and "is gone" in rewritten["reason"], rewritten
+
+
+def test_a_reload_request_cut_short_by_sigterm_is_answered_and_not_left_in_progress(service: Service) -> None:
+    service.start("--no-watch")
+    wait_until(service.trading, what="the first start")
+    service.write_version(mode="slow_ready", after=5.0)
+    request_id = new_request(service.state_dir, "reload", requested_by="test")
+    wait_until(lambda: service.state().get("standby"), what="the new version starting")
+    assert service.stop() == 0
+    result = read_result(service.state_dir, request_id)
+    assert result is not None and result["outcome"] == "failed", result
+    assert "asked to stop before the reload finished" in result["reason"], result
+    entry = service.state()["reloads"][-1]
+    assert entry["outcome"] == "failed" and entry["stage"] == "stop" and entry["finished_at"], entry
+
+
+def test_a_rollback_cut_short_by_sigterm_leaves_the_reload_failed_not_done(service: Service) -> None:
+    service.write_version(mode="slow_ready", after=1.5)  # so that its comeback in the rollback takes a while
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    service.write_version(mode="trip_after", after=0.3)
+    result = service.request("reload")
+    assert result["outcome"] == "done", result
+    wait_until(lambda: (service.state().get("standby") or {}).get("version") == first["version"], what="the rollback")
+    assert service.stop() == 0
+    entry = service.state()["reloads"][-1]
+    assert entry["outcome"] == "failed" and entry["stage"] == "probation", entry
+    assert "asked to stop before the rollback finished" in entry["reason"], entry
+    rewritten = read_result(service.state_dir, result["id"])
+    assert rewritten is not None and rewritten["outcome"] == "failed", rewritten

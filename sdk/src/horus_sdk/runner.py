@@ -397,6 +397,14 @@ class Runner:
         if request_id:
             entry["request_id"] = request_id
         try:
+            return self.reload_entry(entry, trigger)
+        except _Stopping:
+            # Its instances are being stopped: the reload will not finish, and runner.json must not say it goes on.
+            self.finish_reload(entry, "failed", "stop", "the runner was asked to stop before the reload finished")
+            raise
+
+    def reload_entry(self, entry: dict[str, Any], trigger: str) -> dict[str, Any]:
+        try:
             signature = source_signature(self.o.source)
             version, snapshot_dir = snapshot(self.o.source, self.paths.versions)
         except SourceError as exc:
@@ -545,13 +553,11 @@ class Runner:
                 bad.close()
                 self.active = None
                 new = self.start_fresh(target)
+        except _Stopping:
+            self.rollback_failed(entry, f"{why}; the runner was asked to stop before the rollback finished")
+            raise
         except _ReloadFailed as failure:
-            # Not "done" any more: the new version failed its probation, and the version before it is not back.
-            entry.update(outcome="failed", stage="probation", finished_at=time.time())
-            entry["reason"] = f"{why}; {failure.reason}"[:MAX_REASON_CHARS]
-            self.say(describe_reload(entry))
-            self.write_state()
-            self.rewrite_result(entry)
+            self.rollback_failed(entry, f"{why}; {failure.reason}")
             if self.active is None or not self.active.alive():
                 self.current_version = target
                 self.on_crash(None, f"version {bad.version} failed its probation and version {target} did not start")
@@ -564,6 +570,13 @@ class Runner:
         self.say(describe_reload(entry))
         self.rewrite_result(entry)
         self.set_state("running", f"version {target} is trading again (epoch {new.epoch}) after a rollback")
+
+    def rollback_failed(self, entry: dict[str, Any], reason: str) -> None:
+        """Not "done" any more: the new version failed its probation, and the version before it is not back."""
+        entry.update(outcome="failed", stage="probation", reason=reason[:MAX_REASON_CHARS], finished_at=time.time())
+        self.say(describe_reload(entry))
+        self.write_state()
+        self.rewrite_result(entry)
 
     def rewrite_result(self, entry: dict[str, Any]) -> None:
         request_id = entry.get("request_id")
@@ -600,12 +613,17 @@ class Runner:
         request_id, op = request["id"], request["op"]
         by = str(request.get("requested_by") or "someone")[:200]
         self.say(f"{op} requested by {by} (request {request_id})")
-        if op == "reload":
-            entry = self.reload("request", by, request_id)
-            self.write_result(request_id, op, entry["outcome"], describe_reload(entry), reload=entry)
-        else:
-            outcome, reason = self.restart(by)
-            self.write_result(request_id, op, outcome, reason)
+        try:
+            if op == "reload":
+                entry = self.reload("request", by, request_id)
+                self.write_result(request_id, op, entry["outcome"], describe_reload(entry), reload=entry)
+            else:
+                outcome, reason = self.restart(by)
+                self.write_result(request_id, op, outcome, reason)
+        except _Stopping:
+            # The request file is gone already: without this answer `horus reload` would wait for one in vain.
+            self.write_result(request_id, op, "failed", f"the runner was asked to stop before the {op} finished")
+            raise
 
     def restart(self, by: str) -> tuple[str, str]:
         if self.current_version is None:

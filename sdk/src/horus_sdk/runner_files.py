@@ -30,7 +30,8 @@ pause), ``gave_up`` (it crashed too often: the runner waits for a new version or
 ``stopping``, ``stopped``. ``process_start`` identifies a process for all time with its pid (see
 :func:`process_start_token`): a pid alone may have been reused. A reload's ``outcome``: ``done``,
 ``failed`` (the running version kept trading; ``stage`` and ``reason`` say where and why; at stage
-``probation``: the new version failed its probation and the rollback failed too),
+``probation``: the new version failed its probation and the rollback failed too; at ``stop``: the runner was
+stopped before the reload finished),
 ``rolled_back`` (the new version failed its probation and the previous one came back), ``unchanged``
 (nothing to reload). ``gap_ms``: from the old instance's last cycle to the new one's first.
 
@@ -238,6 +239,8 @@ def describe_reload(entry: dict[str, Any]) -> str:
         return f"reloaded {before} → {after}{epochs}{gap_text}"
     if outcome == "failed" and entry.get("stage") == "probation":
         return f"{after} failed its probation and could not be rolled back to {before}: {reason or 'no reason given'}"
+    if outcome == "failed" and entry.get("stage") == "stop":
+        return f"reload to {after} called off: {reason or 'no reason given'}"
     if outcome == "failed":
         stage = entry.get("stage") or "reload"
         return f"reload to {after} failed at {stage}: {reason or 'no reason given'}; {before} is still trading"
