@@ -861,3 +861,23 @@ def test_a_source_dir_that_is_not_a_directory_is_said_not_passed_over(tmp_path: 
         "service's code"
     ) in lines_of(result), result.stdout
     assert "no findings" not in result.stdout
+
+
+def test_a_source_tree_too_big_to_read_whole_is_said_with_what_was_read(tmp_path: Path) -> None:
+    source = tmp_path / "monorepo"
+    source.mkdir()
+    for index in range(2001):
+        (source / f"module_{index:04}.py").write_text("x = 1\n")
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={})
+    monitor = {
+        "name": "bot",
+        "check": {"type": "port_open", "port": 9},
+        "service": {"source_dir": str(source), "plist": str(plist)},
+    }
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    assert (
+        f"warning: only part of its source_dir {source} was searched (it stopped after 2000 source files), so "
+        "variables read in the rest were not compared with the job's: point service.source_dir at the service's "
+        "own code, not a tree that holds more"
+    ) in lines_of(result), result.stdout

@@ -18,7 +18,7 @@ import yaml
 from horus.doctor.findings import PROBLEM, WARNING, Finding
 from horus.doctor.host_env import ALWAYS_SET
 from horus.doctor.jobs import VARIABLE_NAME, Job, dotenv_keys
-from horus.doctor.reading import Unreadable, read_bounded, source_files
+from horus.doctor.reading import SourceWalk, Unreadable, read_bounded
 from horus.doctor.subject import Host, Subject
 
 KIND = "environment"
@@ -185,10 +185,22 @@ def _what_the_service_reads(subject: Subject) -> tuple[dict[str, Read], set[str]
             )
         )
     elif source_dir is not None:
-        for relative, text in source_files(source_dir, SOURCE_SUFFIXES):
+        walk = SourceWalk(source_dir, SOURCE_SUFFIXES)
+        for relative, text in walk:
             for name, line, defaulted in _reads_in(relative, text):
                 read(name).add(f"{relative} line {line}", in_code=True, defaulted=defaulted)
             loads.extend(_dotenv_loads(relative, text))
+        if walk.cut_short is not None:
+            findings.append(
+                Finding(
+                    WARNING,
+                    subject.monitor,
+                    KIND,
+                    f"only part of its source_dir {source_dir} was searched ({walk.cut_short}), so variables read "
+                    "in the rest were not compared with the job's",
+                    "point service.source_dir at the service's own code, not a tree that holds more",
+                )
+            )
     env_file = subject.env_file
     if env_file is not None:
         try:

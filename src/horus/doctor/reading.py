@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Unreadable", "read_bounded", "source_files"]
+__all__ = ["SourceWalk", "Unreadable", "read_bounded"]
 
 # A plist, unit, .env or compose file is a few KiB; more than this is not one.
 SETUP_FILE_MAX_BYTES = 1024 * 1024
@@ -21,6 +21,9 @@ SOURCE_FILE_MAX_BYTES = 512 * 1024
 SOURCE_FILES_MAX = 2000
 # And at most this much of them is read in all, so that one audit stays cheap whatever the tree holds.
 SOURCE_TOTAL_MAX_BYTES = 16 * 1024 * 1024
+# And at most this many names (files and directories, of any kind) are looked at: a tree of data files or a
+# home directory given by mistake ends the walk in about a second, not after millions of entries.
+SOURCE_ENTRIES_MAX = 200_000
 # Trees that hold other people's code, or build output.
 SKIPPED_DIRS = frozenset(
     {".git", ".hg", "node_modules", ".venv", "venv", "env", "__pycache__", "site-packages", ".tox", "dist", "build"}
@@ -55,34 +58,53 @@ def read_bounded(path: Path, limit: int = SETUP_FILE_MAX_BYTES) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def source_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[Path, str]]:
-    """(path relative to ``root``, text) of each source file under ``root`` whose name ends in one of
-    ``suffixes``, at most SOURCE_FILES_MAX of them. A link is followed only when it stays inside the tree."""
-    try:
-        real_root = root.resolve(strict=True)
-    except OSError:
-        return
-    seen = 0
-    total = 0
-    for directory, dirnames, filenames in os.walk(real_root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.endswith(suffixes):
-                continue
-            path = Path(directory) / name
-            try:
-                if path.is_symlink() and not path.resolve(strict=True).is_relative_to(real_root):
+class SourceWalk:
+    """The source files under ``root`` whose names end in one of ``suffixes``: iterate over it once for
+    (path relative to ``root``, text). A link is followed only when it stays inside the tree.
+
+    The walk is bounded (SOURCE_FILES_MAX files, SOURCE_TOTAL_MAX_BYTES read, SOURCE_ENTRIES_MAX names looked
+    at, whatever their kind); once it is over, ``cut_short`` says which bound stopped it, or is None when the
+    whole tree was read, so that a partial audit is never passed off as a whole one.
+    """
+
+    def __init__(self, root: Path, suffixes: tuple[str, ...]) -> None:
+        self.root = root
+        self.suffixes = suffixes
+        self.cut_short: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[Path, str]]:
+        try:
+            real_root = self.root.resolve(strict=True)
+        except OSError:
+            return
+        seen = 0
+        looked_at = 0
+        total = 0
+        for directory, dirnames, filenames in os.walk(real_root, followlinks=False):
+            looked_at += len(dirnames) + len(filenames)
+            if looked_at > SOURCE_ENTRIES_MAX:
+                self.cut_short = f"it stopped after {SOURCE_ENTRIES_MAX} files and directories"
+                return
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.endswith(self.suffixes):
                     continue
-            except OSError:
-                continue
-            seen += 1
-            if seen > SOURCE_FILES_MAX:
-                return
-            try:
-                text = read_bounded(path, SOURCE_FILE_MAX_BYTES)
-            except Unreadable:
-                continue
-            total += len(text)
-            if total > SOURCE_TOTAL_MAX_BYTES:
-                return
-            yield path.relative_to(real_root), text
+                path = Path(directory) / name
+                try:
+                    if path.is_symlink() and not path.resolve(strict=True).is_relative_to(real_root):
+                        continue
+                except OSError:
+                    continue
+                seen += 1
+                if seen > SOURCE_FILES_MAX:
+                    self.cut_short = f"it stopped after {SOURCE_FILES_MAX} source files"
+                    return
+                try:
+                    text = read_bounded(path, SOURCE_FILE_MAX_BYTES)
+                except Unreadable:
+                    continue
+                total += len(text)
+                if total > SOURCE_TOTAL_MAX_BYTES:
+                    self.cut_short = f"it stopped after reading {SOURCE_TOTAL_MAX_BYTES // (1024 * 1024)} MiB"
+                    return
+                yield path.relative_to(real_root), text
