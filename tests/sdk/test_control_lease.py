@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,25 @@ def test_a_lease_file_others_may_write_is_refused(tmp_path: Path) -> None:
     path.chmod(0o666)
     with pytest.raises(LeaseError, match="others may write"):
         Lease(path).try_acquire()
+
+
+async def test_a_standby_told_to_stop_ends_at_once_without_waiting_to_be_promoted(
+    runner: PlayedRunner, tmp_path: Path
+) -> None:
+    """The runner stopping (SIGTERM) during a reload tells its standby "stop": it waited for a promotion that
+    would never come, until the runner's --stop-timeout ran out and it was terminated."""
+    control = Control(tmp_path / "control", poll_interval=0.05)
+    async with control:
+        await runner.expect("hello")
+        stopping = runner.on("ready", "stop")
+        backstop = threading.Timer(5.0, runner.sock.close)  # a runner that goes away ends the wait in any case
+        backstop.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(HandedOver):
+                await control.ready()
+        finally:
+            backstop.cancel()
+        assert time.monotonic() - started < 3.0, "the standby waited for a promotion after it was told to stop"
+        stopping.join(5)
+    assert not status_path(tmp_path / "control").exists()

@@ -98,9 +98,12 @@ class RunnerLink:
             self._verdict = None
 
     async def wait_for_promotion(self) -> bool:
-        """True once the runner promotes this standby; False when the runner went away first."""
+        """True once the runner promotes this standby; False when the runner went away or asked it to stop
+        first (a runner that is stopping never promotes it)."""
         while not self.promote.is_set():
-            if self.gone.is_set():
+            with self._state_lock:
+                stop_wanted = self._stop_wanted
+            if stop_wanted or self.gone.is_set():
                 return False
             await asyncio.sleep(WAIT_STEP_SECONDS)
         return True
