@@ -881,3 +881,27 @@ def test_a_source_tree_too_big_to_read_whole_is_said_with_what_was_read(tmp_path
         "variables read in the rest were not compared with the job's: point service.source_dir at the service's "
         "own code, not a tree that holds more"
     ) in lines_of(result), result.stdout
+
+
+def test_a_compose_file_whose_aliases_expand_without_end_is_read_in_a_moment(tmp_path: Path) -> None:
+    source = tmp_path / "bot"
+    source.mkdir()
+    layers = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        layers.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    (source / "compose.yaml").write_text(
+        "\n".join([*layers, "services:", "  bot:", '    environment: [*h, *h, *h, *h, "DB_URL=pg"]', ""])
+    )
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={})
+    monitor = {
+        "name": "bot",
+        "check": {"type": "port_open", "port": 9},
+        "service": {"source_dir": str(source), "plist": str(plist)},
+    }
+    result = subprocess.run(
+        [str(HORUS), "doctor", "-c", str(write_config(tmp_path, monitor))], capture_output=True, text=True, timeout=15
+    )
+
+    assert "problem: DB_URL is set for the service in compose service bot's environment:" in result.stdout, (
+        result.stdout + result.stderr
+    )

@@ -325,7 +325,9 @@ def _environment_names(block: Any) -> list[str]:
     if isinstance(block, dict):
         candidates = [str(key) for key in block]
     elif isinstance(block, list):
-        candidates = [str(item).partition("=")[0].strip() for item in block]
+        # Only strings ("NAME=value", "NAME"): str() of anything else would expand YAML aliases, and a file of
+        # aliases of aliases spells billions of items in a few lines.
+        candidates = [item.partition("=")[0].strip() for item in block if isinstance(item, str)]
     else:
         return []
     return [name for name in candidates if VARIABLE_NAME.fullmatch(name)]
