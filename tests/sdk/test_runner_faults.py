@@ -126,3 +126,11 @@ def test_a_rollback_cut_short_by_sigterm_leaves_the_reload_failed_not_done(servi
     assert "asked to stop before the rollback finished" in entry["reason"], entry
     rewritten = read_result(service.state_dir, result["id"])
     assert rewritten is not None and rewritten["outcome"] == "failed", rewritten
+
+
+def test_a_source_tree_of_too_many_directories_is_refused_in_one_sentence_at_once(service: Service) -> None:
+    for index in range(3000):
+        (service.source / "data" / f"day-{index}").mkdir(parents=True)
+    done = subprocess.run(service.argv(), env=service.env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "holds more than 2000 directories" in done.stderr, done.stderr

@@ -11,6 +11,9 @@ import subprocess
 from pathlib import Path
 
 MAX_FILES = 5000
+# The watcher walks the tree every --watch-interval on the runner's one thread: a tree of a hundred thousand
+# directories (with few files) took seconds a walk, seconds in which no crash or request was seen.
+MAX_DIRS = 2000
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
 PREFLIGHT_TIMEOUT = 30.0
 _SKIPPED_DIRS = {"__pycache__", ".git"}
@@ -27,7 +30,11 @@ def source_files(source: Path) -> list[str]:
         raise SourceError(f"the source {source} is not a directory (moved or deleted?)")
     found: list[str] = []
     total = 0
+    walked = 0
     for root, dirs, files in os.walk(source, onerror=_unlisted):
+        walked += 1
+        if walked > MAX_DIRS:
+            raise SourceError(f"{source} holds more than {MAX_DIRS} directories; a version is at most that many")
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith("."))
         for name in files:
             if name.startswith(".") or name.endswith(".pyc"):
