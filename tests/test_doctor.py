@@ -905,3 +905,37 @@ def test_a_compose_file_whose_aliases_expand_without_end_is_read_in_a_moment(tmp
     assert "problem: DB_URL is set for the service in compose service bot's environment:" in result.stdout, (
         result.stdout + result.stderr
     )
+
+
+def test_a_binary_plist_is_read_like_an_xml_one(tmp_path: Path, bot: Path) -> None:
+    plist = tmp_path / "bot.plist"
+    job = {"Label": "com.example.bot", "ProgramArguments": [PYTHON], "EnvironmentVariables": {"EXCHANGE_KEY": "k"}}
+    plist.write_bytes(plistlib.dumps(job, fmt=plistlib.FMT_BINARY))
+
+    result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
+
+    assert "cannot be read" not in result.stdout, result.stdout
+    assert "problem: the service reads REDIS_URL (bot.py line 5) but its plist does not set it" in result.stdout
+
+
+def test_a_binary_plist_whose_values_repeat_one_another_without_end_is_read_in_a_moment(
+    tmp_path: Path, bot: Path
+) -> None:
+    # A binary plist refers to one object as often as it likes: nine levels of nine are billions of strings.
+    nested: list[Any] = ["lol"] * 9
+    for _ in range(8):
+        nested = [nested] * 9
+    plist = tmp_path / "bot.plist"
+    job = {"Label": "b", "ProgramArguments": [PYTHON], "EnvironmentVariables": {"EXCHANGE_KEY": "k", "BOMB": nested}}
+    plist.write_bytes(plistlib.dumps(job, fmt=plistlib.FMT_BINARY))
+
+    result = subprocess.run(
+        [str(HORUS), "doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist)))],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+
+    assert "problem: the service reads REDIS_URL (bot.py line 5) but its plist does not set it" in result.stdout, (
+        result.stdout + result.stderr
+    )

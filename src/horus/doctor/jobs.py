@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from horus.doctor.reading import Unreadable, read_bounded
+from horus.doctor.reading import Unreadable, read_bounded, read_bounded_bytes
 
 __all__ = [
     "LAUNCHD_DEFAULT_PATH",
@@ -85,9 +85,10 @@ class Job:
 
 def load_plist(path: Path) -> Job:
     """The job a launchd plist describes; raises Unreadable when it cannot be read or is not a job."""
-    text = read_bounded(path)
+    # As bytes: a plist may be binary (plutil -convert binary1), which no text decoding leaves whole.
+    content = read_bounded_bytes(path)
     try:
-        data = plistlib.loads(text.encode("utf-8", errors="surrogateescape"))
+        data = plistlib.loads(content)
     except Exception as exc:  # plistlib raises whatever its XML or binary parser met (ExpatError, KeyError...)
         raise Unreadable(f"it is not a valid plist ({exc})") from None
     if not isinstance(data, dict):
@@ -101,7 +102,11 @@ def load_plist(path: Path) -> Job:
         job.argv = [program, *job.argv[1:]]
     env = data.get("EnvironmentVariables")
     if isinstance(env, dict):
-        job.environment = {k: str(v) for k, v in env.items() if isinstance(k, str)}
+        # Scalars only: a binary plist may refer to one array from itself over and over, and str() of it
+        # would spell out billions of items. launchd takes strings here anyway.
+        job.environment = {
+            k: str(v) for k, v in env.items() if isinstance(k, str) and isinstance(v, str | int | float | bool)
+        }
     if isinstance(data.get("WorkingDirectory"), str):
         job.working_directory = Path(data["WorkingDirectory"])
     for key in ("StandardOutPath", "StandardErrorPath"):

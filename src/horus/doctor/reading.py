@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["SourceWalk", "Unreadable", "read_bounded"]
+__all__ = ["SourceWalk", "Unreadable", "read_bounded", "read_bounded_bytes"]
 
 # A plist, unit, .env or compose file is a few KiB; more than this is not one.
 SETUP_FILE_MAX_BYTES = 1024 * 1024
@@ -36,6 +36,12 @@ class Unreadable(Exception):
 
 def read_bounded(path: Path, limit: int = SETUP_FILE_MAX_BYTES) -> str:
     """The text of the regular file ``path`` (links followed), at most ``limit`` bytes; raises Unreadable."""
+    return read_bounded_bytes(path, limit).decode("utf-8", errors="replace")
+
+
+def read_bounded_bytes(path: Path, limit: int = SETUP_FILE_MAX_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (links followed), at most ``limit``; raises Unreadable. For a
+    file that need not be text (a binary plist)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -50,12 +56,11 @@ def read_bounded(path: Path, limit: int = SETUP_FILE_MAX_BYTES) -> str:
             raise Unreadable("it is not a regular file")
         if info.st_size > limit:
             raise Unreadable(f"it is {info.st_size} bytes, more than the {limit} a file of this kind can be")
-        data = os.read(fd, limit + 1)
+        return os.read(fd, limit + 1)
     except OSError as exc:
         raise Unreadable(exc.strerror or str(exc)) from None
     finally:
         os.close(fd)
-    return data.decode("utf-8", errors="replace")
 
 
 class SourceWalk:
