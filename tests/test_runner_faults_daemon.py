@@ -184,3 +184,30 @@ def test_a_reload_id_listed_twice_is_told_once_not_at_every_look_and_junk_entrie
         assert watch.compare({"state": "running", "restarts": 0, "reloads": twice}) == []
     junk = [1, None, {"id": 5}, {"id": "r2", "outcome": ["done"]}, {"id": "r3", "outcome": {"x": 1}}, *twice]
     assert watch.compare({"state": "running", "restarts": 0, "reloads": junk}) == []
+
+
+def test_a_runner_starting_its_instance_is_not_judged_until_the_trading_limit(tmp_path, procs):
+    """At its start, a crash restart or a restart request the runner has a standby warming up and no active instance
+    for up to its ready timeout: that is a service starting, not a failing one (a heal then would restart a start)."""
+    runner, booting = sleeper(), sleeper()
+    procs += [runner, booting]
+    runner_dir = tmp_path / "runner"
+    warming = instance(booting, epoch=None, trading_since=None, started_at=time.time() - 5)
+    write_runner(runner_dir, runner_pid=runner.pid, state="starting", standby=warming)
+    result = probe(runner_dir)
+    assert result.status is Status.UNKNOWN, result
+    waiting = f"is starting: its instance (pid {booting.pid}, version 3f2a1b0c9d8e) has not taken the lease yet"
+    assert waiting in result.reason
+    assert result.recheck_in is not None and 100 < result.recheck_in <= 115
+
+    too_long = {**warming, "started_at": time.time() - 300}
+    write_runner(runner_dir, runner_pid=runner.pid, state="starting", standby=too_long)
+    result = probe(runner_dir)
+    assert result.status is Status.UNHEALTHY, result
+    assert "started 5 min ago and has not traded yet, limit 2 min" in result.reason
+
+    booting.kill()
+    booting.wait(timeout=10)
+    write_runner(runner_dir, runner_pid=runner.pid, state="starting", standby=warming)
+    result = probe(runner_dir)
+    assert result.status is Status.UNHEALTHY and "has no active instance: state starting" in result.reason, result

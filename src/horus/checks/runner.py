@@ -47,7 +47,9 @@ class RunnerCheck(Check[RunnerOptions]):
     - ``runner.json`` is missing, unreadable, or could have been written by another user;
     - the runner process is gone (nothing restarts the service's instances any more);
     - there is no active instance: the runner is in ``backoff`` after a crash, or ``gave_up`` after too many
-      (the reason gives the runner's ``state_reason`` and how the last instance exited);
+      (the reason gives the runner's ``state_reason`` and how the last instance exited); while it is
+      ``starting`` an instance (at its start, after a crash's backoff, at a restart request) it is judged like
+      an active instance that has not traded yet, below;
     - the active instance's process is gone;
     - the active instance has not started trading ``trading_within_seconds`` (default 120) after it started;
       before that the check cannot judge yet.
@@ -87,6 +89,18 @@ def judge(state: Mapping[str, Any], *, now_wall: float, trading_within: float) -
         )
     active = state.get("active")
     runner_state = str(state.get("state") or "unknown")
+    standby = state.get("standby")
+    standby = standby if isinstance(standby, Mapping) else None
+    starting = not isinstance(active, Mapping) and runner_state == "starting"
+    if starting and standby is not None and same_process(standby.get("pid"), standby.get("process_start")):
+        return _not_trading_yet(
+            standby,
+            f"the runner (pid {runner_pid}) is starting: its instance ({describe_instance(standby)})",
+            "has not taken the lease yet",
+            now_wall=now_wall,
+            trading_within=trading_within,
+            details=details,
+        )
     if not isinstance(active, Mapping):
         why = str(state.get("state_reason") or "").strip()
         exit_text = describe_exit(state.get("last_exit"))
@@ -101,22 +115,16 @@ def judge(state: Mapping[str, Any], *, now_wall: float, trading_within: float) -
             **details,
         )
     if not active.get("trading_since"):
-        started = wall_time(active.get("started_at"))
-        age = now_wall - started if started is not None else None
-        if age is not None and age > trading_within:
-            return CheckResult.unhealthy(
-                f"the active instance ({describe_instance(active)}) started {humanize.duration(age)} ago and has "
-                f"not traded yet, limit {humanize.duration(trading_within)}",
-                **details,
-            )
-        return CheckResult.unknown(
-            f"the active instance ({describe_instance(active)}) has not started trading yet",
-            recheck_in=max(0.5, trading_within - age) if age is not None else None,
-            **details,
+        return _not_trading_yet(
+            active,
+            f"the active instance ({describe_instance(active)})",
+            "has not started trading yet",
+            now_wall=now_wall,
+            trading_within=trading_within,
+            details=details,
         )
     reason = f"the runner (pid {runner_pid}) is {runner_state}; {describe_instance(active)} is trading"
-    standby = state.get("standby")
-    if isinstance(standby, Mapping):
+    if standby is not None:
         reason += f"; standby {describe_instance(standby)}"
     return CheckResult.healthy(reason, **details)
 
@@ -136,6 +144,31 @@ def same_process(pid: Any, process_start: Any) -> bool:
         return False
     except psutil.Error:
         return True  # not ours to look at further: its pid and start time are what there is to go by
+
+
+def _not_trading_yet(
+    instance: Mapping[str, Any],
+    subject: str,
+    waiting: str,
+    *,
+    now_wall: float,
+    trading_within: float,
+    details: dict[str, Any],
+) -> CheckResult:
+    """An instance alive but not trading yet: not judged until ``trading_within`` after it started."""
+    started = wall_time(instance.get("started_at"))
+    age = now_wall - started if started is not None else None
+    if age is not None and age > trading_within:
+        return CheckResult.unhealthy(
+            f"{subject} started {humanize.duration(age)} ago and has not traded yet, "
+            f"limit {humanize.duration(trading_within)}",
+            **details,
+        )
+    return CheckResult.unknown(
+        f"{subject} {waiting}",
+        recheck_in=max(0.5, trading_within - age) if age is not None else None,
+        **details,
+    )
 
 
 def wall_time(value: Any) -> float | None:
