@@ -17,6 +17,7 @@ MAX_DIRS = 2000
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
 PREFLIGHT_TIMEOUT = 30.0
 _SKIPPED_DIRS = {"__pycache__", ".git"}
+_UNFINISHED = ".staging-"  # a version being copied in, or one being pruned: never a version to run
 
 
 class SourceError(Exception):
@@ -91,8 +92,8 @@ def snapshot(source: Path, versions_dir: Path) -> tuple[str, Path]:
     The id is computed from the copy, so a file edited while being copied cannot give the copy the id of
     other contents."""
     versions_dir.mkdir(mode=0o700, exist_ok=True)
-    staging = versions_dir / f".staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove_unfinished(versions_dir)
+    staging = versions_dir / f"{_UNFINISHED}{os.getpid()}"
     staging.mkdir(mode=0o700)
     try:
         for relative in source_files(source):
@@ -125,7 +126,20 @@ def prune_versions(versions_dir: Path, *, keep: int, protected: set[str]) -> Non
         )
         for stale in entries[keep:]:
             if stale.name not in protected:
-                shutil.rmtree(stale, ignore_errors=True)
+                # Out of sight first: a kill -9 in the middle of rmtree would leave a half version under its
+                # own name, which snapshot() would take for whole the next time these contents come back.
+                doomed = versions_dir / f"{_UNFINISHED}pruned-{stale.name}"
+                os.replace(stale, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _remove_unfinished(versions_dir: Path) -> None:
+    """What a runner killed in the middle of a copy or a prune left behind. Only the one runner that holds
+    the state dir's lock snapshots into it, so every such entry is a leftover."""
+    with contextlib.suppress(OSError):
+        for entry in versions_dir.iterdir():
+            if entry.name.startswith(_UNFINISHED):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 # Imports the entry by path under another name than __main__, so its `if __name__ == "__main__"` does not run.
