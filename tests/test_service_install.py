@@ -609,7 +609,7 @@ def test_a_variable_holding_a_control_character_is_left_out_by_name_and_the_rest
     result = install(config, "launchd")
 
     assert result.exit_code == 0, result.output
-    assert "warning: BOT_TOKEN holds a line break or a control character" in result.stderr
+    assert "warning: BOT_TOKEN holds a line break, a control character or bytes that are not UTF-8" in result.stderr
     job = plistlib.loads((home / "Library/LaunchAgents/dev.horus.daemon.plist").read_bytes())
     assert "BOT_TOKEN" not in job["EnvironmentVariables"]
 
@@ -623,5 +623,33 @@ def test_a_config_path_with_a_control_character_is_refused_for_a_plist_in_words(
     result = install(odd, "launchd")
 
     assert result.exit_code == 1
-    assert "nothing was written: a plist cannot hold a control character, and one is in " in result.stderr
+    assert "nothing was written: the config's path holds a control character, which a plist cannot carry" in (
+        result.stderr
+    )
     assert files_under(home / "Library") == []
+
+
+@pytest.mark.parametrize("manager", ["launchd", "systemd"])
+def test_a_variable_or_a_config_path_that_is_not_utf8_is_named_not_a_codec_error(
+    home: Path,
+    config: Path,
+    tmp_path: Path,
+    launchctl: StubCommands,
+    systemctl: StubCommands,
+    monkeypatch: pytest.MonkeyPatch,
+    manager: str,
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", os.fsdecode(b"tok\xffen"))
+    result = install(config, manager)
+
+    assert result.exit_code == 0, result.output
+    assert "warning: BOT_TOKEN holds a line break, a control character or bytes that are not UTF-8" in result.stderr
+    assert "codec" not in result.output
+
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/horus-\xff.json"))
+    odd.write_text(config.read_text())
+    refused = install(odd, manager)
+
+    assert refused.exit_code == 1
+    assert "the config's path holds bytes that are not UTF-8, which a" in refused.stderr
+    assert "codec" not in refused.output

@@ -162,14 +162,14 @@ def _say_environment(spec: ServiceSpec) -> None:
         )
     if environment.dropped_path_entries:
         click.echo(
-            "warning: left out of the service's PATH, because a service cannot use a relative entry (or one with a "
-            f"control character): {', '.join(map(repr, environment.dropped_path_entries))}",
+            "warning: left out of the service's PATH, because a service cannot use a relative entry (nor one a "
+            f"service file cannot carry): {', '.join(map(repr, environment.dropped_path_entries))}",
             err=True,
         )
     for name in environment.unusable:
         click.echo(
-            f"warning: {name} holds a line break or a control character, which a service file cannot carry: "
-            "not captured",
+            f"warning: {name} holds a line break, a control character or bytes that are not UTF-8, which a service "
+            "file cannot carry: not captured",
             err=True,
         )
 

@@ -43,11 +43,12 @@ __all__ = [
     "capture_environment",
     "horus_command",
     "read_service_file",
+    "refuse_uncarriable_paths",
     "remove_service_file",
     "run_tool",
-    "service_file_can_carry",
     "service_path",
     "tcc_protected",
+    "uncarriable",
     "write_service_file",
     "write_service_files",
 ]
@@ -70,7 +71,7 @@ class CapturedEnvironment:
 
     ``missing``: variables the config refers to with a default (``${VAR:-x}``) that are not set now, so the
     service will use the default. (One without a default that is not set stops the config from loading.)
-    ``unusable``: variables set now whose value no unit or plist can carry (a line break, a control character).
+    ``unusable``: variables set now whose value no unit or plist can carry (see :func:`uncarriable`).
     ``dropped_path_entries``: the relative entries of this shell's PATH, which a service cannot use.
     """
 
@@ -224,7 +225,7 @@ def capture_environment(config_text: str, environ: Mapping[str, str]) -> Capture
             continue
         if name == "PATH":
             continue
-        if not service_file_can_carry(value):
+        if uncarriable(value) is not None:
             unusable.append(name)
             continue
         variables[name] = value
@@ -232,10 +233,30 @@ def capture_environment(config_text: str, environ: Mapping[str, str]) -> Capture
     return CapturedEnvironment(variables, tuple(captured), tuple(missing), tuple(unusable), dropped)
 
 
-def service_file_can_carry(value: str) -> bool:
-    """Whether a unit line and a plist string can both hold ``value``: no line break (it would end the unit's
-    line) and no other control character but a tab (XML 1.0 has no way to write one)."""
-    return not any(ord(character) < 0x20 and character != "\t" for character in value)
+def uncarriable(value: str) -> str | None:
+    """What in ``value`` no unit line or plist string can hold, in words, or None when both can hold it: a line
+    break (it would end the unit's line), another control character but a tab (XML 1.0 cannot write one), or
+    bytes that are not UTF-8 (a service file is UTF-8)."""
+    if "\n" in value or "\r" in value:
+        return "a line break"
+    if any(ord(character) < 0x20 and character != "\t" for character in value):
+        return "a control character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bytes that are not UTF-8"
+    return None
+
+
+def refuse_uncarriable_paths(spec: ServiceSpec, noun: str) -> None:
+    """Raise ValueError, in words, if a path the service file names is one it cannot carry (:func:`uncarriable`).
+    The captured variables were sifted already; what is left are the user's own paths."""
+    named = [("the config's path", str(spec.config_path)), ("the working directory", str(spec.working_directory))]
+    named += [(f"the argument {argument!r} of horus run", argument) for argument in spec.argv]
+    for what, value in named:
+        why = uncarriable(value)
+        if why is not None:
+            raise ValueError(f"{what} holds {why}, which a {noun} cannot carry; move it to a path without one")
 
 
 def service_path(path: str) -> tuple[str, tuple[str, ...]]:
@@ -243,12 +264,12 @@ def service_path(path: str) -> tuple[str, tuple[str, ...]]:
 
     A relative entry (``.``, ``bin``, ``~/bin``, an empty one) would be looked up from the service's working
     directory, not where the shell was, so it is left out rather than carried along to mean something else;
-    so is one that a service file cannot carry (:func:`service_file_can_carry`).
+    so is one that a service file cannot carry (:func:`uncarriable`).
     """
     kept: list[str] = []
     dropped: list[str] = []
     for entry in path.split(os.pathsep):
-        if not os.path.isabs(entry) or not service_file_can_carry(entry):
+        if not os.path.isabs(entry) or uncarriable(entry) is not None:
             dropped.append(entry or "(empty)")
         elif entry not in kept:
             kept.append(entry)

@@ -21,8 +21,8 @@ from horus.host_service import (
     ServiceFile,
     ServiceSpec,
     Step,
+    refuse_uncarriable_paths,
     run_tool,
-    service_file_can_carry,
     tcc_protected,
 )
 
@@ -99,12 +99,7 @@ class Launchd:
 
     def files(self, spec: ServiceSpec) -> list[ServiceFile]:
         job = self.job(spec, spec.environment.variables)
-        odd = [a for a in (str(spec.config_path), *spec.argv) if not service_file_can_carry(a)]
-        if odd:
-            # The captured variables were sifted already: what is left is a path of the user's.
-            raise ValueError(
-                f"a plist cannot hold a control character, and one is in {odd[0]!r}; move it to a path without one"
-            )
+        refuse_uncarriable_paths(spec, "plist")
         content = plistlib.dumps(job, fmt=plistlib.FMT_XML, sort_keys=True)
         if plistlib.loads(content) != job:
             raise ValueError(f"the plist for {self.name} does not read back as it was written")

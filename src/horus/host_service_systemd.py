@@ -15,7 +15,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from horus.host_service import ManagerState, Scope, ServiceFile, ServiceSpec, Step, run_tool
+from horus.host_service import (
+    ManagerState,
+    Scope,
+    ServiceFile,
+    ServiceSpec,
+    Step,
+    refuse_uncarriable_paths,
+    run_tool,
+)
 
 __all__ = ["DEFAULT_NAME", "Systemd", "quote_argument", "quote_assignment"]
 
@@ -46,18 +54,6 @@ def quote_assignment(name: str, value: str) -> str:
     """One Environment= assignment, double-quoted (systemd unescapes ``\\\\`` and ``\\"`` in it; ``%`` doubled)."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'Environment="{name}={escaped}"'
-
-
-def _on_one_line(spec: ServiceSpec) -> None:
-    """Raise ValueError if a path the unit names holds a line break: written into the unit, it would end its
-    line and start another (an ExecStartPre= of whoever named the directory)."""
-    named = [("the config's path", str(spec.config_path)), ("the working directory", str(spec.working_directory))]
-    named += [(f"the argument {argument!r} of horus run", argument) for argument in spec.argv]
-    for what, value in named:
-        if "\n" in value or "\r" in value:
-            raise ValueError(
-                f"{what} holds a line break, which a systemd unit cannot carry; move it to a path without one"
-            )
 
 
 def _specifiers_escaped(text: str) -> str:
@@ -156,7 +152,7 @@ class Systemd:
         return unit, hook
 
     def files(self, spec: ServiceSpec) -> list[ServiceFile]:
-        _on_one_line(spec)
+        refuse_uncarriable_paths(spec, "systemd unit")
         unit, hook = self.render(spec, spec.environment.variables)
         shown_unit, shown_hook = self.render(spec, spec.environment.masked())
         unit_path, hook_path = self.installed_paths()
