@@ -145,3 +145,14 @@ def test_what_a_runner_killed_mid_copy_left_in_versions_is_removed_at_the_next_s
     active = wait_until(service.trading, what="the first start")
     assert not leftover.exists()
     assert sorted(p.name for p in (service.state_dir / "versions").iterdir()) == [active["version"]]
+
+
+def test_sigterm_during_the_preflight_check_starts_no_new_instance(service: Service) -> None:
+    service.start("--no-watch", "--check-command", "sleep 1.5")
+    wait_until(service.trading, what="the first start")
+    service.write_version(mode="normal", v=2)
+    new_request(service.state_dir, "reload", requested_by="test")
+    wait_until(lambda: service.state().get("state") == "reloading", what="the reload's preflight")
+    assert service.stop() == 0
+    assert service.stderr().count("started instance") == 1, service.stderr()
+    assert service.state()["reloads"][-1]["stage"] == "stop", service.state()["reloads"]

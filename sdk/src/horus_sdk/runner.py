@@ -263,6 +263,9 @@ class Runner:
         return self.paths.versions / version
 
     def launch(self, version: str) -> Instance:
+        if self.stop_requested:
+            # Asked to stop during a preflight or an orphan's wait: an instance started now would only be stopped.
+            raise _Stopping
         instance = start_instance(
             self.o.command,
             version=version,
