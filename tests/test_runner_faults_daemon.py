@@ -147,6 +147,8 @@ def test_what_the_runner_finished_while_horus_was_stopped_is_told_once_at_the_ne
         assert told("reloaded version aaaaaaaaaaaa") == 1
         alerts = [e["alert"] for e in log.named("monitor.alert")]
         assert alerts == ["reload_done", "reload_failed", "reload_rolled_back", "reload_failed"], alerts
+        # What Horus remembers is private like the rest of its state dir: no start has to tighten it.
+        assert not log.named("state.permissions_tightened")
     finally:
         stop_daemon(daemon)
 

@@ -21,6 +21,7 @@ never raised into the look.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from horus.checks.runner import describe_exit, runner_instance, wall_time
+from horus.files import write_file_atomically
 from horus.log import get_logger
 from horus.notify.events import EventKind, Severity
-from horus_sdk.formats import read_json, write_json_atomic
+from horus_sdk.formats import read_json
 from horus_sdk.runner_files import describe_reload, read_runner_state
 
 if TYPE_CHECKING:
@@ -144,7 +146,8 @@ class RunnerWatch:
                 except ValueError:
                     memory = {}  # damaged: started anew, since a rewrite is the only way back
                 memory[monitor] = entry
-                write_json_atomic(self.memory, {"format": MEMORY_FORMAT, "monitors": memory})
+                text = json.dumps({"format": MEMORY_FORMAT, "monitors": memory}, separators=(",", ":"), default=str)
+                write_file_atomically(self.memory, text.encode("utf-8"))  # private, like the rest of the state dir
         except OSError as exc:
             log.warning("runner.memory_unwritable", monitor=monitor, error=str(exc), note="a restart may tell it again")
             return
