@@ -939,3 +939,26 @@ def test_a_binary_plist_whose_values_repeat_one_another_without_end_is_read_in_a
     assert "problem: the service reads REDIS_URL (bot.py line 5) but its plist does not set it" in result.stdout, (
         result.stdout + result.stderr
     )
+
+
+def test_a_log_path_that_is_a_link_loop_or_a_link_into_a_missing_directory_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    (tmp_path / "dangling.log").symlink_to(tmp_path / "gone" / "out.log")
+    plist = write_plist(
+        tmp_path / "bot.plist",
+        ProgramArguments=["/bin/sh"],
+        StandardOutPath=str(tmp_path / "loop-a"),
+        StandardErrorPath=str(tmp_path / "dangling.log"),
+    )
+    monitor = {"name": "bot", "check": {"type": "port_open", "port": 9}, "service": {"plist": str(plist)}}
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    assert result.returncode == 1, result.stdout
+    assert (
+        f"problem: its plist's StandardOutPath {tmp_path / 'loop-a'} is a symbolic link that leads back to itself"
+    ) in result.stdout
+    assert (
+        f"problem: its plist's StandardErrorPath {tmp_path / 'dangling.log'} is a link to "
+        f"{tmp_path / 'gone' / 'out.log'}, which is in {tmp_path / 'gone'}, which does not exist"
+    ) in result.stdout

@@ -55,6 +55,27 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
 def _why_not_writable(used: UsedPath, writer: Writer, host: Host) -> tuple[str, str] | None:
     path = used.path
     try:
+        is_link = path.is_symlink()
+    except OSError:
+        is_link = False
+    if is_link:
+        # launchd and systemd open the file the link leads to: that is what has to be writable.
+        try:
+            path = path.resolve(strict=True)
+        except FileNotFoundError:
+            path = Path(os.path.realpath(used.path))
+            if not path.parent.is_dir():
+                return (
+                    f"{used.where} {used.path} is a link to {path}, which is in {path.parent}, which does not exist",
+                    f"create it (mkdir -p {path.parent}) or point the link or the setting at a file that can be",
+                )
+        except (RuntimeError, OSError):  # RuntimeError: Python before 3.13 on a loop
+            return (
+                f"{used.where} {used.path} is a symbolic link that leads back to itself, so nothing can be written "
+                "through it",
+                f"remove the link {used.path}, or point it at the log file",
+            )
+    try:
         exists = path.exists()
     except OSError:
         exists = False
