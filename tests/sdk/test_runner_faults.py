@@ -156,3 +156,14 @@ def test_sigterm_during_the_preflight_check_starts_no_new_instance(service: Serv
     assert service.stop() == 0
     assert service.stderr().count("started instance") == 1, service.stderr()
     assert service.state()["reloads"][-1]["stage"] == "stop", service.state()["reloads"]
+
+
+def test_a_python_file_nested_too_deeply_to_compile_fails_the_preflight_in_a_sentence(service: Service) -> None:
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    (service.source / "table.py").write_text("x = " + "-" * 100_000 + "1\n")
+    result = service.request("reload")
+    assert result["outcome"] == "failed" and result["reload"]["stage"] == "preflight", result
+    assert "table.py: nested too deeply" in result["reason"], result
+    assert service.proc is not None and service.proc.poll() is None, service.stderr()
+    assert service.trading()["pid"] == first["pid"]

@@ -167,6 +167,9 @@ def preflight(snapshot_dir: Path, command: list[str], check_command: str | None,
             return f"{relative} line {exc.lineno}: {exc.msg}"
         except (ValueError, OSError) as exc:
             return f"{relative}: {exc}"
+        except (RecursionError, MemoryError):
+            # CPython's parser gives up on an expression nested thousands deep with these, not a SyntaxError.
+            return f"{relative}: nested too deeply for Python to compile"
     import_command = _import_command(command)
     if import_command is not None:
         failure = _run_check(import_command, snapshot_dir, env, what=f"importing {' '.join(command[1:3])}")
