@@ -962,3 +962,25 @@ def test_a_log_path_that_is_a_link_loop_or_a_link_into_a_missing_directory_is_a_
         f"problem: its plist's StandardErrorPath {tmp_path / 'dangling.log'} is a link to "
         f"{tmp_path / 'gone' / 'out.log'}, which is in {tmp_path / 'gone'}, which does not exist"
     ) in result.stdout
+
+
+def test_a_heartbeat_limit_shorter_than_the_heartbeat_interval_is_a_problem(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "heartbeat.json"
+    heartbeat.write_text(json.dumps({"format": "horus-heartbeat/1", "interval": 600.0, "pid": 1}))
+    monitor = {"name": "bot", "check": {"type": "heartbeat", "path": str(heartbeat), "max_age_seconds": 180}}
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    assert result.returncode == 1, result.stdout
+    assert "could not finish" not in result.stdout
+    assert (
+        "problem: the heartbeat check allows 180 s between beats, but the service beats every 600 s"
+    ) in result.stdout
+
+
+def test_a_heartbeat_interval_that_is_not_a_finite_number_says_nothing_of_the_limits(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "heartbeat.json"
+    heartbeat.write_text('{"format": "horus-heartbeat/1", "interval": Infinity, "pid": 1}')
+    monitor = {"name": "bot", "check": {"type": "heartbeat", "path": str(heartbeat), "max_age_seconds": 180}}
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    assert result.stdout.strip() == "no findings (1 monitor audited)"

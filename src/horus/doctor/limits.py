@@ -4,6 +4,7 @@ between two beats. The interval is known from the SDK's heartbeat file (its ``in
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from horus import humanize
@@ -31,9 +32,11 @@ def audit(subject: Subject, host: Host) -> list[Finding]:
     for options in subject.checks:
         if options.type not in ("log_staleness", "heartbeat") or options.max_age_seconds >= interval:
             continue
-        what = f"log_staleness allows {humanize.seconds(options.max_age_seconds)} without a write to {options.log_file}"
+        allows = humanize.seconds(options.max_age_seconds)
         if options.type == "heartbeat":
-            what = f"the heartbeat check allows {humanize.seconds(options.max_age_seconds)} between beats"
+            what = f"the heartbeat check allows {allows} between beats"
+        else:
+            what = f"log_staleness allows {allows} without a write to {options.log_file}"
         findings.append(
             Finding(
                 PROBLEM,
@@ -54,6 +57,7 @@ def _interval(path: Path) -> float | None:
     except (Unreadable, ValueError):
         return None
     interval = document.get("interval") if isinstance(document, dict) else None
-    if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
+    # JSON's Infinity or NaN is no interval: with it every limit would be "shorter than the beat".
+    if isinstance(interval, int | float) and not isinstance(interval, bool) and 0 < interval < math.inf:
         return float(interval)
     return None
