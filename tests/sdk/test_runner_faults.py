@@ -167,3 +167,29 @@ def test_a_python_file_nested_too_deeply_to_compile_fails_the_preflight_in_a_sen
     assert "table.py: nested too deeply" in result["reason"], result
     assert service.proc is not None and service.proc.poll() is None, service.stderr()
     assert service.trading()["pid"] == first["pid"]
+
+
+def test_runner_json_that_could_not_be_written_is_written_once_it_can_be_without_waiting_for_a_change(
+    service: Service,
+) -> None:
+    """A failed write (a full disk) was never retried: runner.json kept an old state (say "reloading") until
+    something else changed, hours later for a quiet service."""
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    state_file = service.state_dir / "runner.json"
+    state_file.unlink()
+    state_file.mkdir()  # every write fails now, as on a full disk
+    result = service.request("restart")
+    assert result["outcome"] == "done", result
+    wait_until(lambda: "could not write" in service.stderr(), what="the runner saying so")
+    # The new instance trading (its cycles): nothing changes in the runner's account from here on.
+    wait_until(lambda: cycles_of_others(service, first["pid"]) > 3, what="the new instance's cycles")
+    state_file.rmdir()
+    now = wait_until(service.trading, 5, "runner.json written again")
+    assert now["pid"] != first["pid"]
+    assert service.stderr().count("could not write") == 1, service.stderr()
+
+
+def cycles_of_others(service: Service, pid: int) -> int:
+    """How many cycles instances other than ``pid`` have traded (from the fake's lines file)."""
+    return sum(1 for line in service.lines.read_text().splitlines() if line.split()[1] != str(pid))

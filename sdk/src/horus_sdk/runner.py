@@ -136,7 +136,8 @@ class Runner:
         self.watch_error: str | None = None
         self.unremovable_requests: set[str] = set()
         self.next_requests = 0.0
-        self.last_state: dict[str, Any] | None = None
+        self.last_state: dict[str, Any] | None = None  # what runner.json holds, but its updated_at
+        self.state_write_error: str | None = None
 
     # --- telling -------------------------------------------------------------------------------------------
 
@@ -163,12 +164,21 @@ class Runner:
         }
         if data == self.last_state:
             return
-        self.last_state = dict(data)
+        unchanged = dict(data)
         data["updated_at"] = time.time()
         try:
             write_json_atomic(self.paths.state, data)
         except OSError as exc:
-            self.say(f"could not write {self.paths.state}: {exc.strerror or exc}")
+            # Tried again at every step (a full disk frees up), said once: until then runner.json is stale.
+            error = f"could not write {self.paths.state}: {exc.strerror or exc}"
+            if error != self.state_write_error:
+                self.state_write_error = error
+                self.say(f"{error}; Horus reads an old account of this runner until it can")
+            return
+        self.last_state = unchanged
+        if self.state_write_error is not None:
+            self.state_write_error = None
+            self.say(f"{self.paths.state} is written again")
 
     def set_state(self, state: str, reason: str) -> None:
         self.state, self.state_reason = state, reason
