@@ -79,7 +79,7 @@ def test_a_time_that_is_not_a_number_never_crashes_the_check_or_the_runner_news(
     died = {"pid": 4121, "signal": 9, "at": junk}
     write_runner(runner_dir, runner_pid=runner.pid, state="gave_up", restarts=1, last_exit=died)
     news = watch.read("bot")
-    assert [item.kind for item in news] == ["runner_restart", "runner_gave_up"], news
+    assert [item.kind for item in news] == ["runner_gave_up"], news
     assert "(pid 4121) was killed by signal 9" in news[0].message
     assert "inf" not in news[0].message and "nan" not in news[0].message
     result = probe(runner_dir)
@@ -213,3 +213,24 @@ def test_a_runner_starting_its_instance_is_not_judged_until_the_trading_limit(tm
     write_runner(runner_dir, runner_pid=runner.pid, state="starting", standby=warming)
     result = probe(runner_dir)
     assert result.status is Status.UNHEALTHY and "has no active instance: state starting" in result.reason, result
+
+
+def test_a_crash_is_told_as_restarted_only_once_the_runner_has_restarted_it():
+    """The runner counts a crash in ``restarts`` when the instance dies: it restarts it after a backoff, or gives up."""
+    watch = RunnerWatch(Path("/nowhere"), since_wall=time.time() - 60)
+    died = {"pid": 4121, "signal": 9}
+    assert watch.compare({"state": "running", "restarts": 1, "reloads": []}) == []
+    assert watch.compare({"state": "backoff", "restarts": 2, "last_exit": died}) == [], "not restarted yet"
+    [restarted] = watch.compare({"state": "starting", "restarts": 2, "last_exit": died})
+    assert restarted.kind == "runner_restart", restarted
+    assert (
+        restarted.message
+        == "the runner restarted the crashed instance: the last one (pid 4121) was killed by signal 9 (restart 2)"
+    )
+    assert watch.compare({"state": "running", "restarts": 2, "last_exit": died}) == []
+
+    assert watch.compare({"state": "backoff", "restarts": 3, "last_exit": died}) == []
+    [gave_up] = watch.compare({"state": "gave_up", "restarts": 4, "last_exit": died, "state_reason": "4 crashes"})
+    assert gave_up.kind == "runner_gave_up", "giving up is not a restart"
+    [restarted] = watch.compare({"state": "running", "restarts": 5, "last_exit": died})
+    assert restarted.message.startswith("the runner restarted the crashed instance"), restarted

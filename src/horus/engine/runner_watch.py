@@ -5,8 +5,9 @@ A monitor with ``runner:`` set is followed whatever its check. After each look t
 
 - each reload entry that is new or whose outcome changed (by id and outcome): ``done`` (info), ``failed``
   (warning), ``rolled_back`` (critical), told in :func:`horus_sdk.runner_files.describe_reload`'s words;
-- the runner restarting a crashed instance (its ``restarts`` grew: warning), and the runner giving up on it
-  (its state became ``gave_up``: critical).
+- the runner restarting a crashed instance (its ``restarts`` grew: warning, once the restart happened, not
+  during the backoff before it), and the runner giving up on it (its state became ``gave_up``: critical, and
+  not also told as a restart).
 
 Each is an alert for notifications and, while the monitor has an incident, a line of its timeline, told once.
 What was seen is remembered in the Horus state dir's ``runner-news.json`` (each monitor's runner dir, the reload
@@ -186,11 +187,14 @@ class RunnerWatch:
         restarts = restarts if isinstance(restarts, int) and not isinstance(restarts, bool) else None
         runner_state = state.get("state") if isinstance(state.get("state"), str) else None
         exit_text = describe_exit(state.get("last_exit"))
-        if not first and restarts is not None and self._restarts is not None and restarts > self._restarts:
+        crashed = not first and restarts is not None and self._restarts is not None and restarts > self._restarts
+        # The runner counts a crash when the instance dies, then restarts it after a backoff or gives up: the restart
+        # is news once it has happened (the check tells the crash meanwhile), and giving up is told below, not as one.
+        waiting = crashed and runner_state == "backoff"
+        if crashed and not waiting and runner_state != "gave_up":
             message = "the runner restarted the crashed instance"
             message += f": the last one {exit_text}" if exit_text else ""
-            message += f" (restart {restarts})"
-            news.append(RunnerNews("runner_restart", Severity.WARNING, message))
+            news.append(RunnerNews("runner_restart", Severity.WARNING, message + f" (restart {restarts})"))
         if not first and runner_state == "gave_up" and self._state != "gave_up":
             why = str(state.get("state_reason") or "").strip()
             message = "the runner gave up restarting the instance" + (f": {why}" if why else "")
@@ -198,7 +202,8 @@ class RunnerWatch:
             message += "; nothing trades until a new version or a restart request"
             news.append(RunnerNews("runner_gave_up", Severity.CRITICAL, message))
         # A new runner counts its restarts from zero: a smaller number is a new baseline, not news.
-        self._restarts = restarts
+        if not waiting:
+            self._restarts = restarts
         self._state = runner_state
         return news
 
