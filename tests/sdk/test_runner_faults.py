@@ -193,3 +193,14 @@ def test_runner_json_that_could_not_be_written_is_written_once_it_can_be_without
 def cycles_of_others(service: Service, pid: int) -> int:
     """How many cycles instances other than ``pid`` have traded (from the fake's lines file)."""
     return sum(1 for line in service.lines.read_text().splitlines() if line.split()[1] != str(pid))
+
+
+@pytest.mark.parametrize("name", ["logs", "requests", "results", "versions"])
+def test_a_file_where_the_state_dir_keeps_a_directory_is_one_sentence_not_a_traceback(
+    service: Service, name: str
+) -> None:
+    service.state_dir.mkdir(mode=0o700)
+    (service.state_dir / name).write_text("not a directory")
+    done = subprocess.run(service.argv(), env=service.env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"{service.state_dir / name} is not a directory" in done.stderr, done.stderr

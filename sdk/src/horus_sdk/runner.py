@@ -676,9 +676,6 @@ class Runner:
     # --- the main loop ------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.paths.logs.mkdir(mode=0o700, exist_ok=True)
-        self.paths.requests.mkdir(mode=0o700, exist_ok=True)
-        self.paths.results.mkdir(mode=0o700, exist_ok=True)
         self.reap_orphans()
         try:
             self.handled_signature = source_signature(self.o.source)
@@ -882,7 +879,8 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def prepare_state_dir(path: Path) -> str | None:
-    """Create the state dir 0o700; a sentence when it exists and another user may write it."""
+    """Create the state dir and its directories 0o700; a sentence when that fails, or when it exists and
+    another user may write it."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.stat()
@@ -893,6 +891,14 @@ def prepare_state_dir(path: Path) -> str | None:
             f"the state dir {path} may be written by another user (owner uid {st.st_uid}, mode "
             f"{stat.S_IMODE(st.st_mode):o}); make it yours with mode 700"
         )
+    paths = RunnerPaths.of(path)
+    for directory in (paths.logs, paths.requests, paths.results, paths.versions):
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except FileExistsError:
+            return f"{directory} is not a directory; the runner keeps its {directory.name} there (move it away)"
+        except OSError as exc:
+            return f"cannot create {directory}: {exc.strerror or exc}"
     return None
 
 
