@@ -653,3 +653,18 @@ def test_a_variable_or_a_config_path_that_is_not_utf8_is_named_not_a_codec_error
     assert refused.exit_code == 1
     assert "the config's path holds bytes that are not UTF-8, which a" in refused.stderr
     assert "codec" not in refused.output
+
+
+def test_a_backup_that_cannot_be_written_is_named_and_the_unit_left_as_it_was(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    units = home / ".config/systemd/user"
+    units.mkdir(parents=True)
+    (units / "horus.service").write_text("# Written by `horus service install`; an older one\n")
+    (units / "horus.service.bak").mkdir()
+
+    result = install(config, "systemd")
+
+    assert result.exit_code == 1
+    assert f"cannot write {units / 'horus.service.bak'}: Is a directory; nothing was changed" in result.stderr
+    assert (units / "horus.service").read_text() == "# Written by `horus service install`; an older one\n"

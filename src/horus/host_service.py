@@ -322,14 +322,14 @@ def write_service_files(files: Sequence[ServiceFile], *, mode: int = 0o600) -> l
     for file, old in zip(files, previous, strict=True):
         try:
             outcomes.append(_write(file.path, file.content, old, mode))
-        except OSError as exc:
+        except _CannotWrite as failure:
             if not outcomes:
                 after = "nothing was changed"
             elif _undo(outcomes):
                 after = "the files written before it were put back as they were"
             else:
                 after = f"{', '.join(str(o.path) for o in outcomes)} could not all be put back as they were"
-            raise ServiceToolError(f"cannot write {file.path}: {exc.strerror or exc}; {after}") from exc
+            raise ServiceToolError(f"cannot write {failure.path}: {failure.reason}; {after}") from failure
     return outcomes
 
 
@@ -348,9 +348,26 @@ def _write(path: Path, content: bytes, old: bytes | None, mode: int) -> WriteOut
     backup = None
     if old is not None:
         backup = path.with_name(path.name + ".bak")
-        write_file_atomically(backup, old, mode=0o600)
-    write_file_atomically(path, content, mode=mode)
+        _write_atomically(backup, old, 0o600)
+    _write_atomically(path, content, mode)
     return WriteOutcome(path, "created" if old is None else "replaced", backup, previous=old)
+
+
+class _CannotWrite(Exception):
+    """A file of an install (or its backup) could not be written: which, and why in words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _write_atomically(path: Path, content: bytes, mode: int) -> None:
+    try:
+        write_file_atomically(path, content, mode=mode)
+    except OSError as exc:
+        # The error's own filename may be the temporary file beside ``path``: the user knows ``path``.
+        raise _CannotWrite(path, exc.strerror or str(exc)) from exc
 
 
 def _undo(outcomes: Sequence[WriteOutcome]) -> bool:
