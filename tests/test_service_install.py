@@ -668,3 +668,15 @@ def test_a_backup_that_cannot_be_written_is_named_and_the_unit_left_as_it_was(
     assert result.exit_code == 1
     assert f"cannot write {units / 'horus.service.bak'}: Is a directory; nothing was changed" in result.stderr
     assert (units / "horus.service").read_text() == "# Written by `horus service install`; an older one\n"
+
+
+def test_a_systemd_name_with_an_at_sign_is_refused_since_its_failure_hook_would_name_another_template(
+    home: Path, config: Path, systemctl: StubCommands
+) -> None:
+    result = install(config, "systemd", "--name", "horus@lab")
+
+    assert result.exit_code == 1
+    assert "nothing was written: a systemd unit named horus@lab is an instance of the template horus@" in (
+        result.stderr
+    )
+    assert files_under(home) == []

@@ -153,6 +153,14 @@ class Systemd:
 
     def files(self, spec: ServiceSpec) -> list[ServiceFile]:
         refuse_uncarriable_paths(spec, "systemd unit")
+        if "@" in self.name:
+            # systemd reads a name up to its first @ as a template's: OnFailure= would start an instance of
+            # <name before @>@.service, not this unit's hook, and the operator would never hear of a failure.
+            template = self.name.split("@", 1)[0]
+            raise ValueError(
+                f"a systemd unit named {self.name} is an instance of the template {template}@.service, and its "
+                "failure hook would be looked for there; choose a --name without @"
+            )
         unit, hook = self.render(spec, spec.environment.variables)
         shown_unit, shown_hook = self.render(spec, spec.environment.masked())
         unit_path, hook_path = self.installed_paths()
