@@ -303,6 +303,9 @@ async def query_venue(
     if not 200 <= status < 300:
         return SourceFailure(host, f"venue {host} answered HTTP {status}, not its time")
     if json_field:
+        if body is None:
+            too_big = f"its answer is more than {MAX_VENUE_BODY_BYTES // 1024} KiB, too big to be its time"
+            return SourceFailure(host, f"venue {host}: {too_big}")
         value = _json_time(body, json_field, unit)
         if isinstance(value, str):
             return SourceFailure(host, f"venue {host}: {value}")
@@ -317,12 +320,13 @@ async def query_venue(
     return VenueReading(host, midpoint - server, round_trip, "date", round_trip / 2 + DATE_HEADER_UNCERTAINTY_SECONDS)
 
 
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """The body, up to MAX_VENUE_BODY_BYTES: a time answer is small, and a venue's error page may not be."""
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is longer than MAX_VENUE_BODY_BYTES: a time answer is small, and a venue's
+    error page may not be (cut short, it would only look like broken JSON)."""
     data = bytearray()
     while len(data) <= MAX_VENUE_BODY_BYTES and (chunk := await response.content.readany()):
         data.extend(chunk)
-    return bytes(data[:MAX_VENUE_BODY_BYTES])
+    return bytes(data) if len(data) <= MAX_VENUE_BODY_BYTES else None
 
 
 def _json_time(body: bytes, path: str, unit: Literal["ms", "s"]) -> float | str:

@@ -533,3 +533,12 @@ async def test_a_venue_time_that_is_not_a_finite_number_is_a_reason_never_a_heal
         result = await clock_check(venue={"url": venue.url, "json_field": "serverTime"}).probe(probe_ctx)
     assert result.status is Status.ERROR, result.reason
     assert "venue 127.0.0.1: its serverTime is not a finite number" in result.reason
+
+
+async def test_a_venue_answer_too_big_to_be_a_time_is_said_so_not_called_not_json(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    with LoopbackTimeServer(body=b'{"serverTime": ' + b" " * 200_000 + b"1}") as venue:
+        result = await clock_check(venue={"url": venue.url, "json_field": "serverTime"}).probe(probe_ctx)
+    assert result.status is Status.ERROR, result.reason
+    assert "venue 127.0.0.1: its answer is more than 64 KiB, too big to be its time" in result.reason
