@@ -220,9 +220,12 @@ def test_a_crash_is_told_as_restarted_only_once_the_runner_has_restarted_it():
     watch = RunnerWatch(Path("/nowhere"), since_wall=time.time() - 60)
     died = {"pid": 4121, "signal": 9}
     assert watch.compare({"state": "running", "restarts": 1, "reloads": []}) == []
+    before = watch.instance
     assert watch.compare({"state": "backoff", "restarts": 2, "last_exit": died}) == [], "not restarted yet"
+    assert watch.instance == before, "the engine counts the restart when it is told"
     [restarted] = watch.compare({"state": "starting", "restarts": 2, "last_exit": died})
     assert restarted.kind == "runner_restart", restarted
+    assert watch.instance != before
     assert (
         restarted.message
         == "the runner restarted the crashed instance: the last one (pid 4121) was killed by signal 9 (restart 2)"

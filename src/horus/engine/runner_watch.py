@@ -160,7 +160,7 @@ class RunnerWatch:
     def compare(self, state: Mapping[str, Any]) -> list[RunnerNews]:
         """What ``state`` (a ``runner.json``) says that was not seen before."""
         news: list[RunnerNews] = []
-        self.instance = runner_instance(state)
+        instance = runner_instance(state)
         first = not self._primed
         self._primed = True
         reloads = state.get("reloads")
@@ -204,6 +204,7 @@ class RunnerWatch:
         # A new runner counts its restarts from zero: a smaller number is a new baseline, not news.
         if not waiting:
             self._restarts = restarts
+            self.instance = instance  # so the engine counts the restart when it is told, not before
         self._state = runner_state
         return news
 
