@@ -680,3 +680,28 @@ def test_a_systemd_name_with_an_at_sign_is_refused_since_its_failure_hook_would_
         result.stderr
     )
     assert files_under(home) == []
+
+
+def test_a_horus_that_launchd_keeps_restarting_is_not_called_running(
+    home: Path, config: Path, stubs: StubCommands
+) -> None:
+    # launchctl print answers "running" with a new pid each time: KeepAlive restarting a Horus that dies at once.
+    stubs.install("launchctl")
+    counter = stubs.directory / "pid-counter"
+    counter.write_text("100")
+    launchctl = stubs.directory / "launchctl"
+    launchctl.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = print ]; then\n'
+        f'  pid=$(( $(cat "{counter}") + 1 )); echo "$pid" > "{counter}"\n'
+        '  printf "gui/0/dev.horus.daemon = {\\n\\tstate = running\\n\\tpid = %s\\n}\\n" "$pid"\n'
+        "fi\n"
+    )
+
+    result = horus(
+        "service", "install", "-c", str(config), "--user", "--manager", "launchd", "--wait", "1", "--settle", "0.5"
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "is running (pid" not in result.stdout
+    assert "did not keep one pid for 0.5 s" in result.stderr

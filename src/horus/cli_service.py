@@ -125,9 +125,11 @@ def _run_steps(steps: Sequence[Step]) -> None:
         click.echo(f"ran {shlex.join(step.argv)}")
 
 
-def _wait_until_running(manager: ServiceManager, wait: float, settle: float) -> ManagerState:
-    """Ask the manager until the service has run with one pid for ``settle`` seconds, or ``wait`` has passed."""
-    deadline = time.monotonic() + wait
+def _wait_until_running(manager: ServiceManager, wait: float, settle: float) -> tuple[ManagerState, bool]:
+    """Ask the manager until the service has run with one pid for ``settle`` seconds (then the state and True),
+    or ``wait`` has passed, and at least ``settle`` (then the last state and False: a service running now
+    under a new pid each time it is asked is being restarted, not running)."""
+    deadline = time.monotonic() + max(wait, settle)
     since: tuple[int | None, float] | None = None
     while True:
         state = manager.state()
@@ -136,11 +138,11 @@ def _wait_until_running(manager: ServiceManager, wait: float, settle: float) -> 
             if since is None or since[0] != state.pid:
                 since = (state.pid, now)
             if now - since[1] >= settle:
-                return state
+                return state, True
         else:
             since = None
         if now >= deadline:
-            return state
+            return state, False
         time.sleep(POLL_SECONDS)
 
 
@@ -266,9 +268,16 @@ def register_service(main: click.Group, load: Callable[[Path], HorusConfig], con
             click.echo(f"the install stopped: cannot write {exc.filename}: {exc.strerror}", err=True)
             sys.exit(EXIT_PROBLEM)
         try:
-            state = _wait_until_running(chosen, wait, settle)
+            state, settled = _wait_until_running(chosen, wait, settle)
         except ServiceToolError as exc:
             click.echo(f"cannot tell whether Horus runs: {exc}", err=True)
+            sys.exit(EXIT_PROBLEM)
+        if state.running and not settled:
+            click.echo(
+                f"{chosen.unit_label()} did not keep one pid for {settle:g} s in the {max(wait, settle):g} s "
+                f"waited (it is pid {state.pid} now): {chosen.kind} keeps starting it again; {chosen.logs_hint()}",
+                err=True,
+            )
             sys.exit(EXIT_PROBLEM)
         if not state.running:
             click.echo(
