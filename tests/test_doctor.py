@@ -984,3 +984,29 @@ def test_a_heartbeat_interval_that_is_not_a_finite_number_says_nothing_of_the_li
     result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
 
     assert result.stdout.strip() == "no findings (1 monitor audited)"
+
+
+def test_a_command_line_that_only_contains_the_letters_of_env_does_not_count_as_loading_it(
+    tmp_path: Path, bot: Path
+) -> None:
+    plist = write_plist(
+        tmp_path / "bot.plist",
+        ProgramArguments=["/bin/sh", "-c", f"exec {PYTHON} /home/me/.environments/bot/bot.py"],
+        EnvironmentVariables={"EXCHANGE_KEY": "k"},
+    )
+    result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
+
+    assert "problem: API_SECRET is set for the service in .env but its plist does not set it" in result.stdout, (
+        result.stdout
+    )
+
+
+def test_a_command_line_that_sources_the_env_counts_as_loading_it(tmp_path: Path, bot: Path) -> None:
+    plist = write_plist(
+        tmp_path / "bot.plist",
+        ProgramArguments=["/bin/sh", "-c", f"set -a; . {bot}/.env; exec {PYTHON} bot.py"],
+        EnvironmentVariables={"EXCHANGE_KEY": "k"},
+    )
+    result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
+
+    assert "API_SECRET" not in result.stdout, result.stdout

@@ -97,7 +97,10 @@ def _loaded_by_the_service(
     env_file = subject.env_file
     if env_file is None or not env_keys:
         return set(), []
-    if any(env_file.name in argument for argument in job.argv):
+    # The file's name as a word of the command line (". ./.env", "--env-file=.env"), not as letters inside
+    # another name ("/home/me/.environments/bot.py", ".env.example").
+    named = re.compile(r"(?<![\w.-])" + re.escape(env_file.name) + r"(?![\w.-])")
+    if any(named.search(argument) for argument in job.argv):
         return env_keys, []
     findings = []
     for load in loads:
