@@ -2,8 +2,9 @@
 
 The test copies it into a source dir as bot.py next to behaviour.json, which chooses how it behaves:
 {"mode": "normal" | "crash_at_start" | "never_ready" | "silent" | "slow_ready" | "hang_after_promote" | "crash_after"
- | "trip_after" | "ignore_handover", "after": seconds, "lines": path}. Once trading it runs a cycle every
-0.05 s that appends "epoch pid time" to the lines file, so the test can check that no two epochs ever traded at once.
+ | "trip_after" | "ignore_handover" | "hang_in_cycle", "after": seconds, "lines": path}. Once trading it runs a
+cycle every 0.05 s that appends "epoch pid time" to the lines file, so the test can check that no two epochs ever
+traded at once.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def main() -> None:
         if mode == "crash_after" and time.monotonic() - trading_since >= after:
             print("boom: the fake instance crashed while trading", file=sys.stderr, flush=True)
             os._exit(5)
+        if mode == "hang_in_cycle" and time.monotonic() - trading_since >= after:
+            while True:  # a cycle that never ends: it never reaches a boundary, so it never sees the runner go
+                time.sleep(1)
         if mode == "trip_after" and not tripped and time.monotonic() - trading_since >= after:
             send("tripped", cause={"kind": "reject_burst", "count": 5})
             tripped = True

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from horus_sdk.runner_files import new_request, process_start_token, read_result
-from tests.sdk.test_runner import Service, wait_until
+from tests.sdk.test_runner import Service, alive, wait_until
 
 
 @pytest.fixture
@@ -204,3 +205,27 @@ def test_a_file_where_the_state_dir_keeps_a_directory_is_one_sentence_not_a_trac
     done = subprocess.run(service.argv(), env=service.env(), capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"{service.state_dir / name} is not a directory" in done.stderr, done.stderr
+
+
+def test_an_orphan_under_a_wrapper_is_ended_with_its_wrapper_by_the_next_runner(service: Service) -> None:
+    """A bot run through `sh -c` (or a start script) whose cycle hangs when its runner is killed: the next runner
+    signalled the wrapper alone, so the bot itself went on running, holding the lease, with no runner."""
+    wrapped = ["sh", "-c", f'"{sys.executable}" bot.py; exit $?']
+    argv = [*service.argv("--no-watch", "--stop-timeout", "0.5")[:-2], *wrapped]
+    service.write_version(mode="hang_in_cycle", after=0)  # hangs in its first cycle
+    first = subprocess.Popen(argv, env=service.env(), stderr=service.stderr_path.open("ab"))
+    bot_pid = 0
+    try:
+        wait_until(service.trading, what="the first start")
+        bot_pid = int(wait_until(lambda: service.lines.read_text().split(), what="a cycle")[1])
+        first.kill()
+        first.wait(10)
+        service.write_version(mode="normal")
+        service.proc = subprocess.Popen(argv, env=service.env(), stderr=service.stderr_path.open("ab"))
+        wait_until(lambda: not alive(bot_pid), 10, f"the hung bot {bot_pid} under the wrapper ended")
+        wait_until(lambda: (service.trading() or {}).get("epoch", 0) > 1, 15, "the next runner's instance trading")
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if bot_pid and alive(bot_pid):
+            os.kill(bot_pid, 9)

@@ -775,14 +775,24 @@ class Runner:
             for pid, token in orphans:
                 if signum is not None and _same_process(pid, token):
                     self.say(f"sending {signal.Signals(signum).name} to instance {pid} left by the previous runner")
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signum)
+                    _signal_orphan(pid, signum)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and any(_same_process(p, t) for p, t in orphans):
                 time.sleep(TICK)
             orphans = [(p, t) for p, t in orphans if _same_process(p, t)]
             if not orphans:
                 return
+
+
+def _signal_orphan(pid: int, signum: int) -> None:
+    """Signal an instance of a previous runner as the runner signals its own: its whole process group while it
+    still leads it (a wrapper such as ``sh -c`` or a start script passes nothing on to the bot it runs)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        # The caller has just seen ``pid`` alive with its start token: while it lives, no one else has its id.
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+            return
+        os.kill(pid, signum)
 
 
 def _same_process(pid: int, token: str) -> bool:
