@@ -189,7 +189,7 @@ def previous_crash(crash_dir: Path, state_dir: Path) -> PreviousCrash | None:
     marker = state_dir / _REPORTED_NAME
     reported_until = -math.inf
     with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        reported_until = float(json.loads(marker.read_text())["reported_until"])
+        reported_until = _finite(float(json.loads(marker.read_text())["reported_until"]))
     newest: PreviousCrash | None = None
     try:
         entries = list(os.scandir(crash_dir))
@@ -200,7 +200,9 @@ def previous_crash(crash_dir: Path, state_dir: Path) -> PreviousCrash | None:
             continue
         try:
             record = read_json(entry.path, FORMAT_CRASH)
-            ended_at = float(record.get("wall_time") or entry.stat().st_mtime)
+            # Not a time of this world (JSON's Infinity, NaN) would fail the log's date, and as the marker
+            # would hide every later record: such a record is as unreadable as a broken one.
+            ended_at = _finite(float(record.get("wall_time") or entry.stat().st_mtime))
         except (OSError, ValueError, TypeError) as exc:
             log.warning("self_watch.crash_record_unreadable", path=entry.path, error=str(exc))
             continue
@@ -215,6 +217,13 @@ def previous_crash(crash_dir: Path, state_dir: Path) -> PreviousCrash | None:
         except OSError as exc:
             log.warning("self_watch.marker_failed", path=str(marker), error=str(exc), note="may be told again")
     return newest
+
+
+def _finite(seconds: float) -> float:
+    """``seconds`` if it is a wall time datetime can show; ValueError otherwise."""
+    if not math.isfinite(seconds) or not 0 <= seconds < 2**37:  # 2**37 s: about the year 6325
+        raise ValueError(f"{seconds} is not a wall time")
+    return seconds
 
 
 # -- the whole ---------------------------------------------------------------------------------------------
