@@ -284,15 +284,20 @@ async def query_venue(
     json_field: str | None,
     unit: Literal["ms", "s"],
     headers: dict[str, str] | None = None,
+    timeout: float,
 ) -> VenueReading | SourceFailure:
-    """The venue's time from ``json_field`` of its JSON answer (dotted path) or else its Date header."""
+    """The venue's time from ``json_field`` of its JSON answer (dotted path) or else its Date header, waiting
+    at most ``timeout`` seconds for all of it."""
     host = URL(url).host or url
     sent_wall, sent_mono = clock.wall(), clock.monotonic()
     try:
-        async with http.get(url, headers=headers or {}, allow_redirects=False) as response:
-            received_mono = clock.monotonic()
-            body = await _read_bounded(response) if json_field else b""
-            status, date = response.status, response.headers.get("Date")
+        async with asyncio.timeout(timeout):
+            async with http.get(url, headers=headers or {}, allow_redirects=False) as response:
+                received_mono = clock.monotonic()
+                body = await _read_bounded(response) if json_field else b""
+                status, date = response.status, response.headers.get("Date")
+    except TimeoutError:
+        return SourceFailure(host, f"venue {host} did not answer within {timeout:g} s")
     except aiohttp.ClientError as exc:
         return SourceFailure(host, f"venue {host} did not answer: {redact_url(str(exc)) or type(exc).__name__}")
     except OSError as exc:

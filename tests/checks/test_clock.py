@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import socket
@@ -542,3 +543,19 @@ async def test_a_venue_answer_too_big_to_be_a_time_is_said_so_not_called_not_jso
         result = await clock_check(venue={"url": venue.url, "json_field": "serverTime"}).probe(probe_ctx)
     assert result.status is Status.ERROR, result.reason
     assert "venue 127.0.0.1: its answer is more than 64 KiB, too big to be its time" in result.reason
+
+
+async def test_a_venue_that_never_answers_is_a_reason_and_the_ntp_servers_still_judge(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    # The kernel completes the connection; nobody ever reads the request or answers it.
+    with socket.socket() as silent, LoopbackSntpServer() as server:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        venue = {"url": f"http://127.0.0.1:{silent.getsockname()[1]}/time", "json_field": "serverTime"}
+        check = clock_check(venue=venue, ntp_servers=[server.address], samples=2, query_timeout_seconds=0.5)
+        # As the runner does: the probe is cancelled at its own timeout.
+        result = await asyncio.wait_for(check.probe(probe_ctx), check.timeout_seconds(1.0))
+    assert result.status is Status.HEALTHY, result.reason
+    assert "NTP server" in result.reason
+    assert "venue 127.0.0.1 did not answer within 1 s" in result.reason

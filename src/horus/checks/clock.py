@@ -27,6 +27,8 @@ from horus.timesources import (
 # A wall clock that moved this much against the monotonic clock between two looks was stepped (set by hand,
 # by an NTP daemon that gave up slewing, by a VM resumed from a snapshot); slewing never moves it so fast.
 STEP_THRESHOLD_SECONDS = 0.5
+# The least time a venue is given to answer its time, whatever samples and query_timeout_seconds say.
+VENUE_MIN_WAIT_SECONDS = 1.0
 # Steps kept in details as evidence, newest last.
 MAX_STEPS_KEPT = 5
 
@@ -93,7 +95,8 @@ class ClockCheck(Check[ClockOptions]):
       answer (a dotted path), or without ``json_field`` from its HTTP ``Date`` header, corrected by half the
       round trip. The Date header has a resolution of one second, so it is read as the middle of that
       second and half a second of tolerance is added; only what is certainly ahead counts. ``headers``
-      are sent as given (an API key) and never shown.
+      are sent as given (an API key) and never shown. The venue's answer is waited for as long as one
+      NTP server's samples take (``samples`` × ``query_timeout_seconds``, at least 1 s).
     - ``local_sync`` (default true): the system's own view, from ``timedatectl show`` (NTPSynchronized) or
       ``chronyc tracking``; where neither answers, that is said in the details. Unsynchronized is an alert.
 
@@ -124,10 +127,17 @@ class ClockCheck(Check[ClockOptions]):
         self._was_synchronized: bool | None = None
 
     def timeout_seconds(self, default: float) -> float:
-        """Long enough for every sample of the slowest server, which are asked one after the other."""
+        """Long enough for every sample of the slowest server, which are asked one after the other, and for the
+        venue's answer, asked meanwhile."""
         options = self.options
         asking = options.samples * options.query_timeout_seconds if options.ntp_servers else 0.0
-        return max(default, asking + 2.0)
+        venue = self._venue_wait() if options.venue is not None else 0.0
+        return max(default, max(asking, venue) + 2.0)
+
+    def _venue_wait(self) -> float:
+        """How long the venue's answer is waited for: as long as one NTP server's samples take, so that a venue
+        that never answers is a reason of its own, within the probe's time, and the NTP servers still judge."""
+        return max(VENUE_MIN_WAIT_SECONDS, self.options.samples * self.options.query_timeout_seconds)
 
     async def probe(self, ctx: ProbeContext) -> CheckResult:
         options = self.options
@@ -140,7 +150,13 @@ class ClockCheck(Check[ClockOptions]):
         venue = options.venue
         venue_task = (
             query_venue(
-                ctx.http, ctx.clock, venue.url, json_field=venue.json_field, unit=venue.unit, headers=venue.headers
+                ctx.http,
+                ctx.clock,
+                venue.url,
+                json_field=venue.json_field,
+                unit=venue.unit,
+                headers=venue.headers,
+                timeout=self._venue_wait(),
             )
             if venue is not None
             else None
