@@ -229,3 +229,18 @@ def test_an_orphan_under_a_wrapper_is_ended_with_its_wrapper_by_the_next_runner(
             first.kill()
         if bot_pid and alive(bot_pid):
             os.kill(bot_pid, 9)
+
+
+def test_a_state_dir_inside_the_source_is_refused_in_one_sentence(service: Service) -> None:
+    """The runner's own writes were source changes: a reload every --debounce seconds, each version holding
+    copies of the ones before (29 MiB of versions in 12 s)."""
+    argv = service.argv()
+    argv[argv.index(str(service.state_dir))] = str(service.source / "state")
+    done = subprocess.run(argv, env=service.env(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "keep the state dir outside the source" in done.stderr, done.stderr
+    assert not (service.source / "state").exists()
+    argv[argv.index(str(service.source / "state"))] = str(service.source / ".horus" / "bot")  # never in a version
+    service.proc = subprocess.Popen(argv, env=service.env(), stderr=service.stderr_path.open("ab"))
+    service.state_dir = service.source / ".horus" / "bot"
+    wait_until(service.trading, what="the start with its state dir in a dot-directory of the source")

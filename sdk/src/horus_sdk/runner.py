@@ -841,6 +841,11 @@ def _not_negative(kind: type) -> Any:
     return _number(kind, zero_allowed=True)
 
 
+def _skipped_by_versions(relative: Path) -> bool:
+    """Whether a path under the source is left out of every version (under a dot-directory, like .horus/)."""
+    return bool(relative.parts) and relative.parts[0].startswith(".")
+
+
 def parse_args(argv: list[str]) -> Options:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
         sys.stderr.write("horus-runner: give the service's command after --, for example: -- python bot.py\n")
@@ -867,6 +872,12 @@ def parse_args(argv: list[str]) -> Options:
     a = p.parse_args(own)
     if not a.source.is_dir():
         p.error(f"the source {a.source} is not a directory")
+    source, state_dir = a.source.expanduser().resolve(), a.state_dir.expanduser().resolve()
+    inside = state_dir.is_relative_to(source) and not _skipped_by_versions(state_dir.relative_to(source))
+    if inside or source.is_relative_to(state_dir):
+        # The runner's own writes (runner.json, logs, versions/) would be changes to the source: a reload every
+        # --debounce seconds, each version holding copies of the ones before.
+        p.error(f"the state dir {a.state_dir} and the source {a.source} overlap; keep the state dir outside the source")
     return Options(
         name=a.name,
         state_dir=a.state_dir.expanduser().absolute(),
