@@ -244,3 +244,13 @@ def test_a_state_dir_inside_the_source_is_refused_in_one_sentence(service: Servi
     service.proc = subprocess.Popen(argv, env=service.env(), stderr=service.stderr_path.open("ab"))
     service.state_dir = service.source / ".horus" / "bot"
     wait_until(service.trading, what="the start with its state dir in a dot-directory of the source")
+
+
+def test_a_command_that_cannot_start_is_named_and_a_relative_one_explained(service: Service) -> None:
+    (service.source / ".venv" / "bin").mkdir(parents=True)
+    os.symlink(sys.executable, service.source / ".venv" / "bin" / "python")
+    argv = [*service.argv("--no-watch")[:-2], ".venv/bin/python", "bot.py"]
+    service.proc = subprocess.Popen(argv, env=service.env(), stderr=service.stderr_path.open("ab"))
+    state = wait_until(lambda: service.state().get("state") == "backoff" and service.state(), what="the backoff")
+    assert "the command '.venv/bin/python' could not start: No such file or directory" in state["state_reason"]
+    assert "give an absolute path" in state["state_reason"], state["state_reason"]

@@ -293,7 +293,16 @@ class Runner:
         try:
             instance = self.launch(version)
         except OSError as exc:
-            raise _ReloadFailed("start", f"the command could not start: {exc.strerror or exc}") from exc
+            program = self.o.command[0]
+            # It runs in the version's copy, which holds no dot-directory: a relative .venv/bin/python is not there.
+            where = (
+                " (a relative path is looked up in the version's copy of the source, which holds no dot-directories"
+                " such as .venv: give an absolute path)"
+                if "/" in program and not os.path.isabs(program)
+                else ""
+            )
+            why = f"the command {program!r} could not start: {exc.strerror or exc}{where}"
+            raise _ReloadFailed("start", why) from exc
         self.standby = instance
         self.write_state()
         kind, _ = self.wait_for(instance, {"ready"}, self.o.ready_timeout)
