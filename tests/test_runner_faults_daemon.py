@@ -237,3 +237,19 @@ def test_a_crash_is_told_as_restarted_only_once_the_runner_has_restarted_it():
     assert gave_up.kind == "runner_gave_up", "giving up is not a restart"
     [restarted] = watch.compare({"state": "running", "restarts": 5, "last_exit": died})
     assert restarted.message.startswith("the runner restarted the crashed instance"), restarted
+
+
+def test_a_runner_dir_horus_cannot_look_into_is_a_probe_error_not_an_unhealthy_service(tmp_path):
+    """As the README promises of every check: a path Horus cannot look at (through a regular file, permission
+    denied) says nothing of the service, so it is never a reason to heal it."""
+    from horus.engine.runner import run_inline
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    check = RunnerCheck(RunnerOptions(type="runner", dir=not_a_dir / "runner"))
+    run = run_inline(check, ProbeContext(clock=SystemClock(), http=None))  # type: ignore[arg-type]
+    assert run.result.status is Status.ERROR, run.result
+    assert "a path component is not a directory (ENOTDIR)" in run.result.reason
+
+    # What the runner's dir holds is the runner's doing, and stays a verdict on it.
+    assert probe(tmp_path / "missing").status is Status.UNHEALTHY

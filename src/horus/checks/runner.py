@@ -13,6 +13,7 @@ import psutil
 from horus import humanize
 from horus.checks.base import Check, CheckOptions, CheckResult, ProbeContext
 from horus.config.types import AbsolutePath, PositiveSeconds
+from horus_sdk.formats import RefusedFileError
 from horus_sdk.runner_files import RunnerPaths, process_start_token, read_runner_state
 
 __all__ = [
@@ -44,7 +45,8 @@ class RunnerCheck(Check[RunnerOptions]):
     runner wrote: a pid the system gave to another process since is not the runner, nor its instance. No
     command line is matched. Unhealthy, with the reason, when:
 
-    - ``runner.json`` is missing, unreadable, or could have been written by another user;
+    - ``runner.json`` is missing, not a runner's account (damaged, not a regular file, too large), or could have
+      been written by another user (a path Horus cannot look at, such as permission denied, is a probe error);
     - the runner process is gone (nothing restarts the service's instances any more);
     - there is no active instance: the runner is in ``backoff`` after a crash, or ``gave_up`` after too many
       (the reason gives the runner's ``state_reason`` and how the last instance exited); while it is
@@ -74,8 +76,10 @@ class RunnerCheck(Check[RunnerOptions]):
             state = read_runner_state(state_dir)
         except FileNotFoundError:
             return CheckResult.unhealthy(f"no {path.name} in {path.parent}: the runner has not started here")
-        except (OSError, ValueError) as exc:
+        except (RefusedFileError, ValueError) as exc:
             return CheckResult.unhealthy(f"{path.name} cannot be believed: {exc}")
+        # Any other OSError (permission denied, a path through a regular file) is Horus not seeing, not the runner
+        # failing: it goes up as a probe error, which never heals.
         return judge(state, now_wall=ctx.clock.wall(), trading_within=self.options.trading_within_seconds)
 
 
