@@ -254,3 +254,18 @@ def test_a_command_that_cannot_start_is_named_and_a_relative_one_explained(servi
     state = wait_until(lambda: service.state().get("state") == "backoff" and service.state(), what="the backoff")
     assert "the command '.venv/bin/python' could not start: No such file or directory" in state["state_reason"]
     assert "give an absolute path" in state["state_reason"], state["state_reason"]
+
+
+def test_a_check_command_that_is_not_a_command_line_is_refused_at_start_not_at_the_first_reload(
+    service: Service,
+) -> None:
+    """Split only at a reload's preflight, it raised a ValueError there that killed the runner with a traceback."""
+    done = subprocess.run(
+        service.argv("--check-command", "pytest -k 'unclosed"),
+        env=service.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--check-command" in done.stderr and "No closing quotation" in done.stderr, done.stderr

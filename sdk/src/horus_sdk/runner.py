@@ -25,6 +25,7 @@ import fcntl
 import math
 import os
 import queue
+import shlex
 import signal
 import stat
 import sys
@@ -850,6 +851,17 @@ def _not_negative(kind: type) -> Any:
     return _number(kind, zero_allowed=True)
 
 
+def _command_line(text: str) -> str:
+    """A command line split as the preflight splits it, checked now: at a reload it would be too late."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a command line ({exc})") from None
+    if not words:
+        raise argparse.ArgumentTypeError("is empty")
+    return text
+
+
 def _skipped_by_versions(relative: Path) -> bool:
     """Whether a path under the source is left out of every version (under a dot-directory, like .horus/)."""
     return bool(relative.parts) and relative.parts[0].startswith(".")
@@ -868,7 +880,7 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--no-watch", action="store_true")
     p.add_argument("--watch-interval", type=_positive(float), default=1.0)
     p.add_argument("--debounce", type=_not_negative(float), default=2.0)
-    p.add_argument("--check-command")
+    p.add_argument("--check-command", type=_command_line)
     p.add_argument("--ready-timeout", type=_positive(float), default=60.0)
     p.add_argument("--handover-timeout", type=_positive(float), default=10.0)
     p.add_argument("--probation", type=_not_negative(float), default=60.0)
