@@ -705,3 +705,26 @@ def test_a_horus_that_launchd_keeps_restarting_is_not_called_running(
     assert result.exit_code == 1, result.output
     assert "is running (pid" not in result.stdout
     assert "did not keep one pid for 0.5 s" in result.stderr
+
+
+def test_a_reinstall_whose_bootstrap_fails_says_horus_is_not_running_now_and_where_the_old_plist_is(
+    home: Path, config: Path, stubs: StubCommands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stubs.install("launchctl")
+    stubs.reply_when("launchctl", ["print"], stdout=LAUNCHD_RUNNING)
+    assert install(config, "launchd").exit_code == 0
+    monkeypatch.setenv("BOT_TOKEN", "a-new-token")
+    # The old job is gone (booted out, or crashed), and launchd refuses the new one.
+    stubs.install("launchctl")
+    stubs.reply_when("launchctl", ["bootstrap"], stderr="Bootstrap failed: 5: Input/output error\n", exit_code=5)
+    stubs.reply_when("launchctl", ["print"], stderr="Could not find service in domain\n", exit_code=113)
+
+    result = install(config, "launchd")
+
+    plist = home / "Library/LaunchAgents/dev.horus.daemon.plist"
+    assert result.exit_code == 1
+    assert "exited 5: Bootstrap failed: 5: Input/output error" in result.stderr
+    assert (
+        f"Horus is not running now (launchctl print gui/{os.getuid()}/dev.horus.daemon says: Could not find service "
+        f"in domain); the previous {plist.name} is {plist}.bak"
+    ) in result.stderr

@@ -30,6 +30,7 @@ from horus.host_service import (
     ServiceSpec,
     ServiceToolError,
     Step,
+    WriteOutcome,
     capture_environment,
     horus_command,
     read_service_file,
@@ -418,7 +419,24 @@ def _install(manager: ServiceManager, spec: ServiceSpec, files: Sequence[Service
             click.echo(f"replaced {file.path}; the previous version is {outcome.backup}. What changed:")
             click.echo(_diff(manager.masked(outcome.previous or b""), file.shown, file.path))
     before = manager.state()
-    _run_steps(manager.install_commands(before))
+    try:
+        _run_steps(manager.install_commands(before))
+    except ServiceToolError as exc:
+        raise ServiceToolError(f"{exc}. {_where_it_was_left(manager, outcomes)}") from exc
+
+
+def _where_it_was_left(manager: ServiceManager, outcomes: Sequence[WriteOutcome]) -> str:
+    """After a step failed, whether Horus runs now (a bootout may have stopped the old one) and where the
+    files it replaced are, so the operator knows what the half-done install left."""
+    try:
+        state = manager.state()
+    except ServiceToolError as exc:
+        now = f"whether Horus runs now cannot be told ({exc})"
+    else:
+        running = f"Horus is running now (pid {state.pid})"
+        now = running if state.running else f"Horus is not running now ({state.detail})"
+    backups = [f"the previous {outcome.path.name} is {outcome.backup}" for outcome in outcomes if outcome.backup]
+    return "; ".join([now, *backups])
 
 
 def _not_written_by_horus(manager: ServiceManager) -> list[str]:
