@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from horus_sdk._runner_instance import Instance
 from horus_sdk.runner_files import new_request, process_start_token, read_result
 from tests.sdk.test_runner import Service, alive, wait_until
 
@@ -269,3 +272,32 @@ def test_a_check_command_that_is_not_a_command_line_is_refused_at_start_not_at_t
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "--check-command" in done.stderr and "No closing quotation" in done.stderr, done.stderr
+
+
+def test_an_exit_is_described_while_the_output_thread_still_appends_its_last_lines(tmp_path: Path) -> None:
+    """A crash is described while the thread that copies its output may still be appending the last lines: a
+    RuntimeError (deque mutated during iteration) there would end the runner with a traceback."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    runner_end, other_end = socket.socketpair()
+    instance = Instance(proc, runner_end, "v", tmp_path, 0.0, None)
+    instance.tail.extend(f"line {index}" for index in range(20))
+    done = threading.Event()
+
+    def copy_output() -> None:
+        while not done.is_set():
+            instance.tail.append("boom")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as can be, so that a race shows at once
+    copier = threading.Thread(target=copy_output)
+    copier.start()
+    try:
+        for _ in range(20_000):
+            assert "exited with code 0" in instance.describe_exit()
+    finally:
+        done.set()
+        copier.join()
+        sys.setswitchinterval(interval)
+        runner_end.close()
+        other_end.close()

@@ -168,7 +168,8 @@ class Instance:
         return text + self.describe_tail()
 
     def describe_tail(self) -> str:
-        lines = [line for line in self.tail if line.strip()][-5:]
+        # A copy first (one C call, which no other thread interleaves): the output thread may still be appending.
+        lines = [line for line in tuple(self.tail) if line.strip()][-5:]
         if not lines:
             return ""
         return "; its last output: " + " | ".join(line.strip()[:300] for line in lines)
