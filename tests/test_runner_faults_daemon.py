@@ -253,3 +253,28 @@ def test_a_runner_dir_horus_cannot_look_into_is_a_probe_error_not_an_unhealthy_s
 
     # What the runner's dir holds is the runner's doing, and stays a verdict on it.
     assert probe(tmp_path / "missing").status is Status.UNHEALTHY
+
+
+def test_status_json_of_a_runner_json_holding_nan_or_deep_junk_is_still_strict_json(tmp_path, procs):
+    runner, active = sleeper(), sleeper()
+    procs += [runner, active]
+    runner_dir = tmp_path / "runner"
+    deep: list[Any] = []
+    for _ in range(900):
+        deep = [deep]
+    entry = {"id": "r1", "outcome": "done", "finished_at": math.nan, "gap_ms": math.inf, "to_epoch": 12, "x": deep}
+    write_runner(runner_dir, runner_pid=runner.pid, updated_at=math.nan, active=instance(active), reloads=[entry])
+    config = tmp_path / "horus.json"
+    bot = {"name": "bot", "check": {"type": "runner"}, "runner": str(runner_dir)}
+    config.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "monitors": [bot]}))
+    done = subprocess.run(
+        [str(HORUS), "status", "-c", str(config), "--json"], capture_output=True, text=True, timeout=60
+    )
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    report = json.loads(done.stdout, parse_constant=refuse)
+    facts = report["runners"]["bot"]
+    assert facts["updated_at"] is None and facts["last_reload"]["gap_ms"] is None, facts
+    assert facts["active"]["pid"] == active.pid

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import sys
 import time
@@ -114,7 +115,7 @@ def register_reload(main: click.Group, load: Callable[[Path], HorusConfig], conf
             sys.exit(EXIT_PROBLEM)
         succeeded = result.get("outcome") in SUCCESSFUL_OUTCOMES
         if as_json:
-            click.echo(json.dumps(result, indent=2, default=str))
+            click.echo(json.dumps(strict_json(result), indent=2, default=str))
         else:
             click.echo(f"{name}: {describe_result(result, time.time())}", err=not succeeded)
         if not succeeded:
@@ -254,7 +255,25 @@ def runner_status(state_dir: Path, now: float) -> tuple[str, dict[str, Any]]:
     last = next((r for r in reversed(entries) if r.get("outcome") != "unchanged"), None)
     if last is not None:
         facts["last_reload"] = {**last, "summary": describe_reload(last)}
-    return _runner_line(facts, now), facts
+    return _runner_line(facts, now), strict_json(facts)
+
+
+# A runner writes a few levels; deeper is junk, cut short rather than risk the interpreter's recursion limit.
+_MAX_DEPTH = 32
+
+
+def strict_json(value: Any, depth: int = 0) -> Any:
+    """``value`` with every NaN and Infinity (which json reads from a runner's files, but which are not JSON and
+    which a reader such as jq refuses) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict | list) and depth >= _MAX_DEPTH:
+        return "(nested too deeply)"
+    if isinstance(value, dict):
+        return {key: strict_json(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict_json(item, depth + 1) for item in value]
+    return value
 
 
 def _instance(value: Any) -> dict[str, Any] | None:
