@@ -1010,3 +1010,21 @@ def test_a_command_line_that_sources_the_env_counts_as_loading_it(tmp_path: Path
     result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
 
     assert "API_SECRET" not in result.stdout, result.stdout
+
+
+def test_a_compose_env_file_that_is_a_link_loop_costs_only_itself(tmp_path: Path) -> None:
+    source = tmp_path / "bot"
+    source.mkdir()
+    (source / "loop-a").symlink_to(source / "loop-b")
+    (source / "loop-b").symlink_to(source / "loop-a")
+    (source / "compose.yaml").write_text("services:\n  bot:\n    env_file: [loop-a]\n    environment: [DB_URL=pg]\n")
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={})
+    monitor = {
+        "name": "bot",
+        "check": {"type": "port_open", "port": 9},
+        "service": {"source_dir": str(source), "plist": str(plist)},
+    }
+    result = horus("doctor", "-c", str(write_config(tmp_path, monitor)))
+
+    assert "could not finish" not in result.stdout, result.stdout
+    assert "problem: DB_URL is set for the service in compose service bot's environment:" in result.stdout

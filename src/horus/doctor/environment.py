@@ -312,7 +312,8 @@ def _compose_environment(subject: Subject, compose_file: Path) -> tuple[list[tup
         path_text = entry.get("path") if isinstance(entry, dict) else entry
         if not isinstance(path_text, str):
             continue
-        path = (compose_file.parent / path_text).resolve()
+        # Not resolved: read_bounded follows the links itself, and a link loop is then only this file's loss.
+        path = compose_file.parent / path_text
         try:
             names.extend(
                 (name, f"in compose service {wanted}'s env_file {path_text}")
