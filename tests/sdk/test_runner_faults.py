@@ -301,3 +301,13 @@ def test_an_exit_is_described_while_the_output_thread_still_appends_its_last_lin
         sys.setswitchinterval(interval)
         runner_end.close()
         other_end.close()
+
+
+def test_a_version_whose_copy_was_deleted_is_said_to_be_gone_not_its_command(service: Service) -> None:
+    service.start("--no-watch")
+    first = wait_until(service.trading, what="the first start")
+    shutil.rmtree(service.state_dir / "versions" / first["version"])  # disk space freed by hand, say
+    result = service.request("restart")
+    assert result["outcome"] == "failed", result
+    assert f"the copy of version {first['version']} it runs in" in result["reason"], result
+    assert "is gone" in result["reason"] and "could not start" not in result["reason"], result

@@ -303,6 +303,8 @@ class Runner:
                 else ""
             )
             why = f"the command {program!r} could not start: {exc.strerror or exc}{where}"
+            if not self.snapshot_dir(version).is_dir():  # the same error as a missing program, but not its fault
+                why = f"the copy of version {version} it runs in ({self.snapshot_dir(version)}) is gone"
             raise _ReloadFailed("start", why) from exc
         self.standby = instance
         self.write_state()
