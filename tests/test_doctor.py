@@ -1028,3 +1028,13 @@ def test_a_compose_env_file_that_is_a_link_loop_costs_only_itself(tmp_path: Path
 
     assert "could not finish" not in result.stdout, result.stdout
     assert "problem: DB_URL is set for the service in compose service bot's environment:" in result.stdout
+
+
+def test_a_source_file_that_is_a_link_loop_is_skipped_and_the_rest_searched(tmp_path: Path, bot: Path) -> None:
+    (bot / "loop_a.py").symlink_to(bot / "loop_b.py")
+    (bot / "loop_b.py").symlink_to(bot / "loop_a.py")
+    plist = write_plist(tmp_path / "bot.plist", ProgramArguments=[PYTHON], EnvironmentVariables={})
+    result = horus("doctor", "-c", str(write_config(tmp_path, launchd_monitor(bot, plist))))
+
+    assert "could not finish" not in result.stdout, result.stdout
+    assert "problem: the service reads REDIS_URL (bot.py line 5) but its plist does not set it" in result.stdout

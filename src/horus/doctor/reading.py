@@ -80,7 +80,7 @@ class SourceWalk:
     def __iter__(self) -> Iterator[tuple[Path, str]]:
         try:
             real_root = self.root.resolve(strict=True)
-        except OSError:
+        except (OSError, RuntimeError):
             return
         seen = 0
         looked_at = 0
@@ -98,7 +98,7 @@ class SourceWalk:
                 try:
                     if path.is_symlink() and not path.resolve(strict=True).is_relative_to(real_root):
                         continue
-                except OSError:
+                except (OSError, RuntimeError):  # RuntimeError: a link loop, before Python 3.13
                     continue
                 seen += 1
                 if seen > SOURCE_FILES_MAX:
