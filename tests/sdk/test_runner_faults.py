@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from horus_sdk._runner_instance import Instance
+from horus_sdk._runner_versions import source_signature
 from horus_sdk.runner_files import new_request, process_start_token, read_result
 from tests.sdk.test_runner import Service, alive, wait_until
 
@@ -311,3 +312,27 @@ def test_a_version_whose_copy_was_deleted_is_said_to_be_gone_not_its_command(ser
     assert result["outcome"] == "failed", result
     assert f"the copy of version {first['version']} it runs in" in result["reason"], result
     assert "is gone" in result["reason"] and "could not start" not in result["reason"], result
+
+
+def test_a_file_that_comes_and_goes_while_the_tree_is_read_is_no_error(tmp_path: Path) -> None:
+    """An editor's temp file (vim's 4913) gone between the directory's listing and its look: the watcher said
+    "cannot watch the source" at about one poll in ten while it churned."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for index in range(50):
+        (source / f"module_{index}.py").write_text("x = 1\n")
+    done = threading.Event()
+
+    def editor() -> None:
+        while not done.is_set():
+            (source / "4913").write_text("")
+            (source / "4913").unlink()
+
+    churning = threading.Thread(target=editor)
+    churning.start()
+    try:
+        for _ in range(100):
+            assert len([entry for entry in source_signature(source) if entry[0] != "4913"]) == 50
+    finally:
+        done.set()
+        churning.join()

@@ -43,6 +43,8 @@ def source_files(source: Path) -> list[str]:
             path = Path(root) / name
             try:
                 st = path.lstat()
+            except FileNotFoundError:
+                continue  # gone since the directory was listed (an editor's temp file): not part of the tree
             except OSError as exc:
                 raise SourceError(f"cannot read {path}: {exc.strerror}") from exc
             if not path.is_file() or path.is_symlink():
@@ -57,7 +59,10 @@ def source_files(source: Path) -> list[str]:
 
 
 def _unlisted(exc: OSError) -> None:
-    """A directory that cannot be listed: a version without its files would run as if complete."""
+    """A directory that cannot be listed: a version without its files would run as if complete. One gone since
+    its parent was listed is not part of the tree any more (the source itself is checked before the walk)."""
+    if isinstance(exc, FileNotFoundError):
+        return
     raise SourceError(f"cannot list {exc.filename}: {exc.strerror}") from exc
 
 
