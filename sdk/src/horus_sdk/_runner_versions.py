@@ -32,7 +32,7 @@ def source_files(source: Path) -> list[str]:
     found: list[str] = []
     total = 0
     walked = 0
-    for root, dirs, files in os.walk(source, onerror=_unlisted):
+    for root, dirs, files in os.walk(source, onerror=lambda exc: _unlisted(exc, source)):
         walked += 1
         if walked > MAX_DIRS:
             raise SourceError(f"{source} holds more than {MAX_DIRS} directories; a version is at most that many")
@@ -58,10 +58,10 @@ def source_files(source: Path) -> list[str]:
     return sorted(found)
 
 
-def _unlisted(exc: OSError) -> None:
+def _unlisted(exc: OSError, source: Path) -> None:
     """A directory that cannot be listed: a version without its files would run as if complete. One gone since
-    its parent was listed is not part of the tree any more (the source itself is checked before the walk)."""
-    if isinstance(exc, FileNotFoundError):
+    its parent was listed is not part of the tree any more, but the source itself gone is no tree at all."""
+    if isinstance(exc, FileNotFoundError) and os.fspath(exc.filename) != os.fspath(source):
         return
     raise SourceError(f"cannot list {exc.filename}: {exc.strerror}") from exc
 
