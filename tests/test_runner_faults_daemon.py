@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from horus.checks.base import ProbeContext, Status
 from horus.checks.runner import RunnerCheck, RunnerOptions
 from horus.clock import SystemClock
-from horus.engine.runner_watch import RunnerWatch
+from horus.engine.runner_watch import RunnerWatch, follow_from_now
 from tests.checks.test_runner_check import instance, sleeper, write_runner
 from tests.support import EventLog, config_with_a_phone, notifications_sent, spawn_daemon, stop_daemon, wait_until_sync
 
@@ -278,3 +280,61 @@ def test_status_json_of_a_runner_json_holding_nan_or_deep_junk_is_still_strict_j
     facts = report["runners"]["bot"]
     assert facts["updated_at"] is None and facts["last_reload"]["gap_ms"] is None, facts
     assert facts["active"]["pid"] == active.pid
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs Daemon._apply to call horus.engine.runner_watch.follow_from_now(self, added and changed settings) "
+    "before it starts them (src/horus/engine/daemon.py is not this change's to edit)",
+)
+def test_a_runner_added_by_a_config_reload_is_followed_from_then_not_from_the_daemons_start(tmp_path, procs):
+    runner, active = sleeper(), sleeper()
+    procs += [runner, active]
+    runner_dir = tmp_path / "runner"
+    write_runner(runner_dir, runner_pid=runner.pid, active=instance(active))
+    bot = {"name": "bot", "interval_seconds": 0.3, "check": {"type": "runner", "dir": str(runner_dir)}}
+    config = config_with_a_phone(tmp_path, [bot], group_seconds=0.2)
+    log = EventLog(tmp_path / "events.jsonl")
+    daemon = spawn_daemon(config, tmp_path / "state", log.path)
+    try:
+        wait_until_sync(lambda: log.named("horus.started"), timeout=20)
+        before = reload("r1", "rolled_back", "yesterday's rollback, before the monitor named its runner")
+        write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[before])
+        time.sleep(0.1)  # r1 finished, by the wall clock, before the config that follows the runner was loaded
+
+        settings = json.loads(config.read_text())
+        settings["monitors"][0]["runner"] = str(runner_dir)
+        config.write_text(json.dumps(settings))
+        daemon.send_signal(signal.SIGHUP)
+        wait_until_sync(lambda: log.named("config.reloaded"), timeout=20)
+        after = reload("r2", "failed", "the config check found no api key")
+        write_runner(runner_dir, runner_pid=runner.pid, active=instance(active), reloads=[before, after])
+        wait_until_sync(lambda: "no api key" in notifications_sent(tmp_path), timeout=20)
+        assert "yesterday's rollback" not in notifications_sent(tmp_path)
+        assert [e["alert"] for e in log.named("monitor.alert")] == ["reload_failed"]
+    finally:
+        stop_daemon(daemon)
+
+
+def test_follow_from_now_takes_what_a_newly_named_runner_did_before_as_old_and_keeps_a_known_one(tmp_path, procs):
+    runner = sleeper()
+    procs.append(runner)
+    runner_dir, other_dir = tmp_path / "runner", tmp_path / "other"
+    started = time.time()
+    time.sleep(0.05)  # r1 finishes after the daemon's start, before the config reload
+    old = reload("r1", "rolled_back", "before the monitor named its runner")
+    write_runner(runner_dir, runner_pid=runner.pid, reloads=[old])
+    write_runner(other_dir, runner_pid=runner.pid, reloads=[old])
+    time.sleep(0.05)
+    kept = RunnerWatch(other_dir, since_wall=started)
+    daemon = SimpleNamespace(
+        runner_watches={"kept": kept},
+        clock=SystemClock(),
+        store=SimpleNamespace(path=tmp_path / "state" / "horus.db"),
+    )
+    added = SimpleNamespace(name="bot", runner=runner_dir)
+    follow_from_now(daemon, [added, SimpleNamespace(name="kept", runner=other_dir)])  # type: ignore[arg-type]
+    assert daemon.runner_watches["kept"] is kept
+    assert daemon.runner_watches["bot"].read("bot") == []
+    assert [n.kind for n in RunnerWatch(runner_dir, since_wall=started).read("bot")] == ["reload_rolled_back"]

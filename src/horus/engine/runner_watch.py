@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,9 +37,10 @@ from horus_sdk.formats import read_json
 from horus_sdk.runner_files import describe_reload, read_runner_state
 
 if TYPE_CHECKING:
-    from horus.engine.daemon import Monitor
+    from horus.config.models import MonitorSettings
+    from horus.engine.daemon import Daemon, Monitor
 
-__all__ = ["RunnerNews", "RunnerWatch", "follow_runner"]
+__all__ = ["RunnerNews", "RunnerWatch", "follow_from_now", "follow_runner"]
 
 log = get_logger("horus.engine")
 
@@ -230,10 +231,23 @@ def watch_of(monitor: Monitor) -> RunnerWatch:
     watches: dict[str, RunnerWatch] = monitor.daemon.runner_watches
     watch = watches.get(monitor.name)
     if watch is None or watch.state_dir != monitor.settings.runner:
-        memory = monitor.daemon.store.path.parent / MEMORY_FILE
-        watch = RunnerWatch(monitor.settings.runner, since_wall=monitor.daemon.started_at, memory=memory)
+        watch = _new_watch(monitor.daemon, monitor.settings.runner, since_wall=monitor.daemon.started_at)
         watches[monitor.name] = watch
     return watch
+
+
+def follow_from_now(daemon: Daemon, settings: Iterable[MonitorSettings]) -> None:
+    """For a config reload, before it starts the monitors it adds or changes: a runner that a monitor names
+    for the first time (or instead of another) is followed from now, since what it did before was nobody's news
+    yet; a runner the monitor already named keeps what was seen of it."""
+    for monitor in settings:
+        watch = daemon.runner_watches.get(monitor.name)
+        if monitor.runner is not None and (watch is None or watch.state_dir != monitor.runner):
+            daemon.runner_watches[monitor.name] = _new_watch(daemon, monitor.runner, since_wall=daemon.clock.wall())
+
+
+def _new_watch(daemon: Daemon, state_dir: Path, *, since_wall: float) -> RunnerWatch:
+    return RunnerWatch(state_dir, since_wall=since_wall, memory=daemon.store.path.parent / MEMORY_FILE)
 
 
 async def follow_runner(monitor: Monitor) -> None:
