@@ -17,7 +17,8 @@ def seconds(value: float) -> str:
 
 
 def duration(value: float) -> str:
-    """``45 s``, ``10 min``, ``3 h 5 min``, ``2 d 3 h``: how long something lasted, to the unit that matters."""
+    """``45 s``, ``10 min``, ``3 h 5 min``, ``2 d 3 h``, ``56 years``: how long something lasted, to the unit
+    that matters."""
     if value < 120:
         return seconds(value)
     minutes = int(value // 60)
@@ -27,6 +28,8 @@ def duration(value: float) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
+    if days >= 730:
+        return f"{days / 365.25:.0f} years"
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 

@@ -559,3 +559,41 @@ async def test_a_venue_that_never_answers_is_a_reason_and_the_ntp_servers_still_
     assert result.status is Status.HEALTHY, result.reason
     assert "NTP server" in result.reason
     assert "venue 127.0.0.1 did not answer within 1 s" in result.reason
+
+
+# -- a venue time no clock could be off by ---------------------------------------------------------------
+
+
+async def test_a_venue_time_in_seconds_read_as_milliseconds_is_a_reason_with_the_fix_never_a_heal(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    # The venue answers seconds; the config says ms (the default): read so, the venue is in January 1970.
+    with LoopbackTimeServer(body=json.dumps({"serverTime": time.time()}).encode()) as venue:
+        result = await clock_check(venue={"url": venue.url, "json_field": "serverTime"}).probe(probe_ctx)
+    assert result.status is Status.ERROR, result.reason
+    assert "venue 127.0.0.1: its serverTime reads as 1970-01-" in result.reason, result.reason
+    assert "years from this clock, and no NTP server confirms a clock this far off" in result.reason
+    assert "read in seconds it is " in result.reason and "from this clock: set unit: s" in result.reason
+
+
+async def test_a_placeholder_venue_time_is_set_aside_and_the_ntp_servers_judge(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    with LoopbackTimeServer(body=b'{"serverTime": 0}') as venue, LoopbackSntpServer() as server:
+        check = clock_check(venue={"url": venue.url, "json_field": "serverTime"}, ntp_servers=[server.address])
+        result = await check.probe(probe_ctx)
+    assert result.status is Status.HEALTHY, result.reason
+    assert "NTP server" in result.reason
+    assert "venue 127.0.0.1: its serverTime reads as 1970-01-01 00:00 UTC" in result.reason, result.reason
+    assert "set unit" not in result.reason
+
+
+async def test_a_venue_far_off_that_an_ntp_server_confirms_is_the_clock_far_off(
+    probe_ctx: ProbeContext, no_sync_tools: None
+):
+    two_days = 2 * 86400.0
+    with LoopbackTimeServer(skew=-two_days) as venue, LoopbackSntpServer(skew=-two_days) as server:
+        check = clock_check(venue={"url": venue.url, "json_field": "serverTime"}, ntp_servers=[server.address])
+        result = await check.probe(probe_ctx)
+    assert result.status is Status.UNHEALTHY, result.reason
+    assert result.details["condition"] == "ahead_of_venue"

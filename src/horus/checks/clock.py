@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +30,11 @@ from horus.timesources import (
 STEP_THRESHOLD_SECONDS = 0.5
 # The least time a venue is given to answer its time, whatever samples and query_timeout_seconds say.
 VENUE_MIN_WAIT_SECONDS = 1.0
+# A venue time this far from this clock is a misread answer (seconds read as milliseconds, a placeholder 0),
+# not a clock this far off, unless an NTP server confirms it: it is set aside, never judged, never healed on.
+MISREAD_VENUE_OFFSET_SECONDS = 86400.0
+# Read in the other unit, a venue time this close to this clock says which unit its field is in.
+OTHER_UNIT_CLOSE_SECONDS = 60.0
 # Steps kept in details as evidence, newest last.
 MAX_STEPS_KEPT = 5
 
@@ -169,6 +175,11 @@ class ClockCheck(Check[ClockOptions]):
         if isinstance(venue_result, SourceFailure):
             failures.append(venue_result)
         venue_reading = venue_result if isinstance(venue_result, VenueReading) else None
+        if venue_reading is not None and venue is not None:
+            misread = _misread_venue(venue_reading, readings, venue, ctx.clock.wall())
+            if misread is not None:
+                failures.append(SourceFailure(venue_reading.host, misread))
+                venue_reading = None
         details: dict[str, Any] = {
             "ntp": [_ntp_details(r) for r in readings],
             "venue": _venue_details(venue_reading, venue.url if venue else None),
@@ -265,6 +276,36 @@ async def _gather(
     )
     *ntp, venue, sync = results
     return list(ntp), venue, sync
+
+
+def _misread_venue(
+    reading: VenueReading, ntp_readings: list[NtpReading], venue: VenueOptions, now: float
+) -> str | None:
+    """Why the venue's reading is set aside, or None when it is a reading to judge the clock by."""
+    ahead = reading.ahead_seconds
+    if abs(ahead) <= MISREAD_VENUE_OFFSET_SECONDS:
+        return None
+    if any(abs(r.ahead_seconds - ahead) <= MISREAD_VENUE_OFFSET_SECONDS for r in ntp_readings):
+        return None  # an NTP server sees the clock as far off: it is the clock
+    venue_time = now - ahead
+    what = f"its {venue.json_field}" if reading.source == "json" else "its Date header"
+    try:
+        when = f"reads as {datetime.fromtimestamp(venue_time, UTC):%Y-%m-%d %H:%M} UTC, "
+    except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
+        when = "reads as a time "
+    sentence = (
+        f"venue {reading.host}: {what} {when}{humanize.duration(abs(ahead))} from this clock, and no NTP server "
+        "confirms a clock this far off: taken as a misread answer, not a reading"
+    )
+    if reading.source == "json":
+        other_unit, in_other = ("s", venue_time * 1000) if venue.unit == "ms" else ("ms", venue_time / 1000)
+        if abs(now - in_other) <= OTHER_UNIT_CLOSE_SECONDS:
+            word = "seconds" if other_unit == "s" else "milliseconds"
+            sentence += (
+                f"; read in {word} it is {humanize.seconds(abs(now - in_other))} from this clock: "
+                f"set unit: {other_unit}"
+            )
+    return sentence
 
 
 def _certain(reading: VenueReading) -> float:
