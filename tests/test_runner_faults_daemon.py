@@ -3,8 +3,10 @@ times belong), and a Horus daemon that stops and starts again while the runner r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from horus.checks.base import ProbeContext, Status
 from horus.checks.runner import RunnerCheck, RunnerOptions
 from horus.clock import SystemClock
 from horus.engine.runner_watch import RunnerWatch, follow_from_now
+from horus_sdk.runner_files import RunnerPaths
 from tests.checks.test_runner_check import instance, sleeper, write_runner
 from tests.support import EventLog, config_with_a_phone, notifications_sent, spawn_daemon, stop_daemon, wait_until_sync
 
@@ -338,3 +341,41 @@ def test_follow_from_now_takes_what_a_newly_named_runner_did_before_as_old_and_k
     assert daemon.runner_watches["kept"] is kept
     assert daemon.runner_watches["bot"].read("bot") == []
     assert [n.kind for n in RunnerWatch(runner_dir, since_wall=started).read("bot")] == ["reload_rolled_back"]
+
+
+def test_a_runner_stopped_by_a_signal_is_said_so_by_the_check_reload_and_heal_without_waiting(tmp_path, procs):
+    """A runner stopped by SIGSTOP (Ctrl-Z in the terminal it runs in, a debugger) restarts and reloads nothing and
+    answers no request until it is continued: like a runner that is gone, though its pid is still its own."""
+    from horus.engine.runner import run_heal
+    from horus.heals.base import HealContext
+    from horus.heals.runner_restart import RunnerRestartHeal, RunnerRestartOptions
+
+    runner, active = sleeper(), sleeper()
+    procs += [runner, active]
+    runner_dir = tmp_path / "runner"
+    write_runner(runner_dir, runner_pid=runner.pid, active=instance(active))
+    os.kill(runner.pid, signal.SIGSTOP)
+    wait_until_sync(lambda: Path(f"/proc/{runner.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T")
+    frozen = f"the runner (pid {runner.pid}) is stopped by a signal"
+    try:
+        result = probe(runner_dir)
+        assert result.status is Status.UNHEALTHY and frozen in result.reason, result
+        assert f"kill -CONT {runner.pid}" in result.reason
+
+        config = tmp_path / "horus.json"
+        bot = {"name": "bot", "check": {"type": "runner"}, "runner": str(runner_dir)}
+        config.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "monitors": [bot]}))
+        asked = time.monotonic()
+        done = subprocess.run(
+            [str(HORUS), "reload", "-c", str(config), "bot"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1 and frozen in done.stderr, done.stderr
+        assert time.monotonic() - asked < 30, "refused at once, not after the 180 s wait"
+        assert not RunnerPaths.of(runner_dir).requests.exists()
+
+        heal = RunnerRestartHeal(RunnerRestartOptions(action="runner_restart", dir=runner_dir, timeout_seconds=30))
+        context = HealContext(clock=SystemClock(), monitor="bot", reason="test")
+        outcome = asyncio.run(run_heal(heal, context, timeout=40))
+        assert outcome.refused and frozen in outcome.summary, outcome
+    finally:
+        os.kill(runner.pid, signal.SIGCONT)

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from horus import humanize
-from horus.checks.runner import same_process, wall_time
+from horus.checks.runner import runner_stopped_by_signal, same_process, wall_time
 from horus.config.models import HorusConfig
 from horus_sdk.runner_files import (
     RunnerPaths,
@@ -216,6 +216,9 @@ def _runner_not_running(state: dict[str, Any]) -> str | None:
         if token != str(state.get("process_start")):
             return f"the runner is not running (pid {pid} is now another process: it started at another time)"
         return f"the runner is not running (its pid {pid} has exited and waits to be reaped by its parent)"
+    frozen = runner_stopped_by_signal(pid)
+    if frozen is not None:
+        return frozen
     if state.get("state") in ("stopping", "stopped"):
         return f"the runner is {state['state']} and takes no more requests"
     return None

@@ -22,6 +22,7 @@ __all__ = [
     "describe_instance",
     "last_reload",
     "runner_instance",
+    "runner_stopped_by_signal",
     "same_process",
     "wall_time",
 ]
@@ -91,6 +92,9 @@ def judge(state: Mapping[str, Any], *, now_wall: float, trading_within: float) -
         return CheckResult.unhealthy(
             f"the runner (pid {runner_pid}) is gone: nothing runs or restarts the service's instances", **details
         )
+    frozen = runner_stopped_by_signal(runner_pid)
+    if frozen is not None:
+        return CheckResult.unhealthy(frozen, **details)
     active = state.get("active")
     runner_state = str(state.get("state") or "unknown")
     standby = state.get("standby")
@@ -181,6 +185,23 @@ def wall_time(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def runner_stopped_by_signal(pid: Any) -> str | None:
+    """Why the live runner ``pid`` does nothing now, when it is stopped (SIGSTOP, Ctrl-Z in the terminal it runs in,
+    a debugger); None when it runs. Such a runner restarts, reloads and answers nothing, like one that is gone."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.Error:
+        return None
+    if status not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return None
+    return (
+        f"the runner (pid {pid}) is stopped by a signal (SIGSTOP, Ctrl-Z in its terminal, or a debugger): it "
+        f"restarts, reloads and answers nothing until it is continued (kill -CONT {pid})"
+    )
 
 
 def describe_instance(instance: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ import time
 from typing import Any, Literal
 
 from horus import humanize
-from horus.checks.runner import describe_instance, same_process
+from horus.checks.runner import describe_instance, runner_stopped_by_signal, same_process
 from horus.config.types import AbsolutePath, PositiveSeconds
 from horus.errors import HealError, HealRefused
 from horus.heals.base import Heal, HealContext, HealOptions, HealOutcome
@@ -66,6 +66,9 @@ class RunnerRestartHeal(Heal[RunnerRestartOptions]):
                 f"the runner (pid {runner_pid}) is not running: nobody would answer a restart request; its "
                 "supervisor must start it again"
             )
+        frozen = await asyncio.to_thread(runner_stopped_by_signal, runner_pid)
+        if frozen is not None:
+            raise HealRefused(f"{frozen}; no restart request was written")
         before = state.get("active")
         details: dict[str, Any] = {"runner_pid": runner_pid, "state_dir": str(state_dir)}
         if isinstance(before, dict):
