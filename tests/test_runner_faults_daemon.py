@@ -286,11 +286,6 @@ def test_status_json_of_a_runner_json_holding_nan_or_deep_junk_is_still_strict_j
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Daemon._apply to call horus.engine.runner_watch.follow_from_now(self, added and changed settings) "
-    "before it starts them (src/horus/engine/daemon.py is not this change's to edit)",
-)
 def test_a_runner_added_by_a_config_reload_is_followed_from_then_not_from_the_daemons_start(tmp_path, procs):
     runner, active = sleeper(), sleeper()
     procs += [runner, active]

@@ -28,7 +28,7 @@ from horus.engine.incidents import Detection, IncidentTracker
 from horus.engine.lifecycle import Lifecycle, LifeState, Phase, Step, Transition, TransitionKind
 from horus.engine.policy import HealPolicy, MonitorState
 from horus.engine.runner import CheckRun, collect_evidence, run_check, run_heal
-from horus.engine.runner_watch import RunnerWatch, follow_runner, watch_of
+from horus.engine.runner_watch import RunnerWatch, follow_from_now, follow_runner, watch_of
 from horus.engine.scheduler import Scheduler
 from horus.engine.stats import EngineStats
 from horus.engine.status import MAX_OVERDUE, StatusWriter
@@ -468,6 +468,8 @@ class Daemon:
             now = self.now()
             for name in added:
                 self._restore_state(name, stored, now)
+            # A runner a monitor names for the first time: what it did before this reload is nobody's news.
+            follow_from_now(self, [enabled[name] for name in added + changed])
             await self._start_monitors([enabled[name] for name in added + changed], jitter=False, keep=keep)
         self.settings = list(enabled.values())
         self.disabled = [name for name, m in new.items() if not m.enabled]
