@@ -400,3 +400,37 @@ async def test_the_heal_comes_within_the_deadline_plus_the_short_rechecks_whatev
         f"healed {healed_at - written:.1f} s after the last write, bound {bound} s"
     )
     assert healed_at - written >= max_age, "never before the deadline"
+
+
+async def test_a_runner_dir_whose_reads_hang_delays_a_heal_only_by_its_bound(tmp_path, monkeypatch):
+    """After each look Horus reads the monitor's runner.json for news. A stat stuck on a dead network mount must
+    not hold the monitor's heal (nor its next looks), and one stuck read holds one thread, not one per look."""
+    from horus.engine import runner_watch
+
+    monkeypatch.setattr(runner_watch, "FOLLOW_TIMEOUT_SECONDS", 0.3)
+    stuck = threading.Event()
+    reads: list[float] = []
+
+    def hung_read(self, monitor: str) -> list:
+        reads.append(time.monotonic())
+        stuck.wait(30)
+        return []
+
+    monkeypatch.setattr(runner_watch.RunnerWatch, "read", hung_read)
+    monitor = {
+        "name": "bot",
+        "interval_seconds": 0.1,
+        "min_failures_to_heal": 2,
+        "startup_grace_seconds": 0,
+        "runner": str(tmp_path / "runner"),
+        "check": {"type": "file_exists", "path": str(tmp_path / "missing")},
+        "heal": counting_heal(tmp_path),
+    }
+    try:
+        async with running(tmp_path, [monitor]) as (_, events):
+            await wait_until(lambda: heal_count(tmp_path) >= 1, timeout=10)
+            assert named(events, "runner.read_stuck", "bot"), "the read was not said to be stuck"
+            assert len(reads) == 1, "a second read was started while the first one hung"
+            stuck.set()
+    finally:
+        stuck.set()

@@ -44,6 +44,9 @@ __all__ = ["RunnerNews", "RunnerWatch", "follow_from_now", "follow_runner"]
 
 log = get_logger("horus.engine")
 
+# A read of runner.json blocked longer than this (a stat on a dead network mount) is left to finish on its own
+# thread: the look's heal waits for nothing more.
+FOLLOW_TIMEOUT_SECONDS = 5.0
 MEMORY_FILE = "runner-news.json"
 MEMORY_FORMAT = "horus-runner-news/1"
 # A monitor's memory is at most the 20 reload ids its runner.json lists: 16 MiB is thousands of runners.
@@ -78,6 +81,7 @@ class RunnerWatch:
         self._recalled = False
         self._remembered: dict[str, Any] | None = None
         self._seen: dict[str, Any] = {}  # reload id -> the outcome last seen
+        self.pending: asyncio.Future[list[RunnerNews]] | None = None  # a read not yet taken up (on the loop only)
         self._restarts: int | None = None
         self._state: str | None = None
         self._error: str | None = None
@@ -251,10 +255,27 @@ def _new_watch(daemon: Daemon, state_dir: Path, *, since_wall: float) -> RunnerW
 
 
 async def follow_runner(monitor: Monitor) -> None:
-    """After a look: tell what the monitor's runner did since the last one. Never raises."""
+    """After a look: tell what the monitor's runner did since the last one. Never raises, and never waits
+    more than FOLLOW_TIMEOUT_SECONDS: the monitor's heal and its next look come after this."""
     try:
         watch = watch_of(monitor)
-        news = await asyncio.to_thread(watch.read, monitor.name)
+        if watch.pending is None:
+            watch.pending = asyncio.ensure_future(asyncio.to_thread(watch.read, monitor.name))
+        elif not watch.pending.done():
+            return  # still stuck since an earlier look: one thread is held, not one per look
+        try:
+            news = await asyncio.wait_for(asyncio.shield(watch.pending), FOLLOW_TIMEOUT_SECONDS)
+        except TimeoutError:
+            # Left to finish on its own thread; its news is told at the first look after it does.
+            monitor.log.warning(
+                "runner.read_stuck",
+                dir=str(watch.state_dir),
+                note=f"reading runner.json took more than {FOLLOW_TIMEOUT_SECONDS:g} s; healing goes on without it",
+            )
+            return
+        finally:
+            if watch.pending is not None and watch.pending.done():
+                watch.pending = None
     except Exception:
         monitor.log.exception("runner.follow_failed")
         return
