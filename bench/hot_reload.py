@@ -271,6 +271,8 @@ def judge(orders: list[dict[str, Any]], handovers: int, what: str) -> dict[str, 
         "epochs": len(times),
         "overlaps": 0,
         "spacing_ms": round(spacing * 1000, 1),
+        # The longest stall of a steady bot within one epoch, beyond the ordinary spacing: this machine's jitter.
+        "stall_max_ms": round((max(spacings) - spacing) * 1000, 1),
         "gap_p50_ms": round(statistics.median(beyond) * 1000, 1),
         "gap_max_ms": round(max(beyond) * 1000, 1),
         "idle_p50_ms": round(statistics.median(idle) * 1000, 1),
