@@ -21,6 +21,7 @@ from horus.checks.base import ProbeContext, Status
 from horus.checks.runner import RunnerCheck, RunnerOptions
 from horus.clock import SystemClock
 from horus.engine.runner_watch import RunnerWatch, follow_from_now
+from horus.notify.events import Severity
 from horus_sdk.runner_files import RunnerPaths
 from tests.checks.test_runner_check import instance, sleeper, write_runner
 from tests.support import EventLog, config_with_a_phone, notifications_sent, spawn_daemon, stop_daemon, wait_until_sync
@@ -374,3 +375,15 @@ def test_a_runner_stopped_by_a_signal_is_said_so_by_the_check_reload_and_heal_wi
         assert outcome.refused and frozen in outcome.summary, outcome
     finally:
         os.kill(runner.pid, signal.SIGCONT)
+
+
+def test_a_new_version_that_failed_probation_and_could_not_be_rolled_back_is_critical_like_a_rollback():
+    """The new version failed on probation and the old one could not be brought back: worse than a rollback
+    (where the old version trades on), so it is told at least as loudly."""
+    watch = RunnerWatch(Path("/nowhere"), since_wall=time.time() - 60)
+    assert watch.compare({"state": "running", "restarts": 0, "reloads": []}) == []
+    failed = {**reload("r1", "failed", "it crashed on probation and the rollback failed"), "stage": "probation"}
+    [news] = watch.compare({"state": "running", "restarts": 0, "reloads": [failed]})
+    assert news.kind == "reload_failed" and news.severity is Severity.CRITICAL, news
+    [ordinary] = watch.compare({"state": "running", "restarts": 0, "reloads": [failed, reload("r2", "failed")]})
+    assert ordinary.severity is Severity.WARNING, ordinary

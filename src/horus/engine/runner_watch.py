@@ -185,6 +185,10 @@ class RunnerWatch:
                 continue
             if isinstance(outcome, str) and outcome in _RELOAD_NEWS:
                 kind, severity = _RELOAD_NEWS[outcome]
+                if outcome == "failed" and entry.get("stage") == "probation":
+                    # The new version failed on probation and the old one could not be brought back: worse
+                    # than a rollback, where the old version trades on.
+                    severity = Severity.CRITICAL
                 news.append(RunnerNews(kind, severity, describe_reload(entry)))
         # Only ids runner.json still lists are remembered: it keeps the last few, so this stays small.
         self._seen = seen
