@@ -158,3 +158,18 @@ def test_an_instance_not_trading_yet_is_unknown_until_its_limit_then_unhealthy(t
     result = probe(tmp_path / "run", trading_within_seconds=10)
     assert result.status is Status.UNHEALTHY
     assert "has not traded yet" in result.reason
+
+
+def test_a_runner_json_that_is_a_symbolic_link_is_refused_as_a_link(tmp_path, procs):
+    """Whoever can write the runner dir can point runner.json anywhere: a link is not believed, and the reason
+    says it is a link (a link's own mode, 777, read as 'others may write it' sent the operator to chmod)."""
+    active = sleeper()
+    procs.append(active)
+    elsewhere = tmp_path / "elsewhere"
+    write_runner(elsewhere, runner_pid=os.getpid(), active=instance(active))
+    runner_dir = tmp_path / "run"
+    runner_dir.mkdir(mode=0o700)
+    RunnerPaths.of(runner_dir).state.symlink_to(RunnerPaths.of(elsewhere).state)
+    result = probe(runner_dir)
+    assert result.status is Status.UNHEALTHY, result
+    assert "a symbolic link, not the runner's own file" in result.reason, result.reason

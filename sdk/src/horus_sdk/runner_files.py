@@ -194,6 +194,9 @@ def read_result(state_dir: str | os.PathLike[str], request_id: str) -> dict[str,
 def refuse_unless_private(path: str | os.PathLike[str]) -> None:
     """Raise RefusedFileError unless ``path`` is owned by this user or root and no one else may write it."""
     st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        # Whoever can write the directory can point a link anywhere: only the file itself is believed.
+        raise RefusedFileError(f"{os.fspath(path)}: a symbolic link, not the runner's own file (not believed)")
     if st.st_uid not in (os.getuid(), 0):
         raise RefusedFileError(f"{os.fspath(path)}: owned by uid {st.st_uid}, not by this user (not believed)")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
