@@ -825,7 +825,7 @@ class Control:
             if not self._ready_told:
                 self._ready_told = link.send("ready")
             if not await link.wait_for_promotion():
-                raise HandedOver("the runner went away before promoting this standby")
+                raise HandedOver("the runner stopped or went away before promoting this standby")
         epoch = await self._take_lease(lease)
         self._start_holding()
         if self._ticker is not None:
