@@ -3,7 +3,7 @@ service's source, wait for its answer and say how the reload went; and the runne
 
 It needs only the runner (the monitor's ``runner:`` state dir), not a running Horus daemon. Exit 0 when the new
 version trades (or there was nothing to reload); 1 when the reload failed or was rolled back, the runner is not
-running, or it did not answer in time (the request stays queued: the runner still acts on it); 2 for a usage
+running, or it did not answer in time (said: still queued, or taken and not answered yet); 2 for a usage
 error (no such monitor, or it has no runner).
 """
 
