@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from horus_sdk import Control, Order, OrderJournal
-from horus_sdk.control import HandedOver
+from horus_sdk.control import HandedOver, LeaseLost
 from horus_sdk.control_files import read_status, status_path
 from horus_sdk.lease import Lease, LeaseError
 
@@ -256,3 +256,34 @@ async def test_a_standby_told_to_stop_ends_at_once_without_waiting_to_be_promote
         assert time.monotonic() - started < 3.0, "the standby waited for a promotion after it was told to stop"
         stopping.join(5)
     assert not status_path(tmp_path / "control").exists()
+
+
+def test_a_lease_whose_file_was_deleted_or_replaced_is_lost_and_says_so(tmp_path: Path) -> None:
+    """The flock is on the file the holder opened. Deleted (an operator's rm -rf of the state dir) or replaced,
+    a new holder locks a new file at the same path while the first still holds the old one: two traders."""
+    path = tmp_path / "lease"
+    first = Lease(path)
+    assert first.try_acquire() == 1
+    assert first.lost() is None
+    path.unlink()
+    second = Lease(path)
+    assert second.try_acquire() is not None  # the hole: the kernel sees two different files
+    assert first.lost() == f"the lease file {path} was deleted or replaced while this instance held it"
+    assert second.lost() is None
+    first.release()
+    assert first.lost() is None  # not held: nothing to lose
+
+
+async def test_an_instance_whose_lease_file_is_deleted_stops_trading_at_its_next_boundary(
+    runner: PlayedRunner, tmp_path: Path
+) -> None:
+    async with Control(tmp_path / "control") as control:
+        await trading(control, runner)
+        assert control.permit(BUY).allowed
+        (tmp_path / "lease").unlink()
+        with pytest.raises(LeaseLost) as lost:
+            await control.cycle()
+        assert lost.value.code != 0, "a lost lease is no clean handover: whatever supervises the bot restarts it"
+        assert "was deleted or replaced while this instance held it" in str(lost.value)
+        assert not control.permit(BUY).allowed
+        assert "another instance may be trading" in control.permit(BUY).reason

@@ -4,7 +4,7 @@ Standard library only. Nothing starts until you ask: no thread, no signal handle
 """
 
 from horus_sdk.blocking import BlockingDetector, BlockingReport
-from horus_sdk.control import Control, HandedOver, Order, Permit, Trips
+from horus_sdk.control import Control, HandedOver, LeaseLost, Order, Permit, Trips
 from horus_sdk.control_files import Mode
 from horus_sdk.deadline import DeadlineExceeded, StreamStalled, deadline, guard_stream
 from horus_sdk.formats import crash_summary
@@ -29,6 +29,7 @@ __all__ = [
     "JournalError",
     "Lease",
     "LeaseError",
+    "LeaseLost",
     "LoopWatchdog",
     "Mode",
     "Order",

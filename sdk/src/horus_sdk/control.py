@@ -131,6 +131,7 @@ _STOP_JOIN_SECONDS = 5.0
 _RESUME_HOLD = "resumed; the daily loss limit holds until {until}"
 _RECONCILING_REASON = "reconciling: positions not confirmed yet"
 _NO_LEASE_REASON = "standby: this instance does not hold the trading lease (another one may be trading)"
+_LOST_LEASE_REASON = "this instance lost its trading lease ({why}): another instance may be trading"
 _LEASE_BUSY_LOG_SECONDS = 10.0
 _RELATIVE_TOLERANCE = 1e-9  # float noise between a position and the order that closes it
 
@@ -167,6 +168,22 @@ class HandedOver(SystemExit):
 
     def __init__(self, why: str) -> None:
         super().__init__(0)
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+
+class LeaseLost(SystemExit):
+    """Raised from ``cycle()`` when this instance's lease no longer fences anyone out (its file was deleted or
+    replaced, so another instance may hold a lease on the new one). The instance has stopped trading. It is a
+    SystemExit with status 3, not a clean stop: whatever supervises the bot (its runner, a shell loop,
+    systemd) starts it again, and the new process takes the lease only when no one else holds it."""
+
+    EXIT_STATUS = 3
+
+    def __init__(self, why: str) -> None:
+        super().__init__(self.EXIT_STATUS)
         self.why = why
 
     def __str__(self) -> str:
@@ -479,6 +496,7 @@ class Control:
         self._link = RunnerLink.from_environment()
         lease_path = lease if lease is not None else (self._link.lease_path if self._link is not None else None)
         self._lease = Lease(lease_path) if lease_path is not None else None
+        self._lease_lost: str | None = None  # why every order is refused once the lease stopped fencing
         self._journal = journal
         self._writes_status = self._lease is None
         self._ready_told = False
@@ -877,12 +895,28 @@ class Control:
             if not self._lease.held:
                 await self.ready()  # a standby's first cycle: it waits here to be promoted
             else:
+                self._stop_unless_still_fenced(self._lease)
                 await self._end_cycle()
         await self._mark_cycle()
         link = self._link
         if link is not None and not self._trading_told and self._mode is not Mode.RECONCILING:
             # The first cycle with its reconcile done, under the lease: the runner's handover is complete.
             self._trading_told = link.send("trading", epoch=self.epoch)
+
+    def _stop_unless_still_fenced(self, lease: Lease) -> None:
+        """At every boundary: a lease whose file is gone fences no one out, so this instance stops trading
+        (every order refused from here) and ends, for its supervisor to start it again."""
+        why = lease.lost()
+        if why is None:
+            return
+        self._stop_watcher()
+        lease.release()
+        with self._lock:
+            self._writes_status = False
+            self._lease_lost = _LOST_LEASE_REASON.format(why=why)
+            self._publish()
+        logger.error("control.lease_lost %s; this instance stopped trading and exits", why)
+        raise LeaseLost(f"this instance stopped trading: {why}, so another instance may hold the lease")
 
     async def _end_cycle(self) -> None:
         """A cycle boundary: where a handover the runner asked for happens."""
@@ -954,7 +988,7 @@ class Control:
         winner = self._winner()
         mode = winner.mode if winner is not None else Mode.ACTIVE
         if self._lease is not None and not self._lease.held:
-            refusal = Permit(False, _NO_LEASE_REASON, Mode.RECONCILING)
+            refusal = Permit(False, self._lease_lost or _NO_LEASE_REASON, Mode.RECONCILING)
             self._gate = _Gate(Mode.RECONCILING, refusal, self._positions, {}, False)
             return
         denial: Permit | None = None

@@ -92,6 +92,25 @@ class Lease:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def lost(self) -> str | None:
+        """Why this holding no longer fences anyone out, or None while it does (and while not held).
+
+        The flock is on the file this holder opened. Once the path no longer names that file (deleted, say by
+        an ``rm -rf`` of the state dir, or replaced), the next holder opens and locks a new file there while
+        this one still holds the old: two holders at once."""
+        if self._fd is None:
+            return None
+        try:
+            mine = os.fstat(self._fd)
+            there = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            there = None
+        except OSError:
+            return None  # cannot look now: the next boundary looks again
+        if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"the lease file {self.path} was deleted or replaced while this instance held it"
+        return None
+
     def holder(self) -> dict[str, Any] | None:
         """The record of the last holding (epoch, pid, since), or None when there is none readable."""
         try:
