@@ -171,6 +171,10 @@ def decode_sntp_reply(data: bytes, nonce: int) -> _Reply | str:
     receive, transmit = struct.unpack_from("!QQ", data, 32)
     if transmit == 0:
         return "a reply without a transmit timestamp"
+    if receive == 0:
+        return "a reply without a receive timestamp"
+    if transmit < receive:
+        return "a reply sent before it was received (its timestamps contradict each other)"
     return _Reply(stratum, from_ntp_timestamp(receive), from_ntp_timestamp(transmit))
 
 

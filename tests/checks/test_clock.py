@@ -199,13 +199,15 @@ def test_ntp_timestamps_count_from_1900_with_a_32_bit_fraction():
 def test_a_reply_is_refused_for_each_way_it_can_be_wrong():
     nonce = 0x1234_5678_9ABC_DEF0
 
-    def reply(first: int = 0x24, stratum: int = 2, origin: int = nonce, transmit: int = 1 << 40) -> bytes:
+    def reply(
+        first: int = 0x24, stratum: int = 2, origin: int = nonce, transmit: int = 1 << 40, receive: int | None = None
+    ) -> bytes:
         return (
             struct.pack("!BBbb", first, stratum, 6, -20)
             + b"\0" * 8
             + b"RATE"
             + b"\0" * 8
-            + struct.pack("!QQQ", origin, transmit, transmit)
+            + struct.pack("!QQQ", origin, transmit if receive is None else receive, transmit)
         )
 
     assert not isinstance(decode_sntp_reply(reply(), nonce), str)
@@ -217,6 +219,9 @@ def test_a_reply_is_refused_for_each_way_it_can_be_wrong():
     assert "not synchronized" in str(decode_sntp_reply(reply(first=0xE4), nonce))
     assert "stale or spoofed" in str(decode_sntp_reply(reply(origin=nonce ^ 1), nonce))
     assert "without a transmit timestamp" in str(decode_sntp_reply(reply(transmit=0), nonce))
+    # A zero receive timestamp (1900) would read as a clock decades ahead of the server, and a heal on it.
+    assert "without a receive timestamp" in str(decode_sntp_reply(reply(receive=0), nonce))
+    assert "sent before it was received" in str(decode_sntp_reply(reply(receive=(1 << 40) + (1 << 33)), nonce))
     # A kiss-of-death that does not answer our question is nobody's to give.
     assert "stale or spoofed" in str(decode_sntp_reply(reply(stratum=0, origin=nonce ^ 1), nonce))
 
