@@ -24,6 +24,16 @@ class SourceError(Exception):
     """The source tree cannot be made a version (too large, unreadable); the message says why."""
 
 
+def _skipped_dir(name: str) -> bool:
+    return name in _SKIPPED_DIRS or name.startswith(".")
+
+
+def left_out_of_versions(relative: Path) -> bool:
+    """Whether a directory at ``relative`` under the source is left out of every version (a dot-directory such
+    as ``.horus/``, a cache, or anything under one)."""
+    return any(_skipped_dir(part) for part in relative.parts)
+
+
 def source_files(source: Path) -> list[str]:
     """The relative paths of the files a version holds, sorted; skips caches, VCS and dot-entries."""
     if not source.is_dir():
@@ -36,7 +46,7 @@ def source_files(source: Path) -> list[str]:
         walked += 1
         if walked > MAX_DIRS:
             raise SourceError(f"{source} holds more than {MAX_DIRS} directories; a version is at most that many")
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not _skipped_dir(d))
         for name in files:
             if name.startswith(".") or name.endswith(".pyc"):
                 continue

@@ -37,6 +37,7 @@ from typing import Any
 from horus_sdk._runner_instance import EOF_EVENT, Instance, ServiceLog, start_instance
 from horus_sdk._runner_versions import (
     SourceError,
+    left_out_of_versions,
     preflight,
     prune_versions,
     python_env,
@@ -864,11 +865,6 @@ def _command_line(text: str) -> str:
     return text
 
 
-def _skipped_by_versions(relative: Path) -> bool:
-    """Whether a path under the source is left out of every version (under a dot-directory, like .horus/)."""
-    return bool(relative.parts) and relative.parts[0].startswith(".")
-
-
 def parse_args(argv: list[str]) -> Options:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
         sys.stderr.write("horus-runner: give the service's command after --, for example: -- python bot.py\n")
@@ -896,7 +892,7 @@ def parse_args(argv: list[str]) -> Options:
     if not a.source.is_dir():
         p.error(f"the source {a.source} is not a directory")
     source, state_dir = a.source.expanduser().resolve(), a.state_dir.expanduser().resolve()
-    inside = state_dir.is_relative_to(source) and not _skipped_by_versions(state_dir.relative_to(source))
+    inside = state_dir.is_relative_to(source) and not left_out_of_versions(state_dir.relative_to(source))
     if inside or source.is_relative_to(state_dir):
         # The runner's own writes (runner.json, logs, versions/) would be changes to the source: a reload every
         # --debounce seconds, each version holding copies of the ones before.
