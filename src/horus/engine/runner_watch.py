@@ -236,12 +236,7 @@ def _read_memory(path: Path) -> dict[str, Any]:
 def watch_of(monitor: Monitor) -> RunnerWatch:
     """The monitor's watch, kept by the daemon so that a config reload keeps what was seen."""
     assert monitor.settings.runner is not None
-    watches: dict[str, RunnerWatch] = monitor.daemon.runner_watches
-    watch = watches.get(monitor.name)
-    if watch is None or watch.state_dir != monitor.settings.runner:
-        watch = _new_watch(monitor.daemon, monitor.settings.runner, since_wall=monitor.daemon.started_at)
-        watches[monitor.name] = watch
-    return watch
+    return _watch(monitor.daemon, monitor.name, monitor.settings.runner, since_wall=monitor.daemon.started_at)
 
 
 def follow_from_now(daemon: Daemon, settings: Iterable[MonitorSettings]) -> None:
@@ -249,13 +244,17 @@ def follow_from_now(daemon: Daemon, settings: Iterable[MonitorSettings]) -> None
     for the first time (or instead of another) is followed from now, since what it did before was nobody's news
     yet; a runner the monitor already named keeps what was seen of it."""
     for monitor in settings:
-        watch = daemon.runner_watches.get(monitor.name)
-        if monitor.runner is not None and (watch is None or watch.state_dir != monitor.runner):
-            daemon.runner_watches[monitor.name] = _new_watch(daemon, monitor.runner, since_wall=daemon.clock.wall())
+        if monitor.runner is not None:
+            _watch(daemon, monitor.name, monitor.runner, since_wall=daemon.clock.wall())
 
 
-def _new_watch(daemon: Daemon, state_dir: Path, *, since_wall: float) -> RunnerWatch:
-    return RunnerWatch(state_dir, since_wall=since_wall, memory=daemon.store.path.parent / MEMORY_FILE)
+def _watch(daemon: Daemon, name: str, state_dir: Path, *, since_wall: float) -> RunnerWatch:
+    """The watch of monitor ``name`` on ``state_dir``: the one kept, or a new one when it watched another dir."""
+    watch = daemon.runner_watches.get(name)
+    if watch is None or watch.state_dir != state_dir:
+        watch = RunnerWatch(state_dir, since_wall=since_wall, memory=daemon.store.path.parent / MEMORY_FILE)
+        daemon.runner_watches[name] = watch
+    return watch
 
 
 async def follow_runner(monitor: Monitor) -> None:
