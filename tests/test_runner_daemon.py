@@ -57,15 +57,6 @@ def write_config(tmp_path: Path, runner_dir: Path, **monitor: Any) -> Path:
     return config_with_a_phone(tmp_path, [{**bot, **monitor}], group_seconds=0.2)
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def test_a_failed_reload_is_notified_once_across_a_horus_restart_and_a_dead_active_instance_fails_the_check(
     tmp_path, procs
 ):

@@ -29,15 +29,6 @@ from tests.support import EventLog, config_with_a_phone, notifications_sent, spa
 HORUS = Path(sys.executable).with_name("horus")
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def probe(state_dir: Path) -> Any:
     check = RunnerCheck(RunnerOptions(type="runner", dir=state_dir))
     return check.probe_inline(ProbeContext(clock=SystemClock(), http=None))  # type: ignore[arg-type]

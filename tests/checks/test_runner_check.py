@@ -6,11 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from horus.checks.base import ProbeContext, Status
 from horus.checks.runner import RunnerCheck, RunnerOptions
@@ -60,15 +57,6 @@ def write_runner(state_dir: Path, *, runner_pid: int, **fields: Any) -> dict[str
     }
     write_json_atomic(RunnerPaths.of(state_dir).state, data)
     return data
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def probe(state_dir: Path, **options: Any):

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from horus_sdk.runner_files import new_request, process_start_token, read_result, read_runner_state
+from horus_sdk.runner_files import new_request, read_result, read_runner_state
 
 SDK_SRC = Path(__file__).resolve().parents[2] / "sdk" / "src"
 FAKE = Path(__file__).with_name("runner_fake_instance.py")
@@ -108,18 +108,6 @@ def epochs_never_overlap(lines: Path) -> dict[int, tuple[float, float]]:
     for (e1, (_, end1)), (e2, (start2, _)) in itertools.pairwise(ordered):
         assert start2 > end1, f"epoch {e2} traded at {start2} before epoch {e1} stopped at {end1}"
     return spans
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    svc = Service(tmp_path)
-    yield svc
-    if svc.proc is not None and svc.proc.poll() is None:
-        svc.stop()
-    for role in ("active", "standby"):
-        record = svc.state().get(role) or {}
-        if record.get("pid") and process_start_token(record["pid"]) == record.get("process_start"):
-            os.kill(record["pid"], signal.SIGKILL)
 
 
 def test_first_start_then_a_debounced_source_change_reloads_with_a_small_gap_and_no_overlap(service: Service) -> None:

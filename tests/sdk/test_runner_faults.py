@@ -8,27 +8,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from horus_sdk._runner_instance import Instance
 from horus_sdk._runner_versions import source_signature
-from horus_sdk.runner_files import new_request, process_start_token, read_result
+from horus_sdk.runner_files import new_request, read_result
 from tests.sdk.test_runner import Service, alive, wait_until
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    svc = Service(tmp_path)
-    yield svc
-    if svc.proc is not None and svc.proc.poll() is None:
-        svc.stop()
-    for role in ("active", "standby"):
-        record = svc.state().get(role) or {}
-        if record.get("pid") and process_start_token(record["pid"]) == record.get("process_start"):
-            os.kill(record["pid"], 9)
 
 
 def test_a_file_name_that_is_not_utf8_is_copied_into_the_version_like_any_other(service: Service) -> None:
