@@ -13,9 +13,7 @@ what a real install would write and run, and a real install cannot do something 
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,7 +23,7 @@ from typing import Literal, Protocol
 
 from horus.config.loader import referenced_variables
 from horus.errors import ServiceToolError
-from horus.files import fsync_directory, write_file_atomically
+from horus.files import FileTooLarge, NotARegularFile, fsync_directory, read_regular_file, write_file_atomically
 
 __all__ = [
     "DEFAULT_PATH",
@@ -389,30 +387,17 @@ def read_service_file(path: Path) -> bytes | None:
     """The service file at ``path`` (None: there is none), read without following a link or blocking on a
     FIFO; one that is not a regular file, or too big to be one, is a ServiceToolError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        return read_regular_file(path, max_bytes=SERVICE_FILE_MAX_BYTES, follow_links=False)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise ServiceToolError(_not_a_service_file(path)) from None
-        raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            # A FIFO or a directory where the service file belongs is not ours to replace without a word.
-            raise ServiceToolError(_not_a_service_file(path))
-        if info.st_size > SERVICE_FILE_MAX_BYTES:
-            raise ServiceToolError(
-                f"{path} exists and is {info.st_size} bytes, too big to be a service file Horus wrote; move it away"
-            )
-        data = b""
-        while len(data) <= SERVICE_FILE_MAX_BYTES and (chunk := os.read(fd, 64 * 1024)):
-            data += chunk
-        return data
+    except NotARegularFile:
+        raise ServiceToolError(_not_a_service_file(path)) from None
+    except FileTooLarge as exc:
+        raise ServiceToolError(
+            f"{path} exists and is {exc.size} bytes, too big to be a service file Horus wrote; move it away"
+        ) from None
     except OSError as exc:
         raise ServiceToolError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
 
 
 def _not_a_service_file(path: Path) -> str:

@@ -7,9 +7,10 @@ is walked without following links out of it.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from horus.files import FileTooLarge, NotARegularFile, read_regular_file
 
 __all__ = ["SourceWalk", "Unreadable", "read_bounded", "read_bounded_bytes"]
 
@@ -43,24 +44,17 @@ def read_bounded_bytes(path: Path, limit: int = SETUP_FILE_MAX_BYTES) -> bytes:
     """The bytes of the regular file ``path`` (links followed), at most ``limit``; raises Unreadable. For a
     file that need not be text (a binary plist)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        return read_regular_file(path, max_bytes=limit)
     except FileNotFoundError:
         raise Unreadable("it does not exist") from None
     except PermissionError:
         raise Unreadable("permission denied") from None
+    except NotARegularFile:
+        raise Unreadable("it is not a regular file") from None
+    except FileTooLarge as exc:
+        raise Unreadable(f"it is {exc.size} bytes, more than the {limit} a file of this kind can be") from None
     except OSError as exc:
         raise Unreadable(exc.strerror or str(exc)) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Unreadable("it is not a regular file")
-        if info.st_size > limit:
-            raise Unreadable(f"it is {info.st_size} bytes, more than the {limit} a file of this kind can be")
-        return os.read(fd, limit + 1)
-    except OSError as exc:
-        raise Unreadable(exc.strerror or str(exc)) from None
-    finally:
-        os.close(fd)
 
 
 class SourceWalk:
