@@ -9,10 +9,18 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["FileTooLarge", "NotARegularFile", "fsync_directory", "read_regular_file", "write_file_atomically"]
+__all__ = [
+    "FILE_KINDS",
+    "FileTooLarge",
+    "NotARegularFile",
+    "fsync_directory",
+    "read_regular_file",
+    "write_file_atomically",
+]
 
 
-_FILE_KINDS = {
+# What is at a path instead of a regular file, in words.
+FILE_KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO",
     stat.S_IFSOCK: "a socket",
@@ -54,7 +62,7 @@ def read_regular_file(path: Path, *, max_bytes: int, follow_links: bool = True) 
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(path, _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+            raise NotARegularFile(path, FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
         if info.st_size > max_bytes:
             raise FileTooLarge(path, info.st_size, max_bytes)
         data = bytearray()

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from horus.config.models import HorusConfig
 from horus.errors import ConfigError, ConfigIssue
+from horus.files import FILE_KINDS
 from horus.log import redact_url
 
 __all__ = [
@@ -77,14 +78,6 @@ ALIAS_RATIO = 10
 MAX_ENV_EXPANSION = MAX_FILE_BYTES
 MAX_MONITORS = 100_000
 
-_FILE_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-}
-
 
 class _Refused(Exception):
     """One problem that stops the loading at once: reading on would cost what the bound is there to save."""
@@ -110,7 +103,7 @@ def _read(path: Path) -> str:
     """The file's text, read only if it is a regular file of at most MAX_FILE_BYTES, without ever blocking."""
     try:
         # stat first, so that a device or a FIFO is not even opened (opening a FIFO releases its writer).
-        kind = _FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
+        kind = FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
         if kind is not None:
             raise _Refused("", f"{kind}, not a regular file: Horus reads its config only from a regular file")
         # O_NONBLOCK: if it was swapped for a FIFO since the stat, the open still returns at once.
@@ -122,7 +115,7 @@ def _read(path: Path) -> str:
     try:
         info = os.fstat(fd)
         kind = "a file that is not regular" if not stat.S_ISREG(info.st_mode) else None
-        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), kind)
+        kind = FILE_KINDS.get(stat.S_IFMT(info.st_mode), kind)
         if kind is not None:
             raise _Refused("", f"{kind}, not a regular file: Horus reads its config only from a regular file")
         if info.st_size > MAX_FILE_BYTES:
