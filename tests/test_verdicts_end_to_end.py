@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support import EventLog, free_port, spawn_daemon, stop_daemon, wait_until_sync
@@ -278,3 +279,52 @@ def test_a_crash_loop_writing_its_traceback_to_the_watched_log_is_never_recovere
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
         assert stop_daemon(daemon) == 0
+
+
+@pytest.mark.slow
+def test_a_recovery_confirmed_before_a_horus_restart_is_not_announced_again_after_it(tmp_path):
+    """Seen in a run by hand: a heal, its recovery confirmed, then Horus restarted while the incident waited out
+    its reopen window. The new daemon took the open incident for a failure, "confirmed" the healthy service's
+    recovery again and announced "recovered without a heal", unhealthy for the 3 s it had looked at it."""
+    log_file = tmp_path / "bot.log"
+    writer = f"import time\nwhile True:\n    open({str(log_file)!r}, 'a').write('beat\\n')\n    time.sleep(0.1)\n"
+    loop = f'while true; do {sys.executable} -c "$BOT" verdict-restart-bot; sleep 0.2; done'
+    service = subprocess.Popen(["/bin/sh", "-c", loop], env={**os.environ, "BOT": writer}, start_new_session=True)
+    monitor = {
+        "name": "bot",
+        "interval_seconds": 0.2,
+        "min_failures_to_heal": 1,
+        "startup_grace_seconds": 0,
+        "confirm_recovery_seconds": 1,
+        "check": {"type": "log_staleness", "log_file": str(log_file), "max_age_seconds": 1},
+        "heal": {"action": "kill_process", "process_pattern": "verdict-restart-bot", "ignore_wrappers": True},
+    }
+    config = tmp_path / "horus.json"
+    events = tmp_path / "sent.jsonl"
+    write(config, [monitor], notify=notify_to(events), sentinel={"reopen_within_seconds": 3600})
+    log = EventLog(tmp_path / "events.jsonl")
+    state = tmp_path / "state"
+    try:
+        daemon = spawn_daemon(config, state, log.path)
+        try:
+            wait_until_sync(lambda: log.named("horus.started"), timeout=30)
+            wait_until_sync(lambda: _row(config, state, "bot").get("status") == "healthy", timeout=30, interval=0.3)
+            [bot] = [p for p in psutil.process_iter(["cmdline"]) if "verdict-restart-bot" in (p.info["cmdline"] or [])]
+            bot.suspend()  # hung: its log goes stale, and the heal kills it for the loop to start again
+            wait_until_sync(lambda: log.named("monitor.recovered"), timeout=30)
+        finally:
+            assert stop_daemon(daemon) == 0
+        recovered = [e for e in sent(events) if e.get("kind") == "recovered"]
+        daemon = spawn_daemon(config, state, log.path)
+        try:
+            wait_until_sync(lambda: len(log.named("horus.started")) == 2, timeout=30)
+            # Healthy in `horus status` (written every few seconds): many confirmation periods of looks.
+            wait_until_sync(lambda: _row(config, state, "bot").get("status") == "healthy", timeout=30, interval=0.3)
+            assert len(log.named("monitor.recovered")) == 1, log.named("monitor.recovered")
+            assert len(log.named("monitor.confirming")) == 1, log.named("monitor.confirming")
+            assert [e for e in sent(events) if e.get("kind") == "recovered"] == recovered
+        finally:
+            assert stop_daemon(daemon) == 0
+    finally:
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait()

@@ -278,10 +278,15 @@ class Daemon:
         self.lives[name] = LifeState.restored(state, heals)
 
     def _carry_on_incidents(self, now: Instant) -> None:
-        """A monitor whose incident an earlier Horus left open was failing then: it must prove its recovery
-        again, never be taken as healthy on a first look."""
+        """A monitor whose incident an earlier Horus left open, its recovery not confirmed, was failing then: it
+        must prove its recovery again, never be taken as healthy on a first look. One whose recovery was
+        confirmed (the incident only waits out its reopen window) proved it already: a failure reopens the
+        incident, and its first healthy look lets it close; confirming it again would announce a second
+        recovery of a service that never failed in this Horus's sight."""
         assert self.incidents is not None
         for name, life in self.lives.items():
+            if self.incidents.recovering(name):
+                continue
             if self.incidents.incident_of(name) is not None and life.phase is Phase.UNKNOWN:
                 life.phase = Phase.FAILING
                 state = self.states[name]
